@@ -1,0 +1,244 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/walletless/walletless/api"
+	"github.com/walletless/walletless/broker"
+	"github.com/walletless/walletless/config"
+	"github.com/walletless/walletless/gateway"
+	"github.com/walletless/walletless/payment"
+	"github.com/walletless/walletless/printer"
+	"github.com/walletless/walletless/scanner"
+	"github.com/walletless/walletless/store"
+	wsync "github.com/walletless/walletless/sync"
+)
+
+// Options are what Run needs besides the configuration.
+type Options struct {
+	Config  config.Config
+	Demo    bool      // embedded broker and in-process posgw
+	Stdin   io.Reader // scanner source "stdin" reads this
+	Log     *slog.Logger
+	Version string
+	// Ready, if set, is called once everything listens.
+	Ready func(Info)
+}
+
+// Info describes a running posd.
+type Info struct {
+	APIURL    string // http://host:port
+	BrokerURL string
+	DataDir   string
+	Printer   string
+	Scanner   string
+	DeviceID  string
+}
+
+// DBFile and LedgerFile are the bbolt files under the data directory.
+const (
+	DBFile     = "posd.db"
+	LedgerFile = "posgw.db"
+)
+
+// Run runs posd until ctx is done.
+func Run(ctx context.Context, opts Options) (err error) {
+	cfg := opts.Config
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("daemon: data dir: %w", err)
+	}
+	st, err := store.Open(filepath.Join(cfg.DataDir, DBFile), store.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); err == nil {
+			err = cerr
+		}
+	}()
+
+	// The API port is taken first so a second posd fails fast and clearly.
+	ln, err := net.Listen("tcp", cfg.API.Addr)
+	if err != nil {
+		return fmt.Errorf("daemon: local API: %w", err)
+	}
+	defer ln.Close()
+
+	g, ctx := errgroup.WithContext(ctx)
+
+	if opts.Demo {
+		b, err := broker.Start("127.0.0.1:0", log.With("component", "broker"))
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		cfg.MQTT.Broker = b.URL()
+		ledger, err := gateway.OpenLedger(filepath.Join(cfg.DataDir, LedgerFile), false)
+		if err != nil {
+			return err
+		}
+		defer ledger.Close()
+		gw, err := gateway.New(gateway.Config{BrokerURL: b.URL(), Ledger: ledger, ClientID: "posgw-demo", Log: log.With("component", "posgw")})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return gw.Run(ctx) })
+	}
+
+	session, err := st.NextSession()
+	if err != nil {
+		return err
+	}
+
+	prn, err := printer.Open(cfg.Printer.Target, log.With("component", "printer"))
+	if err != nil {
+		return err
+	}
+	defer prn.Close()
+	receipts := newReceiptQueue(prn, cfg, log.With("component", "receipts"))
+
+	var engine *payment.Engine
+	link, err := wsync.NewLink(wsync.Config{
+		BrokerURL:   cfg.MQTT.Broker,
+		DeviceID:    cfg.DeviceID,
+		Username:    cfg.MQTT.Username,
+		Password:    cfg.MQTT.Password,
+		Window:      cfg.MQTT.Window,
+		ResendAfter: time.Duration(cfg.MQTT.ResendAfter),
+		Session:     session,
+		Version:     opts.Version,
+		Outbox:      outbox{st},
+		OnResult: func(ctx context.Context, r wsync.PaymentResult) {
+			if err := engine.HandleResult(ctx, payment.Result{Key: r.Key, Approved: r.Status == wsync.ResultApproved, Reason: r.Reason}); err != nil && ctx.Err() == nil {
+				log.Error("apply result", "key", r.Key, "err", err)
+			}
+		},
+		Log: log.With("component", "sync"),
+	})
+	if err != nil {
+		return err
+	}
+	engine, err = payment.New(payment.Config{
+		Store:        st,
+		EncodeOutbox: encodeOutbox(cfg.DeviceID),
+		Kick:         link.Kick,
+		Finished:     receipts.enqueue,
+		AuthTimeout:  time.Duration(cfg.Payment.AuthTimeout),
+		Log:          log.With("component", "payment"),
+	})
+	if err != nil {
+		return err
+	}
+
+	scanStatus := new(scanner.Status)
+	scans := make(chan scanner.Scan, 16)
+	stdin := opts.Stdin
+	if stdin == nil {
+		stdin = os.Stdin
+	}
+	g.Go(func() error { return engine.Run(ctx) })
+	g.Go(func() error { return link.Run(ctx) })
+	g.Go(func() error { return receipts.run(ctx) })
+	g.Go(func() error {
+		return scanner.Run(ctx, scanner.Config{
+			Source:  cfg.Scanner.Source,
+			Baud:    cfg.Scanner.Baud,
+			MaxLine: cfg.Scanner.MaxLine,
+			Dedup:   time.Duration(cfg.Scanner.Dedup),
+			Status:  scanStatus,
+		}, stdin, log.With("component", "scanner"), scans)
+	})
+	g.Go(func() error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case s := <-scans:
+				if _, _, err := engine.Scan(ctx, s.Text); err != nil && ctx.Err() == nil {
+					log.Error("scan could not be applied", "err", err)
+				}
+			}
+		}
+	})
+	status := func() any {
+		depth, _, _ := st.OutboxStats()
+		waiting, ok := engine.Waiting(ctx)
+		s := map[string]any{
+			"device_id":    cfg.DeviceID,
+			"version":      opts.Version,
+			"online":       link.Online(),
+			"outbox_depth": depth,
+			"in_flight":    link.InFlight(),
+			"scanner":      scanStatus.State(),
+			"printer":      cfg.Printer.Target,
+			"time":         time.Now().UTC(),
+		}
+		if ok {
+			s["waiting_sale"] = waiting.ID
+		}
+		return s
+	}
+	srv := api.New(engine, status, log.With("component", "api"))
+	g.Go(func() error { return srv.Serve(ctx, ln) })
+
+	if opts.Ready != nil {
+		opts.Ready(Info{
+			APIURL: "http://" + ln.Addr().String(), BrokerURL: cfg.MQTT.Broker, DataDir: cfg.DataDir,
+			Printer: cfg.Printer.Target, Scanner: cfg.Scanner.Source, DeviceID: cfg.DeviceID,
+		})
+	}
+	log.Info("posd running", "api", ln.Addr().String(), "device", cfg.DeviceID, "broker", cfg.MQTT.Broker, "session", session)
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("posd stopped")
+	return nil
+}
+
+// outbox adapts the store to the link's Outbox.
+type outbox struct{ st *store.Store }
+
+func (o outbox) Pending(max int, skip func(uint64) bool) ([]wsync.Pending, error) {
+	es, err := o.st.Peek(max, skip)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]wsync.Pending, len(es))
+	for i, e := range es {
+		out[i] = wsync.Pending{Seq: e.Seq, Data: e.Data}
+	}
+	return out, nil
+}
+
+// encodeOutbox writes an authorization request in the wire format of package sync.
+func encodeOutbox(device string) func(payment.AuthRequest) ([]byte, error) {
+	return func(a payment.AuthRequest) ([]byte, error) {
+		payload, err := json.Marshal(wsync.PaymentRequest{
+			V: wsync.Version, Key: a.Key, Device: device, AmountMinor: a.AmountMinor, Currency: a.Currency,
+			Kind: a.Kind, Scheme: a.Scheme, Operator: a.Operator, Code: a.Code, MaskedCode: a.MaskedCode,
+			CreatedAt: a.CreatedAt,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(wsync.OutboxMessage{Kind: wsync.KindPayment, Key: a.Key, Payload: payload})
+	}
+}
