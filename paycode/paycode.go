@@ -3,8 +3,9 @@ package paycode
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 )
 
 // Kind is the family a scanned code belongs to.
@@ -17,124 +18,121 @@ const (
 	KindEMVMPM Kind = "emv_mpm" // EMVCo merchant-presented QR (the merchant's code)
 )
 
-// Errors returned by Identify. They never contain the code itself.
-var (
-	// ErrUnknown means no rule matched the code.
-	ErrUnknown = errors.New("paycode: code not recognised")
-	// ErrAmbiguous means several rules matched; Result.Candidates lists them.
-	ErrAmbiguous = errors.New("paycode: code matches several schemes")
-	// ErrEmpty means the code was empty.
-	ErrEmpty = errors.New("paycode: empty code")
-)
-
-// Result is what Identify learned about a code.
+// Result is what Identify learned about a code. Kind, Scheme and Operator are set only
+// when the error is nil; Detected, Masked, Warnings and Candidates are set on error too,
+// so that a log line or a technician's tool can say what the code looked like. A Result
+// with a non-nil error must never be used for a payment.
 type Result struct {
 	Kind       Kind     `json:"kind"`
-	Scheme     string   `json:"scheme"`   // e.g. "alipay", "wechatpay"
+	Scheme     string   `json:"scheme"`   // e.g. "alipay", "wechatpay", "promptpay", "visa"
 	Operator   string   `json:"operator"` // the settlement operator
 	Masked     string   `json:"masked"`   // last 4 + short hash, safe for logs
 	Candidates []string `json:"candidates,omitempty"`
 	Warnings   []string `json:"warnings,omitempty"`
+
+	// Detected is the family the code appears to belong to, also when it is invalid
+	// ("" when not even that is known).
+	Detected Kind `json:"detected,omitempty"`
+	// Basis is how sure the matching wallet rule is (BasisDocumented, ...).
+	Basis string `json:"basis,omitempty"`
+	// MPM is the decoded merchant-presented code (public merchant data).
+	MPM *MPM `json:"mpm,omitempty"`
+	// CPM is the masked consumer-presented code.
+	CPM *CPM `json:"cpm,omitempty"`
 }
 
-// WalletRule describes the one-time codes of one wallet scheme.
-type WalletRule struct {
-	Scheme   string
-	Operator string
-	Prefixes [][2]int // inclusive two-digit prefix ranges
-	MinLen   int
-	MaxLen   int
-	Source   string // where the rule comes from
-}
-
-// DefaultWalletRules is the built-in rule table.
-var DefaultWalletRules = []WalletRule{
-	{Scheme: "alipay", Operator: "Alipay (Ant Group)", Prefixes: [][2]int{{25, 30}}, MinLen: 16, MaxLen: 24,
-		Source: "Alipay+ / Alipay open platform: auth_code is 25-30 followed by 14-22 digits"},
-	{Scheme: "wechatpay", Operator: "WeChat Pay (Tenpay)", Prefixes: [][2]int{{10, 15}}, MinLen: 18, MaxLen: 18,
-		Source: "WeChat Pay micropay API: auth_code is 18 digits starting 10-15"},
-}
-
-// Identify recognises code with the default rule table.
+// Identify recognises code with the default rule table (DefaultRules).
 func Identify(code string) (Result, error) {
+	return defaultRules.Identify(code)
+}
+
+// Identify recognises code: an EMVCo merchant-presented code (starts "0002"), an EMVCo
+// consumer-presented code (base64 starting "hQ"), or a wallet one-time code (all
+// digits) matched against r. When several wallet rules match, the error wraps
+// ErrAmbiguous and Result.Candidates lists them; paycode never guesses. Error texts
+// are fit for a clerk's screen and never contain the code.
+func (r Rules) Identify(code string) (Result, error) {
 	if code == "" {
 		return Result{}, ErrEmpty
 	}
 	res := Result{Masked: Mask(code)}
-	if !allDigits(code) {
-		return res, ErrUnknown
-	}
-	prefix := int(code[0]-'0')*10 + int(code[1]-'0')
-	var matches []WalletRule
-	for _, r := range DefaultWalletRules {
-		if len(code) < r.MinLen || len(code) > r.MaxLen {
-			continue
-		}
-		for _, p := range r.Prefixes {
-			if prefix >= p[0] && prefix <= p[1] {
-				matches = append(matches, r)
-				break
+	switch {
+	case isDigits(code):
+		res.Detected = KindWallet
+		var buf [8]int
+		m := r.matchWallet(code, buf[:0])
+		switch len(m) {
+		case 0:
+			res.Detected = ""
+			return res, fmt.Errorf("%w: a %d-digit number that matches no wallet rule", ErrUnknown, len(code))
+		case 1:
+			w := &r.rules[m[0]]
+			res.Kind, res.Scheme, res.Operator, res.Basis = KindWallet, w.Scheme, w.Operator, w.Basis
+			if w.Basis == BasisGuessed {
+				res.Warnings = append(res.Warnings, "matched a rule marked as guessed")
 			}
+			return res, nil
+		default:
+			res.Candidates = make([]string, len(m))
+			for i, k := range m {
+				res.Candidates[i] = r.rules[k].Scheme
+			}
+			return res, fmt.Errorf("%w (%s); ask the customer which app they use", ErrAmbiguous, strings.Join(res.Candidates, ", "))
 		}
-	}
-	switch len(matches) {
-	case 0:
-		return res, ErrUnknown
-	case 1:
-		res.Kind, res.Scheme, res.Operator = KindWallet, matches[0].Scheme, matches[0].Operator
+	case strings.HasPrefix(code, "0002"):
+		res.Detected = KindEMVMPM
+		m, warnings, err := Decode(code)
+		res.Warnings = warnings
+		if err != nil {
+			return res, err
+		}
+		res.MPM = &m
+		res.Kind = KindEMVMPM
+		res.Scheme, res.Operator = "emvco", "EMVCo merchant-presented (scheme not recognised)"
+		if s := m.Scheme(); s != nil {
+			res.Scheme, res.Operator = s.Name, s.Operator
+		}
 		return res, nil
+	case looksLikeCPM(code):
+		res.Detected = KindEMVCPM
+		c, warnings, err := DecodeCPM(code)
+		res.Warnings = warnings
+		if err != nil {
+			return res, err
+		}
+		res.CPM = &c
+		res.Kind = KindEMVCPM
+		res.Scheme, res.Operator = cpmScheme(&c)
+		return res, nil
+	case strings.HasPrefix(code, "https://") || strings.HasPrefix(code, "http://"):
+		return res, fmt.Errorf("%w: a web address, not a payment code", ErrUnknown)
 	default:
-		for _, m := range matches {
-			res.Candidates = append(res.Candidates, m.Scheme)
-		}
-		return res, fmt.Errorf("%w: %v", ErrAmbiguous, res.Candidates)
+		return res, ErrUnknown
 	}
-}
-
-func allDigits(s string) bool {
-	if len(s) < 2 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // Mask returns a form of code safe for logs and receipts: "…" + last four characters +
-// "#" + the first 8 hex digits of its SHA-256.
+// "#" + the first 8 hex digits of its SHA-256. The hash lets two log lines be matched to
+// the same code without showing it; it is unkeyed, so it does not hide a code from
+// someone who can enumerate the candidates.
 func Mask(code string) string {
 	sum := sha256.Sum256([]byte(code))
-	r := []rune(code)
-	last := r
-	if len(r) > 4 {
-		last = r[len(r)-4:]
-	}
-	return "…" + string(last) + "#" + hex.EncodeToString(sum[:4])
-}
-
-// Currency is an ISO 4217 currency.
-type Currency struct {
-	Code     string // alphabetic, e.g. "KRW"
-	Numeric  string // numeric, e.g. "410"
-	Exponent int    // digits after the decimal point of its minor unit
-}
-
-var currencies = []Currency{
-	{"KRW", "410", 0}, {"JPY", "392", 0}, {"CNY", "156", 2}, {"HKD", "344", 2},
-	{"USD", "840", 2}, {"EUR", "978", 2}, {"SGD", "702", 2}, {"THB", "764", 2},
-	{"MYR", "458", 2}, {"IDR", "360", 2}, {"VND", "704", 0}, {"BRL", "986", 2},
-	{"TWD", "901", 2}, {"GBP", "826", 2}, {"AUD", "036", 2}, {"KWD", "414", 3},
-}
-
-// LookupCurrency finds a currency by its alphabetic or numeric ISO 4217 code.
-func LookupCurrency(code string) (Currency, bool) {
-	for _, c := range currencies {
-		if c.Code == code || c.Numeric == code {
-			return c, true
+	last := code
+	if n := utf8.RuneCountInString(code); n > 4 {
+		i := len(code)
+		for k := 0; k < 4; k++ {
+			_, size := utf8.DecodeLastRuneInString(code[:i])
+			i -= size
 		}
+		last = code[i:]
 	}
-	return Currency{}, false
+	var b strings.Builder
+	b.Grow(len("…") + len(last) + 9)
+	b.WriteString("…")
+	b.WriteString(last)
+	b.WriteByte('#')
+	var h [8]byte
+	hex.Encode(h[:], sum[:4])
+	b.Write(h[:])
+	return b.String()
 }
