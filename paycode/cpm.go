@@ -21,15 +21,15 @@ type CPM struct {
 
 // CPMApplication is one application template (tag 61).
 type CPMApplication struct {
-	AID           string `json:"aid"`                     // 4F, upper-case hex
-	Label         string `json:"label,omitempty"`         // 50
-	Language      string `json:"language,omitempty"`      // 5F2D
-	MaskedPAN     string `json:"masked_pan,omitempty"`    // from 5A or track 2, masked
-	PANLast4      string `json:"pan_last4,omitempty"`     // 9F25, in clear by design
-	HasTrack2     bool   `json:"has_track2"`              // 57 present
-	HasCryptogram bool   `json:"has_cryptogram"`          // 9F26 present (in the template or common data)
-	PaymentID     string `json:"payment_id,omitempty"`    // JPQR1: masked payment id from 57
-	ATC           string `json:"atc,omitempty"`           // 9F36 application transaction counter, hex
+	AID           string `json:"aid"`                       // 4F, upper-case hex
+	Label         string `json:"label,omitempty"`           // 50
+	Language      string `json:"language,omitempty"`        // 5F2D
+	MaskedPAN     string `json:"masked_pan,omitempty"`      // from 5A or track 2, masked
+	PANLast4      string `json:"pan_last4,omitempty"`       // 9F25, in clear by design
+	HasTrack2     bool   `json:"has_track2"`                // 57 present
+	HasCryptogram bool   `json:"has_cryptogram"`            // 9F26 present (in the template or common data)
+	PaymentID     string `json:"payment_id,omitempty"`      // JPQR1: masked payment id from 57
+	ATC           string `json:"atc,omitempty"`             // 9F36 application transaction counter, hex
 	CryptogramInf string `json:"cryptogram_info,omitempty"` // 9F27, hex
 }
 

@@ -61,7 +61,7 @@ var (
 	duitNow = MPM{ // DuitNow QR with payload format 02, as seen in the wild.
 		PayloadFormat: "02", PointOfInitiation: PointStatic,
 		MerchantAccounts: []MerchantAccount{{ID: "26", GUI: "A0000006150001", Fields: []Field{{"01", "890087"}, {"02", "0000000000000000000000091507"}}}},
-		MCC: "7372", Currency: "458", Country: "MY", MerchantName: "KEDAI RUNCIT", MerchantCity: "KUALA LUMPUR",
+		MCC:              "7372", Currency: "458", Country: "MY", MerchantName: "KEDAI RUNCIT", MerchantCity: "KUALA LUMPUR",
 	}
 	vietQR = MPM{ // VietQR account transfer: no 52/59/60.
 		PayloadFormat: "01", PointOfInitiation: PointDynamic,
