@@ -31,9 +31,11 @@ type command struct {
 
 // commands lists the subcommands; each lives in its own file.
 var commands = map[string]command{
-	"status":  {"show posd's status through the local API", cmdStatus},
-	"sale":    {"show one sale: posctl sale ID", cmdSale},
-	"version": {"print posctl's version", cmdVersion},
+	"status":    {"show posd's status through the local API", cmdStatus},
+	"sale":      {"show one sale: posctl sale ID", cmdSale},
+	"version":   {"print posctl's version", cmdVersion},
+	"ports":     {"list serial ports with USB VID/PID/serial number", cmdPorts},
+	"scan-test": {"open the scanner and print each scan (masked unless -reveal)", cmdScanTest},
 }
 
 // errUsage asks main to print usage and exit 2.
