@@ -46,9 +46,9 @@ func Identify(code string) (Result, error) {
 	return defaultRules.Identify(code)
 }
 
-// Identify recognises code: an EMVCo merchant-presented code (starts "0002"), an EMVCo
-// consumer-presented code (base64 starting "hQ"), or a wallet one-time code (all
-// digits) matched against r. When several wallet rules match, the error wraps
+// Identify recognises code: an EMVCo merchant-presented code (starts "000201", or
+// "000202" as DuitNow writes it, or "0002" followed by anything but digits only), an EMVCo consumer-presented code (base64 starting
+// "hQ"), or a wallet one-time code (all digits) matched against r. When several wallet rules match, the error wraps
 // ErrAmbiguous and Result.Candidates lists them; paycode never guesses. Error texts
 // are fit for a clerk's screen and never contain the code.
 func (r Rules) Identify(code string) (Result, error) {
@@ -57,6 +57,21 @@ func (r Rules) Identify(code string) (Result, error) {
 	}
 	res := Result{Masked: Mask(code)}
 	switch {
+	case strings.HasPrefix(code, "000201") || strings.HasPrefix(code, "000202") ||
+		(strings.HasPrefix(code, "0002") && !isDigits(code)):
+		res.Detected = KindEMVMPM
+		m, warnings, err := Decode(code)
+		res.Warnings = warnings
+		if err != nil {
+			return res, err
+		}
+		res.MPM = &m
+		res.Kind = KindEMVMPM
+		res.Scheme, res.Operator = "emvco", "EMVCo merchant-presented (scheme not recognised)"
+		if s := m.Scheme(); s != nil {
+			res.Scheme, res.Operator = s.Name, s.Operator
+		}
+		return res, nil
 	case isDigits(code):
 		res.Detected = KindWallet
 		var buf [8]int
@@ -79,20 +94,6 @@ func (r Rules) Identify(code string) (Result, error) {
 			}
 			return res, fmt.Errorf("%w (%s); ask the customer which app they use", ErrAmbiguous, strings.Join(res.Candidates, ", "))
 		}
-	case strings.HasPrefix(code, "0002"):
-		res.Detected = KindEMVMPM
-		m, warnings, err := Decode(code)
-		res.Warnings = warnings
-		if err != nil {
-			return res, err
-		}
-		res.MPM = &m
-		res.Kind = KindEMVMPM
-		res.Scheme, res.Operator = "emvco", "EMVCo merchant-presented (scheme not recognised)"
-		if s := m.Scheme(); s != nil {
-			res.Scheme, res.Operator = s.Name, s.Operator
-		}
-		return res, nil
 	case looksLikeCPM(code):
 		res.Detected = KindEMVCPM
 		c, warnings, err := DecodeCPM(code)
