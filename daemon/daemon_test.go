@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -132,6 +133,8 @@ func startGateway(t *testing.T, ctx context.Context, brokerURL, dir string) *gat
 }
 
 func TestThinPathEmbeddedBroker(t *testing.T) {
+	before := runtime.NumGoroutine()
+	defer checkNoLeftovers(t, before)
 	dir := t.TempDir()
 	b, err := broker.Start("127.0.0.1:0", nil)
 	if err != nil {
@@ -210,6 +213,19 @@ func TestThinPathEmbeddedBroker(t *testing.T) {
 		t.Errorf("after restart: %v", m)
 	}
 	tp.shutdown()
+}
+
+// checkNoLeftovers fails when goroutines started by the test outlive it.
+func checkNoLeftovers(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before+2 {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines left behind (before: %d):\n%s", n-before, before, buf[:runtime.Stack(buf, true)])
+	}
 }
 
 func waitFile(t *testing.T, path string) {

@@ -61,7 +61,7 @@ var forbidden = map[string][]string{
 	"sync":           {"payment", "store", "printer", "scanner", "device", "daemon", "api"},
 	"payment":        {"sync", "printer", "scanner", "device", "daemon", "api", "gateway"},
 	"gateway":        {"payment", "store", "printer", "scanner", "device", "daemon", "api"},
-	"api":            {"daemon", "sync", "store", "gateway"},
+	"api":            {"daemon", "sync", "gateway"},
 	"broker":         {"*"},
 }
 

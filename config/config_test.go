@@ -1,0 +1,87 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestExampleFileParses(t *testing.T) {
+	c, err := Load("../deploy/posd.example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DeviceID != "shop-7-counter-1" || time.Duration(c.MQTT.ResendAfter) != 15*time.Second || c.Scanner.Source != "usb:1eab:0d10" {
+		t.Fatalf("parsed %+v", c)
+	}
+}
+
+func TestPartialFileKeepsDefaults(t *testing.T) {
+	c, err := Parse(strings.NewReader(`{"version":1,"device_id":"x1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Default()
+	if c.DeviceID != "x1" || c.API != d.API || c.MQTT.Window != d.MQTT.Window {
+		t.Fatalf("%+v", c)
+	}
+}
+
+func TestBadInputIsRejectedWithTheField(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"version":2}`:                                  "version",
+		`{"version":1,"device_id":"a/b"}`:                "device_id",
+		`{"version":1,"surprise":1}`:                     "unknown field",
+		`{"version":1} {"version":1}`:                    "after the JSON",
+		`{"version":1,"api":{"addr":"8080"}}`:            "api.addr",
+		`{"version":1,"mqtt":{"broker":"x"}}`:            "mqtt.broker",
+		`{"version":1,"mqtt":{"window":0}}`:              "mqtt.window",
+		`{"version":1,"scanner":{"dedup":5}}`:            "duration",
+		`{"version":1,"printer":{"language":"fr"}}`:      "printer.language",
+		`{"version":1,"payment":{"auth_timeout":"1ms"}}`: "payment.auth_timeout",
+		``:  "EOF",
+		`[`: "unexpected EOF",
+	} {
+		_, err := Parse(strings.NewReader(in))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%s) = %v, want error mentioning %q", in, err, want)
+		}
+	}
+	if _, err := Parse(strings.NewReader(strings.Repeat(" ", MaxSize+1))); err == nil {
+		t.Error("oversize config accepted")
+	}
+	if _, err := Load("does-not-exist.json"); err == nil || !os.IsNotExist(unwrapAll(err)) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func unwrapAll(err error) error {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return err
+		}
+		err = u.Unwrap()
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	b, _ := os.ReadFile("../deploy/posd.example.json")
+	f.Add(b)
+	f.Add([]byte(`{"version":1}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(strings.NewReader(string(data)))
+		if err == nil {
+			if verr := c.Validate(); verr != nil {
+				t.Fatalf("Parse accepted a config that does not validate: %v", verr)
+			}
+		}
+	})
+}
