@@ -136,16 +136,16 @@ func (l *Link) status(state string) []byte {
 func (l *Link) Run(ctx context.Context) error {
 	opts := mqtt.NewClientOptions().
 		AddBroker(l.cfg.BrokerURL).
-		SetClientID("posd-" + l.cfg.DeviceID).
+		SetClientID("posd-"+l.cfg.DeviceID).
 		SetCleanSession(false).
 		SetOrderMatters(false).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
-		SetConnectRetryInterval(2 * time.Second).
-		SetMaxReconnectInterval(30 * time.Second).
-		SetKeepAlive(30 * time.Second).
-		SetConnectTimeout(10 * time.Second).
-		SetWriteTimeout(10 * time.Second).
+		SetConnectRetryInterval(2*time.Second).
+		SetMaxReconnectInterval(30*time.Second).
+		SetKeepAlive(30*time.Second).
+		SetConnectTimeout(10*time.Second).
+		SetWriteTimeout(10*time.Second).
 		SetBinaryWill(StatusTopic(l.cfg.DeviceID), l.status("offline"), 1, true)
 	if l.cfg.Username != "" {
 		opts.SetUsername(l.cfg.Username).SetPassword(l.cfg.Password)
