@@ -19,9 +19,39 @@ const MaxPayload = 64 << 10
 // TopicPrefix is the root of every Walletless topic.
 const TopicPrefix = "walletless/v1/devices/"
 
-// Topics of one device. The device id is always the fourth level, so a broker ACL
+// RequestTopic is where a device asks for payments. The device id is always the fourth level, so a broker ACL
 // with a pattern (mosquitto's %c or %u) confines a device to its own subtree.
 func RequestTopic(device string) string { return TopicPrefix + device + "/payments/request" }
+
+// Outbox message kinds: what a device sends the cloud. Each is answered by a
+// PaymentResult with the message's key on ResultTopic, and an outbox entry is finished
+// only by that answer.
+const (
+	KindPayment  = "payment"  // PaymentRequest: authorize a sale
+	KindQuery    = "query"    // status query for an in-doubt sale's key
+	KindReversal = "reversal" // undo a sale whose outcome the device could not learn
+	KindRefund   = "refund"   // refund (part of) an approved sale
+	KindAttempt  = "attempt"  // audit record of a sale that never went online (declined locally, refused offline)
+	KindBatch    = "batch"    // close of a settlement batch with its totals
+)
+
+var kindTopics = map[string]string{
+	KindPayment:  "payments/request",
+	KindQuery:    "payments/query",
+	KindReversal: "payments/reversal",
+	KindRefund:   "payments/refund",
+	KindAttempt:  "audit/attempt",
+	KindBatch:    "batches/close",
+}
+
+// UpTopic is the device → cloud topic for an outbox message kind.
+func UpTopic(device, kind string) (string, error) {
+	t, ok := kindTopics[kind]
+	if !ok {
+		return "", fmt.Errorf("sync: unknown message kind %q", kind)
+	}
+	return TopicPrefix + device + "/" + t, nil
+}
 
 // ResultTopic is where the cloud answers a device's payment requests.
 func ResultTopic(device string) string { return TopicPrefix + device + "/payments/result" }
@@ -80,16 +110,20 @@ type PaymentRequest struct {
 
 // Result statuses.
 const (
-	ResultApproved = "approved"
-	ResultDeclined = "declined"
+	ResultApproved = "approved" // payment or refund authorized
+	ResultDeclined = "declined" // payment, refund or reversal refused
+	ResultUnknown  = "unknown"  // answer to a query: the cloud never saw this key
+	ResultReversed = "reversed" // reversal done (or the original was never approved)
+	ResultRecorded = "recorded" // attempt or batch stored by the cloud
 )
 
-// PaymentResult is the cloud's decision for one key. Cloud → device, QoS 1, not
-// retained.
+// PaymentResult is the cloud's answer for one key, whatever the kind of message it
+// answers. Cloud → device, QoS 1, not retained.
 type PaymentResult struct {
 	V         int       `json:"v"`
 	Key       string    `json:"key"`
-	Status    string    `json:"status"` // approved | declined
+	Kind      string    `json:"kind,omitempty"` // the kind answered; empty means payment
+	Status    string    `json:"status"`         // see the Result constants
 	Reason    string    `json:"reason,omitempty"`
 	DecidedAt time.Time `json:"decided_at"`
 }
@@ -156,8 +190,13 @@ func (p *PaymentResult) Validate() error {
 	if p.Key == "" {
 		return fmt.Errorf("%w: key missing", ErrMalformed)
 	}
-	if p.Status != ResultApproved && p.Status != ResultDeclined {
+	switch p.Status {
+	case ResultApproved, ResultDeclined, ResultUnknown, ResultReversed, ResultRecorded:
+	default:
 		return fmt.Errorf("%w: status %q", ErrMalformed, p.Status)
+	}
+	if _, ok := kindTopics[p.Kind]; p.Kind != "" && !ok {
+		return fmt.Errorf("%w: kind %q", ErrMalformed, p.Kind)
 	}
 	return nil
 }

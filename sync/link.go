@@ -27,11 +27,6 @@ type Outbox interface {
 	Pending(max int, skip func(seq uint64) bool) ([]Pending, error)
 }
 
-// Outbox message kinds.
-const (
-	KindPayment = "payment"
-)
-
 // OutboxMessage is what the sale engine puts into the outbox: what to publish and the
 // idempotency key whose result finishes it.
 type OutboxMessage struct {
@@ -274,12 +269,9 @@ func (l *Link) drain(c mqtt.Client, now time.Time) {
 			l.log.Error("skipping unreadable outbox entry", "seq", p.Seq, "err", err)
 			continue
 		}
-		topic := ""
-		switch m.Kind {
-		case KindPayment:
-			topic = RequestTopic(l.cfg.DeviceID)
-		default:
-			l.log.Error("skipping outbox entry of unknown kind", "seq", p.Seq, "kind", m.Kind)
+		topic, err := UpTopic(l.cfg.DeviceID, m.Kind)
+		if err != nil {
+			l.log.Error("skipping outbox entry", "seq", p.Seq, "err", err)
 			continue
 		}
 		l.mu.Lock()
