@@ -36,6 +36,7 @@ var commands = map[string]command{
 	"version":   {"print posctl's version", cmdVersion},
 	"ports":     {"list serial ports with USB VID/PID/serial number", cmdPorts},
 	"scan-test": {"open the scanner and print each scan (masked unless -reveal)", cmdScanTest},
+	"paycode":   {"decode payment codes: posctl paycode decode [-json] [CODE]", cmdPaycode},
 }
 
 // errUsage asks main to print usage and exit 2.
