@@ -2,6 +2,7 @@ package paycode
 
 import (
 	"errors"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -318,5 +319,43 @@ func TestCRC16(t *testing.T) {
 	// CRC-16/CCITT-FALSE check value from the CRC catalogue.
 	if got := CRC16("123456789"); got != 0x29B1 {
 		t.Errorf("CRC16(123456789) = %04X, want 29B1", got)
+	}
+}
+
+func TestPublicSamples(t *testing.T) {
+	data, err := os.ReadFile("testdata/public_samples.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		parts := strings.SplitN(line, "|", 3)
+		if len(parts) != 3 {
+			t.Fatalf("bad line %q", line)
+		}
+		kind, scheme, code := parts[0], parts[1], parts[2]
+		n++
+		r, err := Identify(code)
+		switch kind {
+		case "mpm":
+			if err != nil || r.Kind != KindEMVMPM || r.Scheme != scheme {
+				t.Errorf("%s sample: %+v, %v", scheme, r, err)
+				continue
+			}
+			if got, err := Build(*r.MPM); err != nil || got != code {
+				t.Errorf("%s sample: Build(Decode(s)) = %q, %v", scheme, got, err)
+			}
+		case "bad":
+			want := map[string]error{"checksum": ErrChecksum, "malformed": ErrMalformed}[scheme]
+			if !errors.Is(err, want) {
+				t.Errorf("bad sample: err = %v, want %v", err, want)
+			}
+		}
+	}
+	if n < 8 {
+		t.Errorf("only %d samples", n)
 	}
 }
