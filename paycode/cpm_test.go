@@ -155,3 +155,17 @@ func TestDecodeCPMErrors(t *testing.T) {
 		t.Errorf("bad base64: %v", err)
 	}
 }
+
+func TestDecodeCPMLongForm(t *testing.T) {
+	// Issuer application data long enough that template 61 needs a 0x81 length byte.
+	app := cat(tlv("4F", hx("A0000000651010")), tlv("50", []byte("JCB")), tlv("5A", hx("3569990010095841")),
+		tlv("63", cat(tlv("9F10", make([]byte, 120)), tlv("9F26", hx("0102030405060708")))))
+	raw := cat(tlv("85", []byte("CPV01")), tlv("61", app))
+	if raw[8] != 0x81 {
+		t.Fatalf("sample does not use the long form: % X", raw[:10])
+	}
+	r, err := Identify(base64.StdEncoding.EncodeToString(raw))
+	if err != nil || r.Scheme != "jcb" || !r.CPM.Applications[0].HasCryptogram {
+		t.Errorf("Identify = %+v, %v", r, err)
+	}
+}

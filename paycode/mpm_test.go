@@ -359,3 +359,43 @@ func TestPublicSamples(t *testing.T) {
 		t.Errorf("only %d samples", n)
 	}
 }
+
+func TestSchemesTable(t *testing.T) {
+	names := map[string]bool{}
+	for _, s := range Schemes {
+		if s.Name == "" || s.Operator == "" || s.Source == "" || names[s.Name] {
+			t.Errorf("bad or duplicate scheme %+v", s)
+		}
+		names[s.Name] = true
+		if s.Currency != "" {
+			if _, ok := LookupCurrency(s.Currency); !ok {
+				t.Errorf("%s: unknown currency %s", s.Name, s.Currency)
+			}
+		}
+		if len(s.GUIs) == 0 && s.IDs[0] == 0 {
+			t.Errorf("%s: neither GUIs nor ids", s.Name)
+		}
+	}
+	// GUIs match case-insensitively, AIDs also with a PIX suffix.
+	for _, tt := range []struct{ id, gui, want string }{
+		{"26", "BR.GOV.BCB.PIX", "pix"}, {"26", "A00000033301010199", "unionpay"}, {"15", "", "unionpay"},
+		{"02", "", "visa"}, {"26", "com.example", ""}, {"30", "A000000677010112", "promptpay"},
+	} {
+		s := AccountScheme(MerchantAccount{ID: tt.id, GUI: tt.gui})
+		got := ""
+		if s != nil {
+			got = s.Name
+		}
+		if got != tt.want {
+			t.Errorf("AccountScheme(%s, %s) = %q, want %q", tt.id, tt.gui, got, tt.want)
+		}
+	}
+}
+
+func TestPixReferenceVector(t *testing.T) {
+	// Build reproduces the Banco Central do Brasil's own BR Code example byte for byte.
+	const bcb = "00020126580014br.gov.bcb.pix0136123e4567-e12b-12d1-a456-4266554400005204000053039865802BR5913Fulano de Tal6008BRASILIA62070503***63041D3D"
+	if got := mustBuild(t, pixStatic); got != bcb {
+		t.Errorf("Build(pixStatic) = %q, want %q", got, bcb)
+	}
+}
