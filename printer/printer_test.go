@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
-	"github.com/walletless/walletless/printer/internal/scantest"
+	"github.com/walletless/walletless/printer/emulator"
+	"github.com/walletless/walletless/printer/printertest"
 )
 
 func TestOpenSpecs(t *testing.T) {
@@ -112,7 +114,7 @@ func TestEmulatorPrinter(t *testing.T) {
 	if img.Bounds().Dx() != 384 {
 		t.Errorf("PNG %d dots wide, want 384", img.Bounds().Dx())
 	}
-	if got := scantest.QR(img); !slices.Equal(got, []string{r.SaleID}) {
+	if got := printertest.QR(img); !slices.Equal(got, []string{r.SaleID}) {
 		t.Errorf("QR in PNG = %q", got)
 	}
 }
@@ -148,6 +150,25 @@ func TestProfiles(t *testing.T) {
 		}
 		if err := p.Validate(); err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+func TestEncodeTestPage(t *testing.T) {
+	for _, p := range []Profile{DefaultProfile(), Profile58()} {
+		data, err := EncodeTestPage(TestPage{Title: "Walletless printer test", Fields: [][2]string{{"Version", "dev"}}, QR: "walletless-test"}, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := emulator.Render(data, emulator.Options{Width: p.WidthDots})
+		if len(res.Warnings) != 0 {
+			t.Errorf("%s: warnings %v", p.Name, res.Warnings)
+		}
+		if got := printertest.QR(res.Image); !slices.Equal(got, []string{"walletless-test"}) {
+			t.Errorf("%s: QR %q", p.Name, got)
+		}
+		if !strings.Contains(res.Text, "[code128 WALLETLESS]") {
+			t.Errorf("%s: no barcode:\n%s", p.Name, res.Text)
 		}
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/walletless/walletless/printer/emulator"
-	"github.com/walletless/walletless/printer/internal/scantest"
+	"github.com/walletless/walletless/printer/printertest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
@@ -62,14 +62,14 @@ func TestEncodeReceiptGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			goldenBytes(t, tc.name+".png", buf.Bytes())
-			if got := scantest.QR(res.Image); !slices.Equal(got, []string{r.SaleID}) {
+			if got := printertest.QR(res.Image); !slices.Equal(got, []string{r.SaleID}) {
 				t.Errorf("gozxing read QR %q, want %q", got, r.SaleID)
 			}
 			path := filepath.Join(t.TempDir(), "r.png")
 			if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if got := scantest.Zbar(t, path); !slices.Equal(got, []string{"QR-Code:" + r.SaleID}) {
+			if got := printertest.Zbar(t, path); !slices.Equal(got, []string{"QR-Code:" + r.SaleID}) {
 				t.Errorf("zbarimg read %q, want QR-Code:%s", got, r.SaleID)
 			}
 		})

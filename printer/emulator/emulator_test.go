@@ -15,7 +15,7 @@ import (
 	"github.com/makiuchi-d/gozxing/oned"
 
 	"github.com/walletless/walletless/printer/escpos"
-	"github.com/walletless/walletless/printer/internal/scantest"
+	"github.com/walletless/walletless/printer/printertest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
@@ -58,7 +58,7 @@ func TestRenderSample(t *testing.T) {
 	if res.Cuts != 1 || res.DrawerKicks != 1 {
 		t.Errorf("cuts %d kicks %d, want 1 1", res.Cuts, res.DrawerKicks)
 	}
-	if got := scantest.QR(res.Image); !slices.Equal(got, []string{"S-0001-QR", "raster-qr"}) {
+	if got := printertest.QR(res.Image); !slices.Equal(got, []string{"S-0001-QR", "raster-qr"}) {
 		t.Errorf("gozxing decoded %q, want both QR codes", got)
 	}
 	if s := decode1D(t, res.Image); s != "SALE-12345" {

@@ -1,11 +1,4 @@
-// Package scantest reads QR codes and barcodes back from rendered receipts, with
-// gozxing and with zbar's zbarimg, for the printer tests.
-//
-// # Caveats
-//
-// Test support only: it calls t.Skip or t.Fatal. zbarimg comes from Debian's
-// zbar-tools; without it the zbar checks skip, or fail when CI=true.
-package scantest
+package printertest
 
 import (
 	"bytes"
