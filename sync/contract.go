@@ -59,9 +59,42 @@ func ResultTopic(device string) string { return TopicPrefix + device + "/payment
 // StatusTopic carries the device's retained birth ("online") and will ("offline").
 func StatusTopic(device string) string { return TopicPrefix + device + "/status" }
 
-// AllRequests is the filter the cloud subscribes to (wrapped in $share/GROUP/ for load
-// sharing between several gateways).
+// HeartbeatTopic carries the device's periodic Heartbeat.
+func HeartbeatTopic(device string) string { return TopicPrefix + device + "/heartbeat" }
+
+// AllRequests is the filter the cloud subscribes to for payment requests (wrapped in
+// $share/GROUP/ for load sharing between several gateways).
 const AllRequests = TopicPrefix + "+/payments/request"
+
+// CloudFilters are the filters a cloud subscribes to (each wrapped in $share/GROUP/):
+// one per outbox kind, so a cloud never receives its own results.
+func CloudFilters() []string {
+	out := make([]string, 0, len(kindTopics))
+	for _, k := range Kinds() {
+		out = append(out, TopicPrefix+"+/"+kindTopics[k])
+	}
+	return out
+}
+
+// Kinds lists the outbox message kinds in a fixed order.
+func Kinds() []string {
+	return []string{KindPayment, KindQuery, KindReversal, KindRefund, KindAttempt, KindBatch}
+}
+
+// KindFromTopic returns the outbox kind a device → cloud topic carries.
+func KindFromTopic(topic string) (string, error) {
+	dev, err := DeviceFromTopic(topic)
+	if err != nil {
+		return "", err
+	}
+	rest := strings.TrimPrefix(topic, TopicPrefix+dev+"/")
+	for k, t := range kindTopics {
+		if t == rest {
+			return k, nil
+		}
+	}
+	return "", fmt.Errorf("sync: topic %q carries no device message", topic)
+}
 
 // DeviceFromTopic returns the device id of a topic under TopicPrefix.
 func DeviceFromTopic(topic string) (string, error) {
@@ -169,17 +202,25 @@ func Decode(payload []byte, v interface{ version() int }) error {
 func (p *PaymentRequest) version() int { return p.V }
 func (p *PaymentResult) version() int  { return p.V }
 func (p *Status) version() int         { return p.V }
+func (p *QueryRequest) version() int   { return p.V }
+func (p *ReversalRequest) version() int {
+	return p.V
+}
+func (p *RefundRequest) version() int { return p.V }
+func (p *AttemptRecord) version() int { return p.V }
+func (p *BatchClose) version() int    { return p.V }
+func (p *Heartbeat) version() int     { return p.V }
 
 // Validate checks a decoded request's fields.
 func (p *PaymentRequest) Validate() error {
 	switch {
-	case p.Key == "" || len(p.Key) > 64:
-		return fmt.Errorf("%w: key missing or too long", ErrMalformed)
+	case !validKey(p.Key):
+		return fmt.Errorf("%w: key missing, too long or not printable ASCII", ErrMalformed)
 	case !ValidDeviceID(p.Device):
 		return fmt.Errorf("%w: bad device id", ErrMalformed)
 	case p.AmountMinor <= 0:
 		return fmt.Errorf("%w: amount_minor must be positive", ErrMalformed)
-	case len(p.Currency) != 3:
+	case !validCurrency(p.Currency):
 		return fmt.Errorf("%w: currency must be an ISO 4217 code", ErrMalformed)
 	}
 	return nil
@@ -187,8 +228,8 @@ func (p *PaymentRequest) Validate() error {
 
 // Validate checks a decoded result's fields.
 func (p *PaymentResult) Validate() error {
-	if p.Key == "" {
-		return fmt.Errorf("%w: key missing", ErrMalformed)
+	if !validKey(p.Key) {
+		return fmt.Errorf("%w: key missing or malformed", ErrMalformed)
 	}
 	switch p.Status {
 	case ResultApproved, ResultDeclined, ResultUnknown, ResultReversed, ResultRecorded:
@@ -199,4 +240,266 @@ func (p *PaymentResult) Validate() error {
 		return fmt.Errorf("%w: kind %q", ErrMalformed, p.Kind)
 	}
 	return nil
+}
+
+// validKey reports whether k can be an idempotency key: 1-64 printable ASCII
+// characters without spaces.
+func validKey(k string) bool {
+	if k == "" || len(k) > 64 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] <= ' ' || k[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// validCurrency reports whether c looks like an ISO 4217 alphabetic code.
+func validCurrency(c string) bool {
+	if len(c) != 3 {
+		return false
+	}
+	for i := 0; i < 3; i++ {
+		if c[i] < 'A' || c[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+func checkCommon(key, device string) error {
+	switch {
+	case !validKey(key):
+		return fmt.Errorf("%w: key missing, too long or not printable ASCII", ErrMalformed)
+	case !ValidDeviceID(device):
+		return fmt.Errorf("%w: bad device id", ErrMalformed)
+	}
+	return nil
+}
+
+// QueryRequest asks the cloud what became of a key (an in-doubt sale). Device →
+// cloud on payments/query, QoS 1, not retained; the outbox entry's key is Key. The
+// cloud answers on ResultTopic with Kind "query", the same Key and the stored
+// status (approved, declined, reversed), or "unknown" when it never saw the key.
+// A query changes nothing in the cloud.
+type QueryRequest struct {
+	V         int       `json:"v"`
+	Key       string    `json:"key"`
+	Device    string    `json:"device"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Validate checks a decoded query's fields.
+func (p *QueryRequest) Validate() error { return checkCommon(p.Key, p.Device) }
+
+// ReversalRequest undoes a sale whose outcome the device could not learn (or that
+// the clerk voided). Device → cloud on payments/reversal, QoS 1, not retained; the
+// outbox entry's key is Key, the sale's key. The cloud marks the key reversed in its
+// ledger: an approved sale is voided, a key it never saw is recorded as reversed so a
+// late payment request with that key is refused. The answer is Kind "reversal", Key,
+// status "reversed" (or "declined" when the sale cannot be reversed any more, for
+// example because it was refunded).
+type ReversalRequest struct {
+	V           int       `json:"v"`
+	Key         string    `json:"key"`
+	Device      string    `json:"device"`
+	AmountMinor int64     `json:"amount_minor"`
+	Currency    string    `json:"currency"`
+	Reason      string    `json:"reason,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// Validate checks a decoded reversal's fields.
+func (p *ReversalRequest) Validate() error {
+	if err := checkCommon(p.Key, p.Device); err != nil {
+		return err
+	}
+	if p.AmountMinor < 0 || (p.Currency != "" && !validCurrency(p.Currency)) || len(p.Reason) > 200 {
+		return fmt.Errorf("%w: bad amount, currency or reason", ErrMalformed)
+	}
+	return nil
+}
+
+// RefundRequest refunds all or part of an approved sale. Device → cloud on
+// payments/refund, QoS 1, not retained. Key is the refund's own idempotency key;
+// OriginalKey is the sale's. The cloud approves when the original is an approved,
+// unreversed sale of the same device and currency and the refunds approved so far plus
+// this one do not exceed its amount. The answer is Kind "refund" with the refund's
+// Key.
+type RefundRequest struct {
+	V           int       `json:"v"`
+	Key         string    `json:"key"`
+	Device      string    `json:"device"`
+	OriginalKey string    `json:"original_key"`
+	AmountMinor int64     `json:"amount_minor"`
+	Currency    string    `json:"currency"`
+	Reason      string    `json:"reason,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// Validate checks a decoded refund's fields.
+func (p *RefundRequest) Validate() error {
+	if err := checkCommon(p.Key, p.Device); err != nil {
+		return err
+	}
+	switch {
+	case !validKey(p.OriginalKey) || p.OriginalKey == p.Key:
+		return fmt.Errorf("%w: original_key missing or equal to key", ErrMalformed)
+	case p.AmountMinor <= 0:
+		return fmt.Errorf("%w: amount_minor must be positive", ErrMalformed)
+	case !validCurrency(p.Currency):
+		return fmt.Errorf("%w: currency must be an ISO 4217 code", ErrMalformed)
+	case len(p.Reason) > 200:
+		return fmt.Errorf("%w: reason too long", ErrMalformed)
+	}
+	return nil
+}
+
+// Attempt outcomes: why a sale never went online.
+const (
+	AttemptRefusedOffline = "refused_offline"  // offline policy refuse
+	AttemptDeclinedLocal  = "declined_locally" // e.g. limits, unknown code
+	AttemptCancelled      = "cancelled"        // cancelled before authorization
+	AttemptStoredOffline  = "stored_offline"   // deferred under the offline policy
+)
+
+// AttemptRecord is the audit record of a sale attempt that was not (or not yet) sent
+// for authorization. Device → cloud on audit/attempt, QoS 1, not retained. It never
+// carries the full payment code, only MaskedCode. The cloud stores it once per Key and
+// answers Kind "attempt", status "recorded".
+type AttemptRecord struct {
+	V           int       `json:"v"`
+	Key         string    `json:"key"`
+	Device      string    `json:"device"`
+	AmountMinor int64     `json:"amount_minor"`
+	Currency    string    `json:"currency"`
+	Kind        string    `json:"kind,omitempty"`
+	Scheme      string    `json:"scheme,omitempty"`
+	MaskedCode  string    `json:"masked_code,omitempty"`
+	Outcome     string    `json:"outcome"`
+	Reason      string    `json:"reason,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// Validate checks a decoded attempt's fields.
+func (p *AttemptRecord) Validate() error {
+	if err := checkCommon(p.Key, p.Device); err != nil {
+		return err
+	}
+	switch {
+	case p.AmountMinor < 0:
+		return fmt.Errorf("%w: negative amount", ErrMalformed)
+	case p.Currency != "" && !validCurrency(p.Currency):
+		return fmt.Errorf("%w: currency must be an ISO 4217 code", ErrMalformed)
+	case p.Outcome == "" || len(p.Outcome) > 32 || len(p.Reason) > 200 || len(p.MaskedCode) > 64:
+		return fmt.Errorf("%w: outcome missing or fields too long", ErrMalformed)
+	}
+	return nil
+}
+
+// BatchTotal is one line of a settlement batch: the approved, unreversed sales and
+// approved refunds of one scheme and currency.
+type BatchTotal struct {
+	Scheme       string `json:"scheme"`
+	Currency     string `json:"currency"`
+	SalesCount   int64  `json:"sales_count"`
+	SalesMinor   int64  `json:"sales_minor"`
+	RefundsCount int64  `json:"refunds_count"`
+	RefundsMinor int64  `json:"refunds_minor"`
+}
+
+// BatchClose closes a settlement batch. Device → cloud on batches/close, QoS 1, not
+// retained; Key is the batch's id. The batch holds the device's sales and refunds
+// created (device clock) in [OpenedAt, ClosedAt). The cloud computes the same totals
+// from its ledger and answers Kind "batch" with status "recorded" when they match or
+// "declined" with the first mismatches in Reason. Either way it stores the batch once.
+type BatchClose struct {
+	V        int          `json:"v"`
+	Key      string       `json:"key"`
+	Device   string       `json:"device"`
+	OpenedAt time.Time    `json:"opened_at"`
+	ClosedAt time.Time    `json:"closed_at"`
+	Totals   []BatchTotal `json:"totals"`
+}
+
+// Validate checks a decoded batch's fields.
+func (p *BatchClose) Validate() error {
+	if err := checkCommon(p.Key, p.Device); err != nil {
+		return err
+	}
+	if p.ClosedAt.Before(p.OpenedAt) || len(p.Totals) > 256 {
+		return fmt.Errorf("%w: closed_at before opened_at or too many totals", ErrMalformed)
+	}
+	seen := map[[2]string]bool{}
+	for _, t := range p.Totals {
+		k := [2]string{t.Scheme, t.Currency}
+		if seen[k] || !validCurrency(t.Currency) || len(t.Scheme) > 32 || t.SalesCount < 0 || t.SalesMinor < 0 || t.RefundsCount < 0 || t.RefundsMinor < 0 {
+			return fmt.Errorf("%w: bad or repeated total %s/%s", ErrMalformed, t.Scheme, t.Currency)
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
+// Heartbeat is the device's periodic health report. Device → cloud on heartbeat, QoS
+// 1, not retained (a stale heartbeat must not pose as current).
+type Heartbeat struct {
+	V                int       `json:"v"`
+	Device           string    `json:"device"`
+	Session          uint64    `json:"session"`
+	At               time.Time `json:"at"`
+	QueueDepth       int       `json:"queue_depth"`        // outbox entries not yet answered; -1 unknown
+	InFlight         int       `json:"in_flight"`          // published and waiting for a result
+	OldestUnsyncedMS int64     `json:"oldest_unsynced_ms"` // age of the oldest outbox entry; 0 when empty
+	Firmware         string    `json:"firmware,omitempty"`
+	ConfigVersion    string    `json:"config_version,omitempty"`
+	Scanner          string    `json:"scanner,omitempty"`
+	Printer          string    `json:"printer,omitempty"`
+}
+
+// DecodeUp decodes and validates a device → cloud payload of kind, returning a
+// pointer to the kind's type (*PaymentRequest, *QueryRequest, …) and the key and
+// device it names.
+func DecodeUp(kind string, payload []byte) (msg any, key, device string, err error) {
+	switch kind {
+	case KindPayment:
+		var p PaymentRequest
+		if err = Decode(payload, &p); err == nil {
+			err = p.Validate()
+		}
+		return &p, p.Key, p.Device, err
+	case KindQuery:
+		var p QueryRequest
+		if err = Decode(payload, &p); err == nil {
+			err = p.Validate()
+		}
+		return &p, p.Key, p.Device, err
+	case KindReversal:
+		var p ReversalRequest
+		if err = Decode(payload, &p); err == nil {
+			err = p.Validate()
+		}
+		return &p, p.Key, p.Device, err
+	case KindRefund:
+		var p RefundRequest
+		if err = Decode(payload, &p); err == nil {
+			err = p.Validate()
+		}
+		return &p, p.Key, p.Device, err
+	case KindAttempt:
+		var p AttemptRecord
+		if err = Decode(payload, &p); err == nil {
+			err = p.Validate()
+		}
+		return &p, p.Key, p.Device, err
+	case KindBatch:
+		var p BatchClose
+		if err = Decode(payload, &p); err == nil {
+			err = p.Validate()
+		}
+		return &p, p.Key, p.Device, err
+	}
+	return nil, "", "", fmt.Errorf("sync: unknown message kind %q", kind)
 }

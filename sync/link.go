@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sort"
 	stdsync "sync"
 	"sync/atomic"
@@ -27,6 +29,19 @@ type Outbox interface {
 	Pending(max int, skip func(seq uint64) bool) ([]Pending, error)
 }
 
+// Acker is an optional interface of an Outbox: when it is implemented the link marks
+// entries synced itself, many per call (one bbolt transaction), once their results
+// were applied. store.Store's Ack has this signature.
+type Acker interface {
+	Ack(seqs ...uint64) error
+}
+
+// Depther is an optional interface of an Outbox that reports how many entries wait;
+// the heartbeat carries it.
+type Depther interface {
+	Depth() (int, error)
+}
+
 // OutboxMessage is what the sale engine puts into the outbox: what to publish and the
 // idempotency key whose result finishes it.
 type OutboxMessage struct {
@@ -35,54 +50,124 @@ type OutboxMessage struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
-// Config configures a Link.
+// Health is the device's own state, reported in heartbeats.
+type Health struct {
+	Firmware      string // firmware version; Config.Version when empty
+	ConfigVersion string
+	Scanner       string // e.g. "ok", "disconnected"
+	Printer       string // e.g. "ok", "paper_out"
+}
+
+// Config configures a Link. Zero values take the documented defaults.
 type Config struct {
-	BrokerURL string // tcp://host:1883, ssl://host:8883
+	BrokerURL string // tcp://host:1883, ssl://host:8883 (mqtts:// and tls:// work too)
 	DeviceID  string
+	ClientID  string // default "posd-" + DeviceID; must be stable for the persistent session
 	Username  string
 	Password  string
-	TLS       *tls.Config // nil for plain TCP
+	TLS       *tls.Config // nil for plain TCP unless the files below are set
+
+	// CAFile is a PEM bundle of the CAs that may sign the broker's certificate (default:
+	// the system pool). CertFile and KeyFile are the device's own certificate for
+	// mutual TLS. Setting any of them turns TLS on; they are added to a clone of TLS.
+	CAFile   string
+	CertFile string
+	KeyFile  string
 
 	Window      int           // entries in flight at once; default 32
 	ResendAfter time.Duration // resend an unanswered entry after this; default 15s
 	Session     uint64        // persistent session counter for birth and will
 	Version     string        // firmware version reported in the birth message
 
+	// Timeout bounds every wait for the broker (connect, subscribe, publish
+	// acknowledgement); default 10s.
+	Timeout time.Duration
+	// KeepAlive is the MQTT keep-alive; default 30s.
+	KeepAlive time.Duration
+	// BackoffMin and BackoffMax bound the wait between connection attempts, which
+	// doubles after each failure with ±25% jitter; defaults 500ms and 30s.
+	BackoffMin time.Duration
+	BackoffMax time.Duration
+	// Heartbeat is the interval of heartbeat messages; default 60s, negative disables.
+	Heartbeat time.Duration
+	// Health, if set, is called for each heartbeat.
+	Health func() Health
+
 	Outbox Outbox
 	// OnResult receives each valid result. It runs on the link's goroutine and should
 	// return once the result is durably applied (or found to be stale).
 	OnResult func(ctx context.Context, r PaymentResult)
-	Log      *slog.Logger
+	// OnResults, if set, is used instead of OnResult: it receives every result that
+	// arrived together, so it can apply them in one transaction. When it returns an
+	// error nothing of the batch is acknowledged and the requests are resent later.
+	OnResults func(ctx context.Context, rs []PaymentResult) error
+	Log       *slog.Logger
 }
 
 // Link is the device's MQTT connection. Create it with NewLink and start it with Run.
 type Link struct {
 	cfg     Config
 	log     *slog.Logger
+	tls     *tls.Config
 	kick    chan struct{}
 	results chan mqtt.Message
-	reset   chan struct{}
+	lost    chan error
+	failed  chan uint64
 	online  atomic.Bool
+	running atomic.Bool
+	wg      stdsync.WaitGroup // token waiters
 
 	mu       stdsync.Mutex
-	inflight map[uint64]flight // guarded by mu
+	inflight map[uint64]*flight // guarded by mu
+	bykey    map[string]uint64  // guarded by mu: flightKey → seq of inflight
+
+	stats linkStats
+}
+
+// flightKey identifies an in-flight message: a query or reversal carries the key of
+// the sale it is about, so the kind is part of the identity.
+func flightKey(kind, key string) string {
+	if kind == "" {
+		kind = KindPayment
+	}
+	return kind + "\x00" + key
 }
 
 type flight struct {
-	key  string
-	sent time.Time
+	key  string    // flightKey
+	sent time.Time // zero: due for (re)sending
 }
+
+type linkStats struct {
+	published, resent, results, acked, ignored, connects atomic.Uint64
+}
+
+// Stats are counters since the link started.
+type Stats struct {
+	Published uint64 // publishes of outbox entries, first sends and resends
+	Resent    uint64 // of which resends
+	Results   uint64 // valid results received (duplicates included)
+	Acked     uint64 // outbox entries marked synced by the link (Acker only)
+	Ignored   uint64 // malformed or invalid messages dropped
+	Connects  uint64 // successful connections
+}
+
+// ErrConfig is returned by NewLink for an unusable configuration.
+var ErrConfig = errors.New("sync: bad link configuration")
 
 // NewLink validates cfg and returns a Link.
 func NewLink(cfg Config) (*Link, error) {
 	if cfg.BrokerURL == "" {
-		return nil, fmt.Errorf("sync: no broker URL")
+		return nil, fmt.Errorf("%w: no broker URL", ErrConfig)
 	}
 	if !ValidDeviceID(cfg.DeviceID) {
-		return nil, fmt.Errorf("sync: invalid device id %q", cfg.DeviceID)
+		return nil, fmt.Errorf("%w: invalid device id %q", ErrConfig, cfg.DeviceID)
 	}
-	if cfg.Outbox == nil || cfg.OnResult == nil {
-		return nil, fmt.Errorf("sync: Outbox and OnResult are required")
+	if cfg.Outbox == nil || (cfg.OnResult == nil && cfg.OnResults == nil) {
+		return nil, fmt.Errorf("%w: Outbox and OnResult are required", ErrConfig)
+	}
+	if cfg.ClientID == "" {
+		cfg.ClientID = "posd-" + cfg.DeviceID
 	}
 	if cfg.Window <= 0 {
 		cfg.Window = 32
@@ -90,16 +175,38 @@ func NewLink(cfg Config) (*Link, error) {
 	if cfg.ResendAfter <= 0 {
 		cfg.ResendAfter = 15 * time.Second
 	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 30 * time.Second
+	}
+	if cfg.BackoffMin <= 0 {
+		cfg.BackoffMin = 500 * time.Millisecond
+	}
+	if cfg.BackoffMax < cfg.BackoffMin {
+		cfg.BackoffMax = max(30*time.Second, cfg.BackoffMin)
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 60 * time.Second
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	tc, err := TLSConfig(cfg.TLS, cfg.CAFile, cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return nil, err
 	}
 	return &Link{
 		cfg:      cfg,
 		log:      cfg.Log,
+		tls:      tc,
 		kick:     make(chan struct{}, 1),
-		results:  make(chan mqtt.Message, 256),
-		reset:    make(chan struct{}, 1),
-		inflight: make(map[uint64]flight),
+		results:  make(chan mqtt.Message, 2*cfg.Window+64),
+		lost:     make(chan error, 1),
+		failed:   make(chan uint64, cfg.Window),
+		inflight: make(map[uint64]*flight),
+		bykey:    make(map[string]uint64),
 	}, nil
 }
 
@@ -121,105 +228,184 @@ func (l *Link) InFlight() int {
 	return len(l.inflight)
 }
 
+// Stats returns the link's counters.
+func (l *Link) Stats() Stats {
+	return Stats{
+		Published: l.stats.published.Load(), Resent: l.stats.resent.Load(), Results: l.stats.results.Load(),
+		Acked: l.stats.acked.Load(), Ignored: l.stats.ignored.Load(), Connects: l.stats.connects.Load(),
+	}
+}
+
 func (l *Link) status(state string) []byte {
 	b, _ := json.Marshal(Status{V: Version, Device: l.cfg.DeviceID, State: state, Session: l.cfg.Session, At: time.Now().UTC(), Version: l.cfg.Version})
 	return b
 }
 
-// Run connects and drains the outbox until ctx is done. A cancelled context is a clean
-// stop and returns nil.
+// wait waits for t at most the configured timeout and reports its error.
+func (l *Link) wait(t mqtt.Token) error {
+	if !t.WaitTimeout(l.cfg.Timeout) {
+		return fmt.Errorf("sync: no answer from the broker within %s", l.cfg.Timeout)
+	}
+	return t.Error()
+}
+
+// Run connects and drains the outbox until ctx is done, reconnecting with backoff and
+// jitter whenever the connection fails. A cancelled context is a clean stop and
+// returns nil. Run may be called once.
 func (l *Link) Run(ctx context.Context) error {
+	if !l.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("sync: Run called twice")
+	}
 	opts := mqtt.NewClientOptions().
 		AddBroker(l.cfg.BrokerURL).
-		SetClientID("posd-"+l.cfg.DeviceID).
+		SetClientID(l.cfg.ClientID).
 		SetCleanSession(false).
 		SetOrderMatters(false).
-		SetAutoReconnect(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(2*time.Second).
-		SetMaxReconnectInterval(30*time.Second).
-		SetKeepAlive(30*time.Second).
-		SetConnectTimeout(10*time.Second).
-		SetWriteTimeout(10*time.Second).
-		SetBinaryWill(StatusTopic(l.cfg.DeviceID), l.status("offline"), 1, true)
+		SetAutoReconnect(false). // reconnects are ours: backoff with jitter, subscriptions again
+		SetConnectRetry(false).
+		SetKeepAlive(l.cfg.KeepAlive).
+		SetPingTimeout(l.cfg.Timeout).
+		SetConnectTimeout(l.cfg.Timeout).
+		SetWriteTimeout(l.cfg.Timeout).
+		SetMaxResumePubInFlight(l.cfg.Window).
+		SetBinaryWill(StatusTopic(l.cfg.DeviceID), l.status("offline"), 1, true).
+		SetDefaultPublishHandler(l.onMessage) // results queued for a persistent session before we subscribe
 	if l.cfg.Username != "" {
 		opts.SetUsername(l.cfg.Username).SetPassword(l.cfg.Password)
 	}
-	if l.cfg.TLS != nil {
-		opts.SetTLSConfig(l.cfg.TLS)
+	if l.tls != nil {
+		opts.SetTLSConfig(l.tls)
 	}
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		l.online.Store(false)
-		l.log.Warn("broker connection lost", "err", err)
-	})
-	opts.SetReconnectingHandler(func(mqtt.Client, *mqtt.ClientOptions) {
-		l.log.Debug("reconnecting to broker")
-	})
-	opts.SetOnConnectHandler(func(c mqtt.Client) {
-		// Subscriptions are made again on every connect; paho's handlers must not block.
-		go l.onConnect(ctx, c)
+		select {
+		case l.lost <- err:
+		default:
+		}
 	})
 	client := mqtt.NewClient(opts)
-	client.Connect() // with ConnectRetry the token completes only once connected
-	l.log.Info("connecting to broker", "broker", l.cfg.BrokerURL, "device", l.cfg.DeviceID, "session", l.cfg.Session)
+	defer l.wg.Wait()
+	l.log.Info("link starting", "broker", l.cfg.BrokerURL, "device", l.cfg.DeviceID, "session", l.cfg.Session)
 
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	defer func() {
-		if client.IsConnectionOpen() {
-			t := client.Publish(StatusTopic(l.cfg.DeviceID), 1, true, l.status("offline"))
-			t.WaitTimeout(2 * time.Second)
+	backoff := l.cfg.BackoffMin
+	for attempt := 1; ; attempt++ {
+		if ctx.Err() != nil {
+			return nil
 		}
-		client.Disconnect(250)
+		select { // a loss reported for an earlier connection is stale now
+		case <-l.lost:
+		default:
+		}
+		err := l.connect(client)
+		if err != nil {
+			d := jitter(backoff)
+			if attempt == 1 || attempt%10 == 0 {
+				l.log.Warn("broker unreachable; retrying", "broker", l.cfg.BrokerURL, "attempt", attempt, "in", d.Round(time.Millisecond), "err", err)
+			}
+			backoff = min(2*backoff, l.cfg.BackoffMax)
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			continue
+		}
+		attempt, backoff = 0, l.cfg.BackoffMin
+		l.stats.connects.Add(1)
+		l.online.Store(true)
+		l.log.Info("broker connected", "broker", l.cfg.BrokerURL)
+		lostErr := l.serve(ctx, client)
 		l.online.Store(false)
-	}()
+		if lostErr == nil { // ctx done: say goodbye
+			if client.IsConnectionOpen() {
+				_ = l.wait(client.Publish(StatusTopic(l.cfg.DeviceID), 1, true, l.status("offline")))
+			}
+			client.Disconnect(250)
+			return nil
+		}
+		l.log.Warn("broker connection lost", "err", lostErr)
+		client.Disconnect(0)
+	}
+}
+
+// connect makes one connection attempt, subscribes and publishes the birth message.
+func (l *Link) connect(c mqtt.Client) error {
+	if err := l.wait(c.Connect()); err != nil {
+		return fmt.Errorf("sync: connect: %w", err)
+	}
+	if err := l.wait(c.Subscribe(ResultTopic(l.cfg.DeviceID), 1, l.onMessage)); err != nil {
+		c.Disconnect(0)
+		return fmt.Errorf("sync: subscribe to results: %w", err)
+	}
+	if err := l.wait(c.Publish(StatusTopic(l.cfg.DeviceID), 1, true, l.status("online"))); err != nil {
+		c.Disconnect(0)
+		return fmt.Errorf("sync: birth message: %w", err)
+	}
+	return nil
+}
+
+// onMessage runs on paho's goroutines (OrderMatters is off, so it may block briefly).
+func (l *Link) onMessage(_ mqtt.Client, m mqtt.Message) {
+	t := time.NewTimer(l.cfg.Timeout)
+	defer t.Stop()
+	select {
+	case l.results <- m:
+	case <-t.C:
+		l.stats.ignored.Add(1)
+		l.log.Warn("result queue full; dropping a result (the request will be resent)", "topic", m.Topic())
+	}
+}
+
+// serve runs one connection until ctx is done (nil) or the connection is lost.
+func (l *Link) serve(ctx context.Context, c mqtt.Client) error {
+	// Everything unanswered goes out again on a new connection; the entries stay known
+	// so a late result for them still finishes them.
+	l.mu.Lock()
+	for _, f := range l.inflight {
+		f.sent = time.Time{}
+	}
+	l.mu.Unlock()
+	l.drain(c, time.Now())
+
+	tick := time.NewTicker(min(time.Second, l.cfg.ResendAfter/2))
+	defer tick.Stop()
+	var hb <-chan time.Time
+	if l.cfg.Heartbeat > 0 {
+		t := time.NewTicker(l.cfg.Heartbeat)
+		defer t.Stop()
+		hb = t.C
+		l.heartbeat(c)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case m := <-l.results:
-			l.handleResult(ctx, m)
-		case <-l.reset:
-			// A new connection: everything unanswered goes out again.
-			l.mu.Lock()
-			clear(l.inflight)
-			l.mu.Unlock()
-			l.drain(client, time.Now())
-		case <-l.kick:
-			l.drain(client, time.Now())
-		case now := <-tick.C:
-			l.drain(client, now)
-		}
-	}
-}
-
-func (l *Link) onConnect(ctx context.Context, c mqtt.Client) {
-	t := c.Subscribe(ResultTopic(l.cfg.DeviceID), 1, func(_ mqtt.Client, m mqtt.Message) {
-		select {
-		case l.results <- m:
-		default:
-			l.log.Warn("result queue full; dropping a result (the request will be resent)", "topic", m.Topic())
-		}
-	})
-	if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
-		l.log.Error("subscribe to results failed; reconnecting", "err", t.Error())
-		c.Disconnect(0) // AutoReconnect does not apply to a deliberate disconnect, so retry by hand
-		go func() {
-			select {
-			case <-ctx.Done():
-			case <-time.After(2 * time.Second):
-				c.Connect()
+		case err := <-l.lost:
+			if err == nil {
+				err = errors.New("sync: connection closed")
 			}
-		}()
-		return
-	}
-	b := c.Publish(StatusTopic(l.cfg.DeviceID), 1, true, l.status("online"))
-	b.WaitTimeout(10 * time.Second)
-	l.online.Store(true)
-	l.log.Info("broker connected", "broker", l.cfg.BrokerURL)
-	select {
-	case l.reset <- struct{}{}:
-	default:
+			return err
+		case m := <-l.results:
+			l.handleResults(ctx, m)
+			l.drain(c, time.Now())
+		case seq := <-l.failed:
+			l.mu.Lock()
+			if f, ok := l.inflight[seq]; ok {
+				f.sent = time.Time{}
+			}
+			l.mu.Unlock()
+		case <-l.kick:
+			l.drain(c, time.Now())
+		case now := <-tick.C:
+			if !c.IsConnectionOpen() {
+				continue // the lost handler reports it
+			}
+			l.drain(c, now)
+		case <-hb:
+			l.heartbeat(c)
+		}
 	}
 }
 
@@ -230,40 +416,68 @@ func (l *Link) drain(c mqtt.Client, now time.Time) {
 		return
 	}
 	l.mu.Lock()
-	var overdue []uint64
+	var resend []uint64
 	for seq, f := range l.inflight {
-		if now.Sub(f.sent) >= l.cfg.ResendAfter {
-			overdue = append(overdue, seq)
+		if f.sent.IsZero() || now.Sub(f.sent) >= l.cfg.ResendAfter {
+			resend = append(resend, seq)
 		}
-	}
-	for _, seq := range overdue {
-		delete(l.inflight, seq)
 	}
 	room := l.cfg.Window - len(l.inflight)
 	l.mu.Unlock()
-	if len(overdue) > 0 {
-		sort.Slice(overdue, func(i, j int) bool { return overdue[i] < overdue[j] })
-		l.log.Info("resending unanswered requests", "count", len(overdue))
-	}
-	if room <= 0 {
-		return
-	}
-	pending, err := l.cfg.Outbox.Pending(room, func(seq uint64) bool {
+
+	var batch []Pending
+	if len(resend) > 0 {
+		sort.Slice(resend, func(i, j int) bool { return resend[i] < resend[j] })
+		// Re-read them: an entry acknowledged by someone else meanwhile is gone.
+		all, err := l.cfg.Outbox.Pending(len(resend), func(seq uint64) bool {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			f, ok := l.inflight[seq]
+			return !ok || !(f.sent.IsZero() || now.Sub(f.sent) >= l.cfg.ResendAfter)
+		})
+		if err != nil {
+			l.log.Error("read outbox", "err", err)
+			return
+		}
+		found := make(map[uint64]bool, len(all))
+		for _, p := range all {
+			found[p.Seq] = true
+		}
 		l.mu.Lock()
-		defer l.mu.Unlock()
-		_, ok := l.inflight[seq]
-		return ok
-	})
-	if err != nil {
-		l.log.Error("read outbox", "err", err)
+		for _, seq := range resend {
+			if !found[seq] { // finished elsewhere (the sale engine acknowledged it)
+				l.forget(seq)
+			}
+		}
+		l.mu.Unlock()
+		if len(all) > 0 {
+			l.log.Debug("resending unanswered requests", "count", len(all))
+			l.stats.resent.Add(uint64(len(all)))
+		}
+		batch = all
+	}
+	if room > 0 {
+		fresh, err := l.cfg.Outbox.Pending(room, func(seq uint64) bool {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			_, ok := l.inflight[seq]
+			return ok
+		})
+		if err != nil {
+			l.log.Error("read outbox", "err", err)
+			return
+		}
+		batch = append(batch, fresh...)
+	}
+	if len(batch) == 0 {
 		return
 	}
 	type sent struct {
 		seq uint64
 		tok mqtt.Token
 	}
-	var toks []sent
-	for _, p := range pending {
+	toks := make([]sent, 0, len(batch))
+	for _, p := range batch {
 		var m OutboxMessage
 		if err := json.Unmarshal(p.Data, &m); err != nil || m.Key == "" {
 			l.log.Error("skipping unreadable outbox entry", "seq", p.Seq, "err", err)
@@ -275,37 +489,123 @@ func (l *Link) drain(c mqtt.Client, now time.Time) {
 			continue
 		}
 		l.mu.Lock()
-		l.inflight[p.Seq] = flight{key: m.Key, sent: now}
+		fk := flightKey(m.Kind, m.Key)
+		if old, ok := l.bykey[fk]; ok && old != p.Seq {
+			delete(l.inflight, old) // the same message queued twice: the newest entry carries it
+		}
+		l.inflight[p.Seq] = &flight{key: fk, sent: now}
+		l.bykey[fk] = p.Seq
 		l.mu.Unlock()
 		toks = append(toks, sent{p.Seq, c.Publish(topic, 1, false, []byte(m.Payload))})
 	}
-	for _, s := range toks {
-		if !s.tok.WaitTimeout(10*time.Second) || s.tok.Error() != nil {
-			// Not lost: the entry stays in the outbox and goes out again.
-			l.log.Warn("publish not acknowledged by broker; will resend", "seq", s.seq, "err", s.tok.Error())
-			l.mu.Lock()
-			delete(l.inflight, s.seq)
-			l.mu.Unlock()
+	l.stats.published.Add(uint64(len(toks)))
+	// PUBACKs are awaited off the loop so results keep flowing; a publish the broker
+	// did not take is due again at once (and paho resends it itself on reconnect).
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		deadline := time.Now().Add(l.cfg.Timeout)
+		for _, s := range toks {
+			if !s.tok.WaitTimeout(time.Until(deadline)) || s.tok.Error() != nil {
+				l.log.Debug("publish not acknowledged by broker; will resend", "seq", s.seq, "err", s.tok.Error())
+				select {
+				case l.failed <- s.seq:
+				default: // the resend timer catches it
+				}
+			}
 		}
+	}()
+}
+
+// forget drops seq from the in-flight set; l.mu must be held.
+func (l *Link) forget(seq uint64) {
+	if f, ok := l.inflight[seq]; ok {
+		if l.bykey[f.key] == seq {
+			delete(l.bykey, f.key)
+		}
+		delete(l.inflight, seq)
 	}
 }
 
-func (l *Link) handleResult(ctx context.Context, m mqtt.Message) {
-	var r PaymentResult
-	if err := Decode(m.Payload(), &r); err != nil {
-		l.log.Warn("ignoring malformed result", "topic", m.Topic(), "bytes", len(m.Payload()), "err", err)
+// handleResults applies m and every other result already waiting, then acknowledges
+// their outbox entries in one call.
+func (l *Link) handleResults(ctx context.Context, m mqtt.Message) {
+	var rs []PaymentResult
+	add := func(m mqtt.Message) {
+		var r PaymentResult
+		if err := Decode(m.Payload(), &r); err != nil {
+			l.stats.ignored.Add(1)
+			l.log.Warn("ignoring malformed result", "topic", m.Topic(), "bytes", len(m.Payload()), "err", err)
+			return
+		}
+		if err := r.Validate(); err != nil {
+			l.stats.ignored.Add(1)
+			l.log.Warn("ignoring invalid result", "topic", m.Topic(), "err", err)
+			return
+		}
+		if m.Topic() != ResultTopic(l.cfg.DeviceID) {
+			l.stats.ignored.Add(1)
+			l.log.Warn("ignoring result on a foreign topic", "topic", m.Topic())
+			return
+		}
+		rs = append(rs, r)
+	}
+	add(m)
+	for len(rs) < 4*l.cfg.Window {
+		select {
+		case m := <-l.results:
+			add(m)
+			continue
+		default:
+		}
+		break
+	}
+	if len(rs) == 0 {
 		return
 	}
-	if err := r.Validate(); err != nil {
-		l.log.Warn("ignoring invalid result", "topic", m.Topic(), "err", err)
-		return
-	}
-	l.cfg.OnResult(ctx, r)
-	l.mu.Lock()
-	for seq, f := range l.inflight {
-		if f.key == r.Key {
-			delete(l.inflight, seq)
+	l.stats.results.Add(uint64(len(rs)))
+	if l.cfg.OnResults != nil {
+		if err := l.cfg.OnResults(ctx, rs); err != nil {
+			if ctx.Err() == nil {
+				l.log.Error("results not applied; the requests will be resent", "count", len(rs), "err", err)
+			}
+			return
+		}
+	} else {
+		for _, r := range rs {
+			l.cfg.OnResult(ctx, r)
 		}
 	}
+	if ctx.Err() != nil {
+		return // the callbacks may have been cut short: leave the entries in the outbox
+	}
+	var seqs []uint64
+	l.mu.Lock()
+	for _, r := range rs {
+		seq, ok := l.bykey[flightKey(r.Kind, r.Key)]
+		if !ok {
+			continue // a duplicate, or a result for an entry we never sent in this run
+		}
+		seqs = append(seqs, seq)
+		l.forget(seq)
+	}
 	l.mu.Unlock()
+	if a, ok := l.cfg.Outbox.(Acker); ok && len(seqs) > 0 {
+		if err := a.Ack(seqs...); err != nil {
+			// Not lost: the entries stay in the outbox, are sent again and answered
+			// from the cloud's ledger.
+			l.log.Error("mark entries synced", "count", len(seqs), "err", err)
+			return
+		}
+		l.stats.acked.Add(uint64(len(seqs)))
+	}
+}
+
+// jitter returns d ± 25%.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	q := int64(d) / 4
+	return time.Duration(int64(d) - q + rand.Int64N(2*q+1))
 }
