@@ -263,7 +263,7 @@ func printText(w io.Writer, o decodeOutput) {
 	if !o.Valid {
 		status = "INVALID"
 	}
-	line := func(k, format string, args ...any) { fmt.Fprintf(w, "%-13s %s\n", k+":", fmt.Sprintf(format, args...)) }
+	line := func(k, format string, args ...any) { fmt.Fprintf(w, "%-23s %s\n", k+":", fmt.Sprintf(format, args...)) }
 	line("kind", "%s (%s)", o.Kind, status)
 	if o.Scheme != "" {
 		line("scheme", "%s — %s", o.Scheme, o.Operator)
@@ -300,7 +300,8 @@ func printText(w io.Writer, o decodeOutput) {
 			}
 			line("account "+a.ID, "%s", strings.TrimSpace(desc))
 		}
-		line("merchant", "%s, %s %s %s (MCC %s)", m.MerchantName, m.MerchantCity, m.Country, m.PostalCode, m.MCC)
+		place := strings.Join(nonEmpty(m.MerchantCity, m.Country, m.PostalCode), " ")
+		line("merchant", "%s", strings.Join(nonEmpty(m.MerchantName, place, "MCC "+m.MCC), ", "))
 		switch {
 		case m.Amount == nil:
 			line("amount", "none (payer enters it), currency %s %s", m.Currency, m.CurrencyCode)
@@ -331,4 +332,14 @@ func printText(w io.Writer, o decodeOutput) {
 	for _, wmsg := range o.Warnings {
 		line("warning", "%s", wmsg)
 	}
+}
+
+func nonEmpty(ss ...string) []string {
+	out := ss[:0:0]
+	for _, s := range ss {
+		if s != "" && s != "MCC " {
+			out = append(out, s)
+		}
+	}
+	return out
 }
