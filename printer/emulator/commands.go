@@ -14,7 +14,10 @@ func (m *machine) esc(start int) {
 	c := m.byteArg()
 	switch c {
 	case '@':
-		m.flush(false)
+		// Initialize clears the print buffer: text not yet ended by LF is lost, as
+		// on a real printer.
+		m.line, m.pen = m.line[:0], 0
+		m.lineTxt.Reset()
 		m.reset()
 	case '!':
 		if !m.need(start, 1, "ESC !") {
