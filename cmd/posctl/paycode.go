@@ -37,13 +37,22 @@ func cmdPaycode(ctx context.Context, e env) error {
 		usage()
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(e.args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	// Flags may come before or after CODE (codes never start with '-').
+	var positional []string
+	for args := e.args[1:]; ; {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return errUsage // the flag package has printed the problem and the usage
 		}
-		return errUsage // the flag package has printed the problem and the usage
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	if fs.NArg() > 1 {
+	if len(positional) > 1 {
 		fs.Usage()
 		return errUsage
 	}
@@ -58,8 +67,8 @@ func cmdPaycode(ctx context.Context, e env) error {
 		}
 	}
 	var codes []string
-	if fs.NArg() == 1 {
-		codes = []string{fs.Arg(0)}
+	if len(positional) == 1 {
+		codes = positional
 	} else {
 		sc := bufio.NewScanner(e.stdin)
 		sc.Buffer(make([]byte, 0, 4096), maxCodeBytes)

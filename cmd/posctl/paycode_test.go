@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -68,8 +70,8 @@ func TestPaycodeDecodeWalletStdin(t *testing.T) {
 			t.Errorf("wallet output has %q", k)
 		}
 	}
-	// -reveal shows it.
-	_, out, _ = runPosctl(t, "", "paycode", "decode", "-json", "-reveal", "281234567890123456")
+	// -reveal shows it; flags may follow the code.
+	_, out, _ = runPosctl(t, "", "paycode", "decode", "-json", "281234567890123456", "-reveal")
 	if decodeJSON(t, out)["code"] != "281234567890123456" {
 		t.Errorf("-reveal: %s", out)
 	}
@@ -103,5 +105,27 @@ func TestPaycodeUsage(t *testing.T) {
 		if code, _, _ := runPosctl(t, "", args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
+	}
+}
+
+func TestPaycodeDecodeRulesFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "rules.json")
+	table := `{"version": "t1", "wallets": [
+		{"scheme": "alipay", "operator": "Ant", "prefixes": [[25, 30]], "min_len": 16, "max_len": 24, "source": "s", "basis": "documented"},
+		{"scheme": "examplepay", "operator": "Ex", "prefixes": [[28, 28]], "min_len": 18, "max_len": 18, "source": "s", "basis": "guessed"}]}`
+	if err := os.WriteFile(file, []byte(table), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runPosctl(t, "", "paycode", "decode", "-json", "-rules", file, "281234567890123456")
+	m := decodeJSON(t, out)
+	c, _ := m["candidates"].([]any)
+	if code != 1 || m["kind"] != "wallet" || m["valid"] != false || len(c) != 2 || !strings.Contains(m["error"].(string), "several schemes") {
+		t.Errorf("exit %d, %v", code, m)
+	}
+	if err := os.WriteFile(file, []byte(`{"version": "t1", "wallets": [{}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runPosctl(t, "", "paycode", "decode", "-rules", file, "281234567890123456"); code != 1 || !strings.Contains(errOut, "invalid rule table") {
+		t.Errorf("bad table: exit %d, %s", code, errOut)
 	}
 }
