@@ -35,6 +35,8 @@ type Result struct {
 	Detected Kind `json:"detected,omitempty"`
 	// Basis is how sure the matching wallet rule is (BasisDocumented, ...).
 	Basis string `json:"basis,omitempty"`
+	// RulesVersion is the version of the wallet rule table that matched.
+	RulesVersion string `json:"rules_version,omitempty"`
 	// MPM is the decoded merchant-presented code (public merchant data).
 	MPM *MPM `json:"mpm,omitempty"`
 	// CPM is the masked consumer-presented code.
@@ -83,6 +85,7 @@ func (r Rules) Identify(code string) (Result, error) {
 		case 1:
 			w := &r.rules[m[0]]
 			res.Kind, res.Scheme, res.Operator, res.Basis = KindWallet, w.Scheme, w.Operator, w.Basis
+			res.RulesVersion = r.version
 			if w.Basis == BasisGuessed {
 				res.Warnings = append(res.Warnings, "matched a rule marked as guessed")
 			}

@@ -36,7 +36,7 @@ func TestIdentifyWallet(t *testing.T) {
 			if r.Scheme != tt.scheme {
 				t.Errorf("scheme = %q, want %q", r.Scheme, tt.scheme)
 			}
-			if tt.err == nil && (r.Kind != KindWallet || r.Operator == "" || r.Basis == "") {
+			if tt.err == nil && (r.Kind != KindWallet || r.Operator == "" || r.Basis == "" || r.RulesVersion != DefaultRulesVersion) {
 				t.Errorf("result = %+v", r)
 			}
 			if err != nil && tt.code != "" && strings.Contains(err.Error(), tt.code) {

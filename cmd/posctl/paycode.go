@@ -127,7 +127,8 @@ type decodeOutput struct {
 	Masked     string   `json:"masked"`
 	Code       string   `json:"code,omitempty"` // only with -reveal
 	Candidates []string `json:"candidates,omitempty"`
-	Basis      string   `json:"basis,omitempty"` // wallet: documented, inferred or guessed
+	Basis      string   `json:"basis,omitempty"`         // wallet: documented, inferred or guessed
+	Rules      string   `json:"rules_version,omitempty"` // wallet: the rule table's version
 	*mpmOutput
 	*cpmOutput
 }
@@ -191,7 +192,7 @@ func describe(rules paycode.Rules, code string, reveal bool) decodeOutput {
 	res, err := rules.Identify(code)
 	out := decodeOutput{
 		Kind: "unknown", Scheme: res.Scheme, Operator: res.Operator, Valid: err == nil,
-		Warnings: res.Warnings, Masked: res.Masked, Candidates: res.Candidates, Basis: res.Basis,
+		Warnings: res.Warnings, Masked: res.Masked, Candidates: res.Candidates, Basis: res.Basis, Rules: res.RulesVersion,
 	}
 	if k, ok := kindNames[res.Detected]; ok {
 		out.Kind = k
@@ -278,7 +279,7 @@ func printText(w io.Writer, o decodeOutput) {
 		line("scheme", "%s — %s", o.Scheme, o.Operator)
 	}
 	if o.Basis != "" {
-		line("rule basis", "%s", o.Basis)
+		line("rule basis", "%s (table %s)", o.Basis, o.Rules)
 	}
 	line("masked", "%s", o.Masked)
 	if o.Code != "" {
