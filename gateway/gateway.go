@@ -3,10 +3,14 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sort"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -58,18 +62,44 @@ type Config struct {
 	BrokerURL string
 	Username  string
 	Password  string
+	TLS       *tls.Config // nil for plain TCP unless the files below are set
+	CAFile    string      // PEM bundle for the broker's certificate
+	CertFile  string      // client certificate for mutual TLS
+	KeyFile   string
 	ClientID  string // default "posgw-" + random
 	Group     string // shared subscription group; default "posgw"
 	Ledger    *Ledger
 	Rules     Rules
-	Log       *slog.Logger
+	// Batch bounds how many messages are handled in one ledger transaction; default 512.
+	Batch   int
+	Timeout time.Duration // bound of every wait for the broker; default 10s
+	Log     *slog.Logger
 }
 
 // Gateway is a running posgw.
 type Gateway struct {
-	cfg  Config
-	log  *slog.Logger
-	reqs chan mqtt.Message
+	cfg   Config
+	log   *slog.Logger
+	tls   *tls.Config
+	reqs  chan mqtt.Message
+	stats gwStats
+}
+
+type gwStats struct {
+	decided, replayed, answered, ignored atomic.Uint64
+}
+
+// Stats are a gateway's counters since it started.
+type Stats struct {
+	Decided  uint64 // messages that changed the ledger for the first time (new keys, reversals)
+	Replayed uint64 // messages answered from the ledger without a new decision
+	Answered uint64 // results published
+	Ignored  uint64 // malformed, invalid or foreign messages dropped
+}
+
+// Stats returns the gateway's counters.
+func (g *Gateway) Stats() Stats {
+	return Stats{Decided: g.stats.decided.Load(), Replayed: g.stats.replayed.Load(), Answered: g.stats.answered.Load(), Ignored: g.stats.ignored.Load()}
 }
 
 // New returns a Gateway; start it with Run.
@@ -85,15 +115,34 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Group == "" {
 		cfg.Group = "posgw"
 	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 512
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Gateway{cfg: cfg, log: cfg.Log, reqs: make(chan mqtt.Message, 1024)}, nil
+	tc, err := wsync.TLSConfig(cfg.TLS, cfg.CAFile, cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	return &Gateway{cfg: cfg, log: cfg.Log, tls: tc, reqs: make(chan mqtt.Message, 2*cfg.Batch)}, nil
+}
+
+// Filters are the shared-subscription filters the gateway subscribes to.
+func (g *Gateway) Filters() map[string]byte {
+	m := map[string]byte{}
+	for _, f := range wsync.CloudFilters() {
+		m["$share/"+g.cfg.Group+"/"+f] = 1
+	}
+	return m
 }
 
 // Run serves until ctx is done; a cancelled context returns nil.
 func (g *Gateway) Run(ctx context.Context) error {
-	filter := "$share/" + g.cfg.Group + "/" + wsync.AllRequests
+	filters := g.Filters()
 	opts := mqtt.NewClientOptions().
 		AddBroker(g.cfg.BrokerURL).
 		SetClientID(g.cfg.ClientID).
@@ -101,84 +150,386 @@ func (g *Gateway) Run(ctx context.Context) error {
 		SetOrderMatters(false).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
-		SetConnectRetryInterval(2 * time.Second).
-		SetMaxReconnectInterval(30 * time.Second).
-		SetKeepAlive(30 * time.Second)
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(10 * time.Second).
+		SetKeepAlive(30 * time.Second).
+		SetConnectTimeout(g.cfg.Timeout).
+		SetWriteTimeout(g.cfg.Timeout).
+		SetDefaultPublishHandler(g.onMessage)
 	if g.cfg.Username != "" {
 		opts.SetUsername(g.cfg.Username).SetPassword(g.cfg.Password)
 	}
+	if g.tls != nil {
+		opts.SetTLSConfig(g.tls)
+	}
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
-		go func() {
-			t := c.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) {
-				select {
-				case g.reqs <- m:
-				default:
-					g.log.Warn("request queue full; dropping (the device resends)", "topic", m.Topic())
-				}
-			})
-			if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
-				g.log.Error("subscribe failed", "filter", filter, "err", t.Error())
+		go func() { // paho's handlers must not block
+			t := c.SubscribeMultiple(filters, g.onMessage)
+			if !t.WaitTimeout(g.cfg.Timeout) || t.Error() != nil {
+				g.log.Error("subscribe failed; reconnecting", "err", t.Error())
+				c.Disconnect(0)
 				return
 			}
-			g.log.Info("gateway subscribed", "filter", filter, "broker", g.cfg.BrokerURL)
+			g.log.Info("gateway subscribed", "group", g.cfg.Group, "broker", g.cfg.BrokerURL)
 		}()
 	})
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		g.log.Warn("broker connection lost", "err", err)
 	})
 	client := mqtt.NewClient(opts)
-	client.Connect()
+	client.Connect() // with ConnectRetry the token completes only once connected
 	defer client.Disconnect(250)
+	batch := make([]mqtt.Message, 0, g.cfg.Batch)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case m := <-g.reqs:
-			g.handle(client, m)
+			batch = append(batch[:0], m)
+		more:
+			for len(batch) < g.cfg.Batch {
+				select {
+				case m := <-g.reqs:
+					batch = append(batch, m)
+				default:
+					break more
+				}
+			}
+			g.handleBatch(client, batch)
 		}
 	}
 }
 
-func (g *Gateway) handle(c mqtt.Client, m mqtt.Message) {
-	device, err := wsync.DeviceFromTopic(m.Topic())
+func (g *Gateway) onMessage(_ mqtt.Client, m mqtt.Message) {
+	t := time.NewTimer(g.cfg.Timeout)
+	defer t.Stop()
+	select {
+	case g.reqs <- m:
+	case <-t.C:
+		g.stats.ignored.Add(1)
+		g.log.Warn("request queue full; dropping (the device resends)", "topic", m.Topic())
+	}
+}
+
+// job is one parsed device message.
+type job struct {
+	kind, device, key string
+	msg               any
+	res               wsync.PaymentResult
+	answer            bool
+}
+
+// parse decodes and checks one message; nil means it was ignored (and logged once).
+func (g *Gateway) parse(m mqtt.Message) *job {
+	kind, err := wsync.KindFromTopic(m.Topic())
 	if err != nil {
+		g.stats.ignored.Add(1)
 		g.log.Warn("ignoring message on unexpected topic", "topic", m.Topic())
-		return
+		return nil
 	}
-	var req wsync.PaymentRequest
-	if err := wsync.Decode(m.Payload(), &req); err != nil {
-		g.log.Warn("ignoring malformed request", "device", device, "bytes", len(m.Payload()), "err", err)
-		return
+	device, _ := wsync.DeviceFromTopic(m.Topic())
+	msg, key, claimed, err := wsync.DecodeUp(kind, m.Payload())
+	if err != nil {
+		g.stats.ignored.Add(1)
+		g.log.Warn("ignoring malformed message", "device", device, "kind", kind, "bytes", len(m.Payload()), "err", err)
+		return nil
 	}
-	if err := req.Validate(); err != nil {
-		g.log.Warn("ignoring invalid request", "device", device, "err", err)
-		return
+	if claimed != device {
+		g.stats.ignored.Add(1)
+		g.log.Warn("ignoring message whose device differs from its topic", "topic_device", device, "kind", kind)
+		return nil
 	}
-	if req.Device != device {
-		g.log.Warn("ignoring request whose device differs from its topic", "topic_device", device)
-		return
-	}
-	entry, seen, err := g.cfg.Ledger.Decide(req.Key, func() Entry {
-		status, reason := g.cfg.Rules.Decide(req)
-		return Entry{
-			Key: req.Key, Device: device, AmountMinor: req.AmountMinor, Currency: req.Currency,
-			Scheme: req.Scheme, MaskedCode: paycode.Mask(req.Code), Status: status, Reason: reason,
-			DecidedAt: time.Now().UTC(),
+	return &job{kind: kind, device: device, key: key, msg: msg}
+}
+
+// handleBatch applies every message in one ledger transaction, then publishes the
+// answers. When the transaction fails nothing is answered: the devices resend.
+func (g *Gateway) handleBatch(c mqtt.Client, batch []mqtt.Message) {
+	jobs := make([]*job, 0, len(batch))
+	for _, m := range batch {
+		if j := g.parse(m); j != nil {
+			jobs = append(jobs, j)
 		}
+	}
+	if len(jobs) == 0 {
+		return
+	}
+	now := time.Now().UTC()
+	var decided, replayed uint64
+	err := g.cfg.Ledger.Update(func(tx *Tx) error {
+		decided, replayed = 0, 0
+		for _, j := range jobs {
+			fresh, err := g.apply(tx, j, now)
+			if err != nil {
+				return err
+			}
+			if fresh {
+				decided++
+			} else {
+				replayed++
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		g.log.Error("ledger write failed; not answering (the device resends)", "key", req.Key, "err", err)
+		g.log.Error("ledger write failed; not answering (the devices resend)", "messages", len(jobs), "err", err)
 		return
 	}
+	g.stats.decided.Add(decided)
+	g.stats.replayed.Add(replayed)
+	toks := make([]mqtt.Token, 0, len(jobs))
+	for _, j := range jobs {
+		if !j.answer {
+			continue
+		}
+		j.res.V, j.res.Key, j.res.Kind = wsync.Version, j.key, j.kind
+		raw, _ := json.Marshal(j.res)
+		toks = append(toks, c.Publish(wsync.ResultTopic(j.device), 1, false, raw))
+	}
+	deadline := time.Now().Add(g.cfg.Timeout)
+	for _, t := range toks {
+		if !t.WaitTimeout(time.Until(deadline)) || t.Error() != nil {
+			g.log.Warn("result publish not acknowledged; the device will resend", "err", t.Error())
+			continue
+		}
+		g.stats.answered.Add(1)
+	}
+}
+
+// apply handles one message inside tx and fills j.res. It reports whether the ledger
+// learnt something new (false: a replay answered from the ledger or a query).
+func (g *Gateway) apply(tx *Tx, j *job, now time.Time) (bool, error) {
+	j.answer = true
+	j.res.DecidedAt = now
+	switch m := j.msg.(type) {
+	case *wsync.PaymentRequest:
+		return g.applyPayment(tx, j, m, now)
+	case *wsync.QueryRequest:
+		e, ok, err := tx.Entry(m.Key)
+		if err != nil {
+			return false, err
+		}
+		if !ok || e.Device != j.device || !e.IsSale() {
+			j.res.Status = wsync.ResultUnknown
+			return false, nil
+		}
+		j.res.Status, j.res.Reason, j.res.DecidedAt = e.Status, e.Reason, e.DecidedAt
+		return false, nil
+	case *wsync.ReversalRequest:
+		return g.applyReversal(tx, j, m, now)
+	case *wsync.RefundRequest:
+		return g.applyRefund(tx, j, m, now)
+	case *wsync.AttemptRecord:
+		j.res.Status = wsync.ResultRecorded
+		if _, ok, err := tx.Attempt(m.Key); err != nil || ok {
+			return false, err
+		}
+		g.log.Info("attempt recorded", "key", m.Key, "device", j.device, "outcome", m.Outcome)
+		return true, tx.PutAttempt(Attempt{
+			Key: m.Key, Device: m.Device, AmountMinor: m.AmountMinor, Currency: m.Currency, Kind: m.Kind,
+			Scheme: m.Scheme, MaskedCode: paycode.Mask(m.MaskedCode), Outcome: m.Outcome, Reason: m.Reason,
+			CreatedAt: m.CreatedAt, RecordedAt: now,
+		})
+	case *wsync.BatchClose:
+		return g.applyBatch(tx, j, m, now)
+	}
+	return false, fmt.Errorf("gateway: no handler for %T", j.msg)
+}
+
+func (g *Gateway) applyPayment(tx *Tx, j *job, req *wsync.PaymentRequest, now time.Time) (bool, error) {
+	e, seen, err := tx.Entry(req.Key)
+	if err != nil {
+		return false, err
+	}
+	if seen && (e.Device != j.device || !e.IsSale()) {
+		// Never answer with another device's (or a refund's) record.
+		j.res.Status, j.res.Reason = wsync.ResultDeclined, "idempotency key already used"
+		g.log.Warn("payment key collides with another record", "key", req.Key, "device", j.device)
+		return false, nil
+	}
 	if seen {
-		g.log.Info("duplicate request answered from the ledger", "key", req.Key, "device", device, "status", entry.Status)
+		e.Requests++
+		if err := tx.PutEntry(e); err != nil {
+			return false, err
+		}
+		g.log.Debug("duplicate request answered from the ledger", "key", req.Key, "device", j.device, "status", e.Status)
 	} else {
-		g.log.Info("payment decided", "key", req.Key, "device", device, "amount_minor", req.AmountMinor,
-			"currency", req.Currency, "scheme", req.Scheme, "code", entry.MaskedCode, "status", entry.Status)
+		status, reason := g.cfg.Rules.Decide(*req)
+		e = Entry{
+			Key: req.Key, Type: TypeSale, Device: j.device, AmountMinor: req.AmountMinor, Currency: req.Currency,
+			Scheme: req.Scheme, MaskedCode: paycode.Mask(req.Code), Status: status, Reason: reason,
+			CreatedAt: req.CreatedAt.UTC(), DecidedAt: now, Requests: 1,
+		}
+		if err := tx.PutEntry(e); err != nil {
+			return false, err
+		}
+		g.log.Info("payment decided", "key", req.Key, "device", j.device, "amount_minor", req.AmountMinor,
+			"currency", req.Currency, "scheme", req.Scheme, "code", e.MaskedCode, "status", e.Status)
 	}
-	res, _ := json.Marshal(wsync.PaymentResult{V: wsync.Version, Key: entry.Key, Status: entry.Status, Reason: entry.Reason, DecidedAt: entry.DecidedAt})
-	t := c.Publish(wsync.ResultTopic(device), 1, false, res)
-	if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
-		g.log.Warn("result publish not acknowledged; the device will resend", "key", req.Key, "err", t.Error())
+	j.res.Status, j.res.Reason, j.res.DecidedAt = e.Status, e.Reason, e.DecidedAt
+	return !seen, nil
+}
+
+func (g *Gateway) applyReversal(tx *Tx, j *job, m *wsync.ReversalRequest, now time.Time) (bool, error) {
+	e, ok, err := tx.Entry(m.Key)
+	if err != nil {
+		return false, err
 	}
+	j.res.Status = wsync.ResultReversed
+	switch {
+	case !ok:
+		// Never seen: remember the key as reversed so a late request with it is refused.
+		e = Entry{Key: m.Key, Type: TypeSale, Device: j.device, AmountMinor: m.AmountMinor, Currency: m.Currency,
+			Status: wsync.ResultReversed, Reason: "reversed before the payment request arrived",
+			DecidedAt: now, ReversedAt: now, CreatedAt: m.CreatedAt.UTC()}
+		j.res.Reason = "no payment with this key; recorded as reversed"
+		g.log.Info("reversal of an unseen key recorded", "key", m.Key, "device", j.device)
+		return true, tx.PutEntry(e)
+	case e.Device != j.device || !e.IsSale():
+		j.res.Status, j.res.Reason = wsync.ResultDeclined, "not a sale of this device"
+		return false, nil
+	case e.Status == wsync.ResultReversed:
+		j.res.Reason = "already reversed"
+		return false, nil
+	case e.Status == wsync.ResultDeclined:
+		j.res.Reason = "the payment was declined; nothing was charged"
+		return false, nil
+	case e.RefundedMinor > 0:
+		j.res.Status, j.res.Reason = wsync.ResultDeclined, "the payment was partly refunded; refund the rest instead"
+		return false, nil
+	}
+	e.Status, e.Reason, e.ReversedAt = wsync.ResultReversed, "reversed by the device", now
+	if m.Reason != "" {
+		e.Reason = "reversed: " + m.Reason
+	}
+	g.log.Info("payment reversed", "key", m.Key, "device", j.device, "amount_minor", e.AmountMinor, "currency", e.Currency)
+	return true, tx.PutEntry(e)
+}
+
+func (g *Gateway) applyRefund(tx *Tx, j *job, m *wsync.RefundRequest, now time.Time) (bool, error) {
+	e, seen, err := tx.Entry(m.Key)
+	if err != nil {
+		return false, err
+	}
+	if seen {
+		if e.Device != j.device || e.IsSale() || e.OriginalKey != m.OriginalKey {
+			j.res.Status, j.res.Reason = wsync.ResultDeclined, "idempotency key already used"
+			return false, nil
+		}
+		e.Requests++
+		j.res.Status, j.res.Reason, j.res.DecidedAt = e.Status, e.Reason, e.DecidedAt
+		return false, tx.PutEntry(e)
+	}
+	orig, ok, err := tx.Entry(m.OriginalKey)
+	if err != nil {
+		return false, err
+	}
+	status, reason := wsync.ResultApproved, ""
+	switch {
+	case !ok || orig.Device != j.device || !orig.IsSale():
+		status, reason = wsync.ResultDeclined, "original sale unknown"
+	case orig.Status != wsync.ResultApproved:
+		status, reason = wsync.ResultDeclined, "original sale is "+orig.Status
+	case orig.Currency != m.Currency:
+		status, reason = wsync.ResultDeclined, "currency differs from the original sale"
+	case m.AmountMinor > orig.AmountMinor-orig.RefundedMinor:
+		status, reason = wsync.ResultDeclined, fmt.Sprintf("refund exceeds the refundable rest of %d minor units", orig.AmountMinor-orig.RefundedMinor)
+	}
+	if status == wsync.ResultApproved {
+		orig.RefundedMinor += m.AmountMinor
+		if err := tx.PutEntry(orig); err != nil {
+			return false, err
+		}
+	}
+	e = Entry{Key: m.Key, Type: TypeRefund, Device: j.device, AmountMinor: m.AmountMinor, Currency: m.Currency,
+		Scheme: orig.Scheme, Status: status, Reason: reason, CreatedAt: m.CreatedAt.UTC(), DecidedAt: now,
+		Requests: 1, OriginalKey: m.OriginalKey}
+	g.log.Info("refund decided", "key", m.Key, "original", m.OriginalKey, "device", j.device, "amount_minor", m.AmountMinor, "status", status)
+	j.res.Status, j.res.Reason = status, reason
+	return true, tx.PutEntry(e)
+}
+
+func (g *Gateway) applyBatch(tx *Tx, j *job, m *wsync.BatchClose, now time.Time) (bool, error) {
+	if b, ok, err := tx.Batch(m.Key); err != nil || ok {
+		if ok {
+			if b.Device != j.device {
+				j.res.Status, j.res.Reason = wsync.ResultDeclined, "idempotency key already used"
+			} else {
+				j.res.Status, j.res.Reason, j.res.DecidedAt = b.Status, b.Reason, b.RecordedAt
+			}
+		}
+		return false, err
+	}
+	// The ledger's view of the same window, from the device's own created_at.
+	type sk = [2]string
+	ours := map[sk]*BatchLine{}
+	line := func(scheme, cur string) *BatchLine {
+		l := ours[sk{scheme, cur}]
+		if l == nil {
+			l = &BatchLine{Scheme: scheme, Currency: cur}
+			ours[sk{scheme, cur}] = l
+		}
+		return l
+	}
+	err := tx.ForEach(func(e Entry) error {
+		if e.Device != j.device || e.Status != wsync.ResultApproved || e.CreatedAt.Before(m.OpenedAt) || !e.CreatedAt.Before(m.ClosedAt) {
+			return nil
+		}
+		l := line(e.Scheme, e.Currency)
+		if e.IsSale() {
+			l.SalesCount++
+			l.SalesMinor += e.AmountMinor
+		} else {
+			l.RefundsCount++
+			l.RefundsMinor += e.AmountMinor
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	theirs := map[sk]BatchLine{}
+	lines := make([]BatchLine, 0, len(m.Totals))
+	for _, t := range m.Totals {
+		bl := BatchLine(t)
+		theirs[sk{t.Scheme, t.Currency}] = bl
+		lines = append(lines, bl)
+	}
+	var diffs []string
+	keys := map[sk]bool{}
+	for k := range ours {
+		keys[k] = true
+	}
+	for k := range theirs {
+		keys[k] = true
+	}
+	sorted := make([]sk, 0, len(keys))
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	sort.Slice(sorted, func(a, b int) bool {
+		return sorted[a][0]+"/"+sorted[a][1] < sorted[b][0]+"/"+sorted[b][1]
+	})
+	for _, k := range sorted {
+		var o BatchLine
+		if p := ours[k]; p != nil {
+			o = *p
+		}
+		t := theirs[k]
+		o.Scheme, o.Currency, t.Scheme, t.Currency = "", "", "", ""
+		if o != t {
+			diffs = append(diffs, fmt.Sprintf("%s/%s: device %d sales %d, %d refunds %d; ledger %d sales %d, %d refunds %d",
+				k[0], k[1], t.SalesCount, t.SalesMinor, t.RefundsCount, t.RefundsMinor, o.SalesCount, o.SalesMinor, o.RefundsCount, o.RefundsMinor))
+		}
+	}
+	b := Batch{Key: m.Key, Device: j.device, OpenedAt: m.OpenedAt, ClosedAt: m.ClosedAt, Totals: lines, Status: wsync.ResultRecorded, RecordedAt: now}
+	if len(diffs) > 0 {
+		if len(diffs) > 4 {
+			diffs = append(diffs[:4], fmt.Sprintf("and %d more", len(diffs)-4))
+		}
+		b.Status, b.Reason = wsync.ResultDeclined, "totals differ: "+strings.Join(diffs, "; ")
+	}
+	g.log.Info("batch reconciled", "key", m.Key, "device", j.device, "status", b.Status, "reason", b.Reason)
+	j.res.Status, j.res.Reason, j.res.DecidedAt = b.Status, b.Reason, now
+	return true, tx.PutBatch(b)
 }

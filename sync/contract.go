@@ -285,10 +285,10 @@ func checkCommon(key, device string) error {
 // status (approved, declined, reversed), or "unknown" when it never saw the key.
 // A query changes nothing in the cloud.
 type QueryRequest struct {
-	V         int       `json:"v"`
-	Key       string    `json:"key"`
-	Device    string    `json:"device"`
-	CreatedAt time.Time `json:"created_at"`
+	V       int       `json:"v"`
+	Key     string    `json:"key"`
+	Device  string    `json:"device"`
+	AskedAt time.Time `json:"asked_at"`
 }
 
 // Validate checks a decoded query's fields.
@@ -307,6 +307,7 @@ type ReversalRequest struct {
 	Device      string    `json:"device"`
 	AmountMinor int64     `json:"amount_minor"`
 	Currency    string    `json:"currency"`
+	Scheme      string    `json:"scheme,omitempty"`
 	Reason      string    `json:"reason,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
 }
@@ -378,7 +379,8 @@ type AttemptRecord struct {
 	Kind        string    `json:"kind,omitempty"`
 	Scheme      string    `json:"scheme,omitempty"`
 	MaskedCode  string    `json:"masked_code,omitempty"`
-	Outcome     string    `json:"outcome"`
+	Outcome     string    `json:"outcome"` // see the Attempt constants; other short words are kept as they are
+	Offline     bool      `json:"offline,omitempty"`
 	Reason      string    `json:"reason,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
 }
@@ -419,6 +421,7 @@ type BatchClose struct {
 	V        int          `json:"v"`
 	Key      string       `json:"key"`
 	Device   string       `json:"device"`
+	Number   uint64       `json:"number,omitempty"` // the device's batch counter
 	OpenedAt time.Time    `json:"opened_at"`
 	ClosedAt time.Time    `json:"closed_at"`
 	Totals   []BatchTotal `json:"totals"`

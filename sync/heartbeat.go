@@ -49,9 +49,16 @@ func createdAt(data []byte) (time.Time, bool) {
 	}
 	var p struct {
 		CreatedAt time.Time `json:"created_at"`
+		AskedAt   time.Time `json:"asked_at"`
+		ClosedAt  time.Time `json:"closed_at"`
 	}
-	if json.Unmarshal(m.Payload, &p) != nil || p.CreatedAt.IsZero() {
+	if json.Unmarshal(m.Payload, &p) != nil {
 		return time.Time{}, false
 	}
-	return p.CreatedAt, true
+	for _, t := range []time.Time{p.CreatedAt, p.AskedAt, p.ClosedAt} {
+		if !t.IsZero() {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }

@@ -1,0 +1,208 @@
+package gateway
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	wsync "github.com/walletless/walletless/sync"
+)
+
+type fakeMsg struct {
+	topic   string
+	payload []byte
+}
+
+func (m fakeMsg) Duplicate() bool   { return false }
+func (m fakeMsg) Qos() byte         { return 1 }
+func (m fakeMsg) Retained() bool    { return false }
+func (m fakeMsg) Topic() string     { return m.topic }
+func (m fakeMsg) MessageID() uint16 { return 1 }
+func (m fakeMsg) Payload() []byte   { return m.payload }
+func (m fakeMsg) Ack()              {}
+
+func newTestGateway(t *testing.T) *Gateway {
+	t.Helper()
+	l, err := OpenLedger(filepath.Join(t.TempDir(), "posgw.db"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	g, err := New(Config{BrokerURL: "tcp://127.0.0.1:1", Ledger: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// send runs one message through parse and apply as handleBatch does; ok is false when
+// the message was ignored.
+func send(t *testing.T, g *Gateway, device, kind string, v any) (wsync.PaymentResult, bool) {
+	t.Helper()
+	raw, ok := v.([]byte)
+	if !ok {
+		raw, _ = json.Marshal(v)
+	}
+	topic, err := wsync.UpTopic(device, kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := g.parse(fakeMsg{topic, raw})
+	if j == nil {
+		return wsync.PaymentResult{}, false
+	}
+	if err := g.cfg.Ledger.Update(func(tx *Tx) error { _, err := g.apply(tx, j, time.Now().UTC()); return err }); err != nil {
+		t.Fatal(err)
+	}
+	j.res.Kind, j.res.Key = j.kind, j.key
+	return j.res, true
+}
+
+var t0 = time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
+
+func sale(dev, key string, amount int64, cur string, at time.Time) wsync.PaymentRequest {
+	return wsync.PaymentRequest{V: 1, Key: key, Device: dev, AmountMinor: amount, Currency: cur, Kind: "wallet", Scheme: "alipay", Code: "281234567890123456", MaskedCode: "…3456", CreatedAt: at}
+}
+
+func TestKinds(t *testing.T) {
+	g := newTestGateway(t)
+	steps := []struct {
+		name           string
+		device, kind   string
+		msg            any
+		status, reason string // reason: substring
+	}{
+		{"sale approved", "d1", wsync.KindPayment, sale("d1", "k1", 10000, "KRW", t0), "approved", ""},
+		{"resend answered from ledger", "d1", wsync.KindPayment, sale("d1", "k1", 10000, "KRW", t0), "approved", ""},
+		{"over limit declined", "d1", wsync.KindPayment, sale("d1", "k2", 2_000_000, "KRW", t0), "declined", "limit"},
+		{"query approved", "d1", wsync.KindQuery, wsync.QueryRequest{V: 1, Key: "k1", Device: "d1"}, "approved", ""},
+		{"query unknown", "d1", wsync.KindQuery, wsync.QueryRequest{V: 1, Key: "nope", Device: "d1"}, "unknown", ""},
+		{"query of another device's key", "d2", wsync.KindQuery, wsync.QueryRequest{V: 1, Key: "k1", Device: "d2"}, "unknown", ""},
+		{"key reuse by another device", "d2", wsync.KindPayment, sale("d2", "k1", 5, "KRW", t0), "declined", "already used"},
+		{"partial refund", "d1", wsync.KindRefund, wsync.RefundRequest{V: 1, Key: "r1", Device: "d1", OriginalKey: "k1", AmountMinor: 4000, Currency: "KRW", CreatedAt: t0}, "approved", ""},
+		{"refund resend", "d1", wsync.KindRefund, wsync.RefundRequest{V: 1, Key: "r1", Device: "d1", OriginalKey: "k1", AmountMinor: 4000, Currency: "KRW", CreatedAt: t0}, "approved", ""},
+		{"refund above the rest", "d1", wsync.KindRefund, wsync.RefundRequest{V: 1, Key: "r2", Device: "d1", OriginalKey: "k1", AmountMinor: 6001, Currency: "KRW", CreatedAt: t0}, "declined", "6000"},
+		{"refund of the rest", "d1", wsync.KindRefund, wsync.RefundRequest{V: 1, Key: "r3", Device: "d1", OriginalKey: "k1", AmountMinor: 6000, Currency: "KRW", CreatedAt: t0}, "approved", ""},
+		{"refund other currency", "d1", wsync.KindRefund, wsync.RefundRequest{V: 1, Key: "r4", Device: "d1", OriginalKey: "k1", AmountMinor: 1, Currency: "JPY", CreatedAt: t0}, "declined", "currency"},
+		{"refund of a declined sale", "d1", wsync.KindRefund, wsync.RefundRequest{V: 1, Key: "r5", Device: "d1", OriginalKey: "k2", AmountMinor: 1, Currency: "KRW", CreatedAt: t0}, "declined", "declined"},
+		{"refund of an unknown sale", "d1", wsync.KindRefund, wsync.RefundRequest{V: 1, Key: "r6", Device: "d1", OriginalKey: "zz", AmountMinor: 1, Currency: "KRW", CreatedAt: t0}, "declined", "unknown"},
+		{"reversal of a refunded sale", "d1", wsync.KindReversal, wsync.ReversalRequest{V: 1, Key: "k1", Device: "d1"}, "declined", "refund"},
+		{"sale to reverse", "d1", wsync.KindPayment, sale("d1", "k3", 700, "JPY", t0.Add(time.Minute)), "approved", ""},
+		{"reversal", "d1", wsync.KindReversal, wsync.ReversalRequest{V: 1, Key: "k3", Device: "d1", AmountMinor: 700, Currency: "JPY"}, "reversed", ""},
+		{"reversal again", "d1", wsync.KindReversal, wsync.ReversalRequest{V: 1, Key: "k3", Device: "d1"}, "reversed", "already"},
+		{"query reversed", "d1", wsync.KindQuery, wsync.QueryRequest{V: 1, Key: "k3", Device: "d1"}, "reversed", ""},
+		{"reversal of another device's sale", "d2", wsync.KindReversal, wsync.ReversalRequest{V: 1, Key: "k1", Device: "d2"}, "declined", ""},
+		{"reversal before the request", "d1", wsync.KindReversal, wsync.ReversalRequest{V: 1, Key: "k4", Device: "d1", AmountMinor: 900, Currency: "KRW"}, "reversed", "recorded"},
+		{"late request of a reversed key", "d1", wsync.KindPayment, sale("d1", "k4", 900, "KRW", t0), "reversed", ""},
+		{"attempt", "d1", wsync.KindAttempt, wsync.AttemptRecord{V: 1, Key: "a1", Device: "d1", AmountMinor: 100, Currency: "KRW", MaskedCode: "…3456#ab12", Outcome: wsync.AttemptRefusedOffline}, "recorded", ""},
+		{"attempt resend", "d1", wsync.KindAttempt, wsync.AttemptRecord{V: 1, Key: "a1", Device: "d1", AmountMinor: 100, Currency: "KRW", Outcome: wsync.AttemptRefusedOffline}, "recorded", ""},
+		{"batch matches", "d1", wsync.KindBatch, wsync.BatchClose{V: 1, Key: "b1", Device: "d1", OpenedAt: t0.Add(-time.Hour), ClosedAt: t0.Add(time.Hour), Totals: []wsync.BatchTotal{
+			{Scheme: "alipay", Currency: "KRW", SalesCount: 1, SalesMinor: 10000, RefundsCount: 2, RefundsMinor: 10000},
+		}}, "recorded", ""},
+		{"batch mismatch", "d1", wsync.KindBatch, wsync.BatchClose{V: 1, Key: "b2", Device: "d1", OpenedAt: t0.Add(-time.Hour), ClosedAt: t0.Add(time.Hour), Totals: []wsync.BatchTotal{
+			{Scheme: "alipay", Currency: "KRW", SalesCount: 2, SalesMinor: 10900},
+		}}, "declined", "alipay/KRW: device 2 sales 10900"},
+		{"batch resend keeps its answer", "d1", wsync.KindBatch, wsync.BatchClose{V: 1, Key: "b2", Device: "d1", OpenedAt: t0.Add(-time.Hour), ClosedAt: t0.Add(time.Hour)}, "declined", "10900"},
+	}
+	for _, s := range steps {
+		res, ok := send(t, g, s.device, s.kind, s.msg)
+		if !ok {
+			t.Errorf("%s: ignored", s.name)
+			continue
+		}
+		if res.Status != s.status || !strings.Contains(res.Reason, s.reason) || res.Kind != s.kind {
+			t.Errorf("%s: got %s/%s %q, want %s %q", s.name, res.Kind, res.Status, res.Reason, s.status, s.reason)
+		}
+	}
+	totals, err := g.cfg.Ledger.Totals()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Total{
+		{Device: "d1", Currency: "JPY", Reversed: 1},
+		{Device: "d1", Currency: "KRW", SalesCount: 1, SalesMinor: 10000, RefundsCount: 2, RefundsMinor: 10000, NetMinor: 0, Declined: 1, Reversed: 1},
+	}
+	if len(totals) != len(want) {
+		t.Fatalf("totals %+v", totals)
+	}
+	for i := range want {
+		if totals[i] != want[i] {
+			t.Errorf("totals[%d] = %+v, want %+v", i, totals[i], want[i])
+		}
+	}
+	var n, attempts int
+	g.cfg.Ledger.ForEach(func(e Entry) error {
+		n++
+		if strings.Contains(e.MaskedCode, "281234567890123456") {
+			t.Errorf("ledger holds a full code: %+v", e)
+		}
+		return nil
+	})
+	g.cfg.Ledger.ForEachAttempt(func(Attempt) error { attempts++; return nil })
+	// sales k1 k2 k3 k4; refunds r1 r2 r3 r4 r5 r6 (declined ones are kept for dedup)
+	if n != 10 || attempts != 1 {
+		t.Errorf("ledger has %d records and %d attempts, want 10 and 1", n, attempts)
+	}
+}
+
+func TestIgnored(t *testing.T) {
+	g := newTestGateway(t)
+	for _, c := range []struct {
+		name, device, kind string
+		payload            any
+	}{
+		{"garbage", "d1", wsync.KindPayment, []byte("garbage")},
+		{"oversize", "d1", wsync.KindPayment, []byte(`{"v":1,"key":"` + strings.Repeat("x", wsync.MaxPayload) + `"}`)},
+		{"device differs from topic", "d1", wsync.KindPayment, sale("d2", "k", 1, "KRW", t0)},
+		{"zero amount", "d1", wsync.KindPayment, sale("d1", "k", 0, "KRW", t0)},
+		{"version 2", "d1", wsync.KindQuery, []byte(`{"v":2,"key":"k","device":"d1"}`)},
+		{"refund of itself", "d1", wsync.KindRefund, wsync.RefundRequest{V: 1, Key: "r", Device: "d1", OriginalKey: "r", AmountMinor: 1, Currency: "KRW"}},
+		{"batch ends before it opens", "d1", wsync.KindBatch, wsync.BatchClose{V: 1, Key: "b", Device: "d1", OpenedAt: t0, ClosedAt: t0.Add(-time.Second)}},
+		{"attempt without outcome", "d1", wsync.KindAttempt, wsync.AttemptRecord{V: 1, Key: "a", Device: "d1"}},
+	} {
+		if res, ok := send(t, g, c.device, c.kind, c.payload); ok {
+			t.Errorf("%s: answered %+v", c.name, res)
+		}
+	}
+	if n := g.Stats().Ignored; n != 8 {
+		t.Errorf("ignored %d, want 8", n)
+	}
+	// A message on a topic that is not a device message.
+	if g.parse(fakeMsg{"walletless/v1/devices/d1/payments/result", []byte(`{}`)}) != nil {
+		t.Error("result topic parsed as a request")
+	}
+	var n int
+	g.cfg.Ledger.ForEach(func(Entry) error { n++; return nil })
+	if n != 0 {
+		t.Errorf("ignored messages changed the ledger: %d entries", n)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("payments/request", []byte(`{"v":1,"key":"k","device":"d1","amount_minor":1,"currency":"KRW","kind":"wallet","scheme":"alipay","code":"x","masked_code":"x","created_at":"2026-01-01T00:00:00Z"}`))
+	f.Add("payments/refund", []byte(`{"v":1,"key":"r","device":"d1","original_key":"k","amount_minor":1,"currency":"KRW","created_at":"2026-01-01T00:00:00Z"}`))
+	f.Add("batches/close", []byte(`{"v":1,"key":"b","device":"d1","opened_at":"2026-01-01T00:00:00Z","closed_at":"2026-01-02T00:00:00Z","totals":[{"scheme":"alipay","currency":"KRW","sales_count":1,"sales_minor":1,"refunds_count":0,"refunds_minor":0}]}`))
+	f.Add("audit/attempt", []byte(`{"v":1,"key":"a","device":"d1","amount_minor":1,"currency":"KRW","outcome":"cancelled","created_at":"2026-01-01T00:00:00Z"}`))
+	f.Add("payments/query", []byte(`{"v":1,"key":"k","device":"d1"}`))
+	f.Add("payments/reversal", []byte(`{"v":1,"key":"k","device":"d1","amount_minor":0,"currency":"","created_at":"2026-01-01T00:00:00Z"}`))
+	l, err := OpenLedger(filepath.Join(f.TempDir(), "posgw.db"), false)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer l.Close()
+	g, err := New(Config{BrokerURL: "tcp://127.0.0.1:1", Ledger: l})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, sub string, payload []byte) {
+		j := g.parse(fakeMsg{"walletless/v1/devices/d1/" + sub, payload})
+		if j == nil {
+			return
+		}
+		if err := l.Update(func(tx *Tx) error { _, err := g.apply(tx, j, time.Now()); return err }); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
