@@ -59,7 +59,9 @@
 //	   "basis": "documented"}]}
 //
 // then call rules.Identify(code). Rules are checked when loaded (ErrRules); a rule
-// whose basis is "guessed" adds a warning to every result it produces.
+// whose basis is "guessed" adds a warning to every result it produces. Rules
+// implements json.Unmarshaler with the same checks, so a configuration struct can
+// hold a *Rules field directly.
 //
 // # Building a dynamic merchant code
 //

@@ -171,6 +171,17 @@ func (r Rules) Wallets() []WalletRule {
 	return out
 }
 
+// UnmarshalJSON reads the table with ParseRules, so a configuration struct can hold a
+// Rules field and get the same strict validation.
+func (r *Rules) UnmarshalJSON(data []byte) error {
+	parsed, err := ParseRules(data)
+	if err != nil {
+		return err
+	}
+	*r = parsed
+	return nil
+}
+
 // MarshalJSON writes the table in the form ParseRules reads.
 func (r Rules) MarshalJSON() ([]byte, error) {
 	return json.Marshal(rulesFile{Version: r.version, Wallets: r.rules})

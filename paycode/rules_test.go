@@ -93,3 +93,17 @@ func TestMask(t *testing.T) {
 		t.Error("different codes share a mask")
 	}
 }
+
+func TestRulesInConfigStruct(t *testing.T) {
+	var cfg struct {
+		Wallets *Rules `json:"wallet_rules"`
+	}
+	b, _ := json.Marshal(map[string]any{"wallet_rules": DefaultRules()})
+	if err := json.Unmarshal(b, &cfg); err != nil || cfg.Wallets == nil || !reflect.DeepEqual(*cfg.Wallets, DefaultRules()) {
+		t.Fatalf("unmarshal: %v", err)
+	}
+	err := json.Unmarshal([]byte(`{"wallet_rules": {"version": "1", "wallets": [{"scheme": "x"}]}}`), &cfg)
+	if !errors.Is(err, ErrRules) {
+		t.Errorf("invalid table in config: %v", err)
+	}
+}
