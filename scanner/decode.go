@@ -1,0 +1,144 @@
+package scanner
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/makiuchi-d/gozxing"
+	"github.com/makiuchi-d/gozxing/oned"
+	"github.com/makiuchi-d/gozxing/qrcode"
+)
+
+// ErrNoCode means a frame held no code the decoder could read.
+var ErrNoCode = errors.New("scanner: no code found")
+
+// DecodeOptions choose what a Decoder looks for.
+type DecodeOptions struct {
+	// EAN13 also reads EAN-13/UPC-A (off by default: retail barcodes on goods are not
+	// payment codes and would be noise at a payment counter).
+	EAN13 bool
+	// NoHarder skips the second, slower pass (try-harder, rotated 1D codes, inverted
+	// and globally thresholded images) when the cheap pass finds nothing.
+	NoHarder bool
+}
+
+// Decoded is a code found in a frame.
+type Decoded struct {
+	Text      string `json:"text"`
+	Symbology string `json:"format"` // "qr", "code128", "ean13"
+	Pass      int    `json:"pass"`   // 1 for the cheap pass, 2 for the harder one
+}
+
+// Decoder reads QR and Code 128 (and optionally EAN-13) codes from gray planes with
+// gozxing. A Decoder is not safe for concurrent use: give each goroutine its own.
+type Decoder struct {
+	opts   DecodeOptions
+	qr     gozxing.Reader
+	c128   gozxing.Reader
+	ean13  gozxing.Reader
+	cheap  map[gozxing.DecodeHintType]interface{}
+	harder map[gozxing.DecodeHintType]interface{}
+	small  []byte // downscale buffer, reused
+}
+
+// NewDecoder returns a Decoder.
+func NewDecoder(opts DecodeOptions) *Decoder {
+	d := &Decoder{
+		opts:   opts,
+		qr:     qrcode.NewQRCodeReader(),
+		c128:   oned.NewCode128Reader(),
+		cheap:  map[gozxing.DecodeHintType]interface{}{},
+		harder: map[gozxing.DecodeHintType]interface{}{gozxing.DecodeHintType_TRY_HARDER: true},
+	}
+	if opts.EAN13 {
+		d.ean13 = oned.NewEAN13Reader()
+	}
+	return d
+}
+
+// Decode looks for one code in g. The cheap pass binarizes the plane once and tries
+// each reader once (on frames wider than 1024 pixels QR is tried on a halved plane
+// first); only if that finds nothing does the harder pass try gozxing's try-harder
+// mode (every row, rotated 1D codes), an adaptive threshold for low contrast and
+// light-on-dark QR codes.
+func (d *Decoder) Decode(g Gray) (Decoded, error) { return d.decode(g, !d.opts.NoHarder) }
+
+// DecodeCheap runs the cheap pass only.
+func (d *Decoder) DecodeCheap(g Gray) (Decoded, error) { return d.decode(g, false) }
+
+func (d *Decoder) decode(g Gray, harder bool) (Decoded, error) {
+	if err := g.check(); err != nil {
+		return Decoded{}, err
+	}
+	src := gozxing.LuminanceSource(newPlaneSource(g))
+	type step = decodeStep
+	// The cheap pass: one binarization, every reader once, on a halved plane for
+	// big frames (and the full plane for QR codes too small to survive halving).
+	cheap := []step{{gozxing.NewHybridBinarizer(src), d.cheap, d.cheap}}
+	if g.Width > 1024 {
+		var small Gray
+		small, d.small = downscale2(g, d.small)
+		full := gozxing.NewHybridBinarizer(src)
+		cheap = []step{
+			{gozxing.NewHybridBinarizer(newPlaneSource(small)), d.cheap, nil},
+			{full, nil, d.cheap}, // thin bars do not survive halving
+			{full, d.cheap, nil}, // nor do small QR codes
+		}
+	}
+	if r, ok := d.run(cheap); ok {
+		r.Pass = 1
+		return r, nil
+	}
+	if !harder {
+		return Decoded{}, ErrNoCode
+	}
+	// The harder pass: gozxing's try-harder (every row, rotated 1D codes), an
+	// adaptive threshold for low contrast, and light-on-dark QR codes.
+	hard := []step{
+		{gozxing.NewHybridBinarizer(src), d.harder, d.harder},
+		{newMeanBinarizer(src, 3), d.harder, d.cheap},
+		{gozxing.NewHybridBinarizer(src.Invert()), d.cheap, nil},
+	}
+	if r, ok := d.run(hard); ok {
+		r.Pass = 2
+		return r, nil
+	}
+	return Decoded{}, ErrNoCode
+}
+
+// decodeStep is one binarization and the hints for the 2D and 1D readers on it; nil
+// hints skip those readers.
+type decodeStep struct {
+	b        gozxing.Binarizer
+	qr, oned map[gozxing.DecodeHintType]interface{}
+}
+
+// run tries the steps in order and returns the first code found.
+func (d *Decoder) run(steps []decodeStep) (Decoded, bool) {
+	for _, s := range steps {
+		bmp, err := gozxing.NewBinaryBitmap(s.b)
+		if err != nil {
+			continue
+		}
+		readers := []struct {
+			r     gozxing.Reader
+			sym   string
+			hints map[gozxing.DecodeHintType]interface{}
+		}{{d.qr, "qr", s.qr}, {d.c128, "code128", s.oned}, {d.ean13, "ean13", s.oned}}
+		for _, rd := range readers {
+			if rd.r == nil || rd.hints == nil {
+				continue
+			}
+			res, err := rd.r.Decode(bmp, rd.hints)
+			rd.r.Reset()
+			if err != nil || res == nil || res.GetText() == "" {
+				continue
+			}
+			return Decoded{Text: res.GetText(), Symbology: rd.sym}, true
+		}
+	}
+	return Decoded{}, false
+}
+
+// String describes a decoded code without revealing it.
+func (r Decoded) String() string { return fmt.Sprintf("%s code of %d bytes", r.Symbology, len(r.Text)) }
