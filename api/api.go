@@ -23,10 +23,19 @@ type Sales interface {
 	Create(ctx context.Context, amountMinor int64, currency string) (payment.Sale, error)
 	Get(id string) (payment.Sale, error)
 	Cancel(ctx context.Context, id string) (payment.Sale, error)
+	ScanFor(ctx context.Context, id, code string) (payment.Sale, bool, error)
+	Refund(ctx context.Context, saleID string, amountMinor int64) (payment.Refund, error)
+	GetRefund(id string) (payment.Refund, error)
+	CurrentBatch(ctx context.Context) (payment.Batch, error)
+	CloseBatch(ctx context.Context) (payment.Batch, error)
+	GetBatch(id string) (payment.Batch, error)
 }
 
 // Server is the HTTP API.
 type Server struct {
+	// Merchant heads the Z report; set it before serving.
+	Merchant string
+
 	sales  Sales
 	status func() any
 	log    *slog.Logger
@@ -42,6 +51,13 @@ func New(sales Sales, status func() any, log *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /v1/sales", s.createSale)
 	s.mux.HandleFunc("GET /v1/sales/{id}", s.getSale)
 	s.mux.HandleFunc("POST /v1/sales/{id}/cancel", s.cancelSale)
+	s.mux.HandleFunc("POST /v1/sales/{id}/code", s.scanCode)
+	s.mux.HandleFunc("POST /v1/sales/{id}/refunds", s.createRefund)
+	s.mux.HandleFunc("GET /v1/refunds/{id}", s.getRefund)
+	s.mux.HandleFunc("GET /v1/batches/current", s.currentBatch)
+	s.mux.HandleFunc("POST /v1/batches/close", s.closeBatch)
+	s.mux.HandleFunc("GET /v1/batches/{id}", s.getBatch)
+	s.mux.HandleFunc("GET /v1/batches/{id}/report", s.batchReport)
 	s.mux.HandleFunc("GET /v1/status", s.getStatus)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -133,17 +149,161 @@ func (s *Server) cancelSale(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, sale)
 }
 
+type codeRequest struct {
+	Code string `json:"code"`
+}
+
+// scanCode applies a code read by the cash register's own scanner. The answer never
+// contains the code, only its masked form.
+func (s *Server) scanCode(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !payment.ValidID(id) {
+		writeError(w, http.StatusNotFound, "no sale with id "+fmt.Sprintf("%q", id))
+		return
+	}
+	var req codeRequest
+	if err := decodeStrict(w, r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if req.Code == "" || len(req.Code) > 4096 {
+		writeError(w, http.StatusBadRequest, "code is required (the scanned text, at most 4096 bytes)")
+		return
+	}
+	sale, _, err := s.sales.ScanFor(r.Context(), id, req.Code)
+	if err != nil {
+		s.writeEngineError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sale)
+}
+
+type refundRequest struct {
+	AmountMinor *int64 `json:"amount_minor"`
+}
+
+func (s *Server) createRefund(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !payment.ValidID(id) {
+		writeError(w, http.StatusNotFound, "no sale with id "+fmt.Sprintf("%q", id))
+		return
+	}
+	var req refundRequest
+	if err := decodeStrict(w, r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if req.AmountMinor == nil {
+		writeError(w, http.StatusBadRequest, "amount_minor is required (an integer of minor units, at most the sale's amount less earlier refunds)")
+		return
+	}
+	ref, err := s.sales.Refund(r.Context(), id, *req.AmountMinor)
+	if err != nil {
+		s.writeEngineError(w, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/refunds/"+ref.ID)
+	writeJSON(w, http.StatusCreated, ref)
+}
+
+func (s *Server) getRefund(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !payment.ValidID(id) {
+		writeError(w, http.StatusNotFound, "no refund with id "+fmt.Sprintf("%q", id))
+		return
+	}
+	ref, err := s.sales.GetRefund(id)
+	if err != nil {
+		s.writeEngineError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ref)
+}
+
+// batchAnswer is a batch with its Z report.
+type batchAnswer struct {
+	payment.Batch
+	Report string `json:"report"`
+}
+
+func (s *Server) currentBatch(w http.ResponseWriter, r *http.Request) {
+	b, err := s.sales.CurrentBatch(r.Context())
+	if err != nil {
+		s.writeEngineError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
+}
+
+func (s *Server) closeBatch(w http.ResponseWriter, r *http.Request) {
+	b, err := s.sales.CloseBatch(r.Context())
+	if err != nil {
+		s.writeEngineError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, batchAnswer{Batch: b, Report: payment.ZReport(b, s.Merchant)})
+}
+
+func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.batch(w, r)
+	if ok {
+		writeJSON(w, http.StatusOK, b)
+	}
+}
+
+// batchReport returns the printable Z report: text/plain, or JSON with ?format=json.
+func (s *Server) batchReport(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.batch(w, r)
+	if !ok {
+		return
+	}
+	rep := payment.ZReport(b, s.Merchant)
+	switch r.URL.Query().Get("format") {
+	case "json":
+		writeJSON(w, http.StatusOK, batchAnswer{Batch: b, Report: rep})
+	case "", "text":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = io.WriteString(w, rep)
+	default:
+		writeError(w, http.StatusBadRequest, "format must be text or json")
+	}
+}
+
+func (s *Server) batch(w http.ResponseWriter, r *http.Request) (payment.Batch, bool) {
+	id := r.PathValue("id")
+	var (
+		b   payment.Batch
+		err error
+	)
+	switch {
+	case id == "current":
+		b, err = s.sales.CurrentBatch(r.Context())
+	case payment.ValidID(id):
+		b, err = s.sales.GetBatch(id)
+	default:
+		writeError(w, http.StatusNotFound, "no batch with id "+fmt.Sprintf("%q", id))
+		return b, false
+	}
+	if err != nil {
+		s.writeEngineError(w, err)
+		return b, false
+	}
+	return b, true
+}
+
 func (s *Server) getStatus(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, s.status())
 }
 
 func (s *Server) writeEngineError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, payment.ErrBadAmount), errors.Is(err, payment.ErrCurrency):
+	case errors.Is(err, payment.ErrBadAmount), errors.Is(err, payment.ErrCurrency), errors.Is(err, payment.ErrRefundTooLarge), errors.Is(err, payment.ErrOverflow):
 		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, payment.ErrNotFound):
 		writeError(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, payment.ErrBusy), errors.Is(err, payment.ErrNotWaiting):
+	case errors.Is(err, payment.ErrBusy), errors.Is(err, payment.ErrNotWaiting), errors.Is(err, payment.ErrNoSale),
+		errors.Is(err, payment.ErrAuthorizing), errors.Is(err, payment.ErrCodeReused), errors.Is(err, payment.ErrNotRefundable):
 		writeError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, "posd is shutting down")

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -127,7 +126,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		Version:     opts.Version,
 		Outbox:      outbox{st},
 		OnResult: func(ctx context.Context, r wsync.PaymentResult) {
-			if err := engine.HandleResult(ctx, payment.Result{Key: r.Key, Approved: r.Status == wsync.ResultApproved, Reason: r.Reason}); err != nil && ctx.Err() == nil {
+			if err := engine.HandleResult(ctx, payment.Result{Key: r.Key, Kind: r.Kind, Status: r.Status, Reason: r.Reason}); err != nil && ctx.Err() == nil {
 				log.Error("apply result", "key", r.Key, "err", err)
 			}
 		},
@@ -136,13 +135,20 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
+	pay := paymentDefaults(cfg)
 	engine, err = payment.New(payment.Config{
-		Store:        st,
-		EncodeOutbox: encodeOutbox(cfg.DeviceID),
-		Kick:         link.Kick,
-		Finished:     receipts.enqueue,
-		AuthTimeout:  time.Duration(cfg.Payment.AuthTimeout),
-		Log:          log.With("component", "payment"),
+		Store:           st,
+		EncodeOutbox:    encodeOutbox(cfg.DeviceID),
+		Kick:            link.Kick,
+		Finished:        receipts.enqueue,
+		Online:          link.Online,
+		AuthTimeout:     time.Duration(cfg.Payment.AuthTimeout),
+		QueryTimeout:    pay.QueryTimeout,
+		Offline:         pay.Offline,
+		CodeReuseWindow: pay.CodeReuseWindow,
+		PruneAfter:      pay.PruneAfter,
+		ClockSynced:     payment.SystemClockSynced(),
+		Log:             log.With("component", "payment"),
 	})
 	if err != nil {
 		return err
@@ -197,6 +203,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return s
 	}
 	srv := api.New(engine, status, log.With("component", "api"))
+	srv.Merchant = cfg.Merchant.Name
 	g.Go(func() error { return srv.Serve(ctx, ln) })
 
 	if opts.Ready != nil {
@@ -228,17 +235,3 @@ func (o outbox) Pending(max int, skip func(uint64) bool) ([]wsync.Pending, error
 	return out, nil
 }
 
-// encodeOutbox writes an authorization request in the wire format of package sync.
-func encodeOutbox(device string) func(payment.AuthRequest) ([]byte, error) {
-	return func(a payment.AuthRequest) ([]byte, error) {
-		payload, err := json.Marshal(wsync.PaymentRequest{
-			V: wsync.Version, Key: a.Key, Device: device, AmountMinor: a.AmountMinor, Currency: a.Currency,
-			Kind: a.Kind, Scheme: a.Scheme, Operator: a.Operator, Code: a.Code, MaskedCode: a.MaskedCode,
-			CreatedAt: a.CreatedAt,
-		})
-		if err != nil {
-			return nil, err
-		}
-		return json.Marshal(wsync.OutboxMessage{Kind: wsync.KindPayment, Key: a.Key, Payload: payload})
-	}
-}

@@ -4,13 +4,43 @@
 //
 // A sale moves created (waiting_for_code) → code scanned and identified → committed to
 // the store together with its outbox entry → authorizing → approved | declined |
-// in_doubt. Nothing reaches the network before the commit: the sync link only reads
-// committed outbox entries. Amounts are int64 minor units of an ISO 4217 currency.
+// in_doubt | stored_offline. Nothing reaches the network before the commit: the sync
+// link only reads committed outbox entries. Every state change is one store
+// transaction that writes the sale, the outbox entries it owes the cloud, the in-doubt
+// index and the batch totals together, so a crash at any point leaves a state the
+// engine resumes from (see TestKilledInState). Amounts are int64 minor units of an ISO
+// 4217 currency; sums are overflow-checked.
+//
+// In doubt: a sale without a result after Config.AuthTimeout becomes in_doubt and a
+// status query (kind "query") is queued; the payment request stays queued with the
+// same key, so a late answer still settles it. When the query answers "unknown" or
+// nothing settles the sale within Config.QueryTimeout, the scheme's offline policy
+// decides: defer (within limits) makes it stored_offline; otherwise the payment
+// request is withdrawn, a durable reversal (kind "reversal") is queued and the clerk is
+// told the sale did not go through.
+//
+// Offline: when the link is down at scan time the scheme's OfflinePolicy refuses
+// ("offline — ask for another method") or defers within per-sale, outstanding-total,
+// count and age limits, checked on the engine goroutine against counters rebuilt from
+// the store and committed in the same transaction as the sale. Declined-locally,
+// refused and cancelled sales are recorded for audit (kind "attempt"). A one-time code
+// seen again within Config.CodeReuseWindow is refused with ErrCodeReused.
+//
+// Refunds are their own records with their own keys (kind "refund"); pending and
+// approved refunds never exceed the original. Settlement batches keep running totals
+// per scheme and currency, updated with each approval; CloseBatch queues them (kind
+// "batch") and ZReport renders them.
 //
 // # Caveats
 //
-// A sale left without a result for Config.AuthTimeout becomes in_doubt. Its request
-// stays in the outbox and is resent with the same idempotency key, so a late result
-// still settles it; the status-query and reversal flow for in-doubt sales is not built
-// yet. Only one sale waits for a code at a time: the counter has one scanner.
+//   - Only customer-presented codes are built; the merchant-presented flow (a dynamic
+//     EMVCo QR shown to the customer, then the cloud's paid notification) is not.
+//   - A refund that the cloud never answers stays pending; there is no refund query.
+//   - A sale counts in the batch that is open when it is approved, not when it was
+//     created; a sale approved after a close belongs to the next batch.
+//   - The exposure limits of stored_offline sales are across all schemes per currency.
+//   - Pruning deletes final, synced sales only; refunds and batches are kept.
+//   - Only one sale waits for a code at a time: the counter has one scanner.
+//   - ClockUnsynced flags records made before the clock was synchronized; their wall
+//     times are not corrected later. Order is the true sequence.
 package payment

@@ -2,6 +2,7 @@ package payment
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,62 +14,50 @@ import (
 	"github.com/walletless/walletless/store"
 )
 
-// Errors returned to the API. Each is a client error with a clear message.
-var (
-	ErrNotFound    = errors.New("payment: no such sale")
-	ErrBadAmount   = errors.New("payment: amount_minor must be a positive integer of minor units")
-	ErrCurrency    = errors.New("payment: unknown ISO 4217 currency")
-	ErrBusy        = errors.New("payment: another sale is waiting for a code; cancel it first")
-	ErrNotWaiting  = errors.New("payment: sale can no longer be cancelled")
-	ErrStopped     = errors.New("payment: engine is not running")
-	errStoreFailed = errors.New("payment: could not store the sale")
-)
-
 // MaxAmountMinor caps a single sale (a typing error guard, not a business limit).
 const MaxAmountMinor int64 = 1_000_000_000_000
 
 // Store is what the engine needs from durable storage; *store.Store satisfies it.
+// Every state change is one Update: the record, its outbox entries, the in-doubt
+// index and the batch totals commit together or not at all.
 type Store interface {
-	PutSale(id string, outbox []byte, sale func(seq uint64) ([]byte, error)) (uint64, error)
-	ResolveSale(id string, sale []byte, seq uint64) error
-	GetSale(id string) ([]byte, error)
-	ForEachSale(fn func(id string, sale []byte) error) error
-}
-
-// AuthRequest is what the engine asks the cloud to authorize. It carries the full
-// code, so it only ever goes into the outbox and onto the wire, never into a log.
-type AuthRequest struct {
-	Key         string
-	AmountMinor int64
-	Currency    string
-	Kind        string
-	Scheme      string
-	Operator    string
-	Code        string
-	MaskedCode  string
-	CreatedAt   time.Time
-}
-
-// Result is the cloud's answer for one idempotency key.
-type Result struct {
-	Key      string
-	Approved bool
-	Reason   string
+	Update(fn func(*store.Tx) error) error
+	View(fn func(*store.Tx) error) error
+	PruneSales(limit int, decide func(id string, doc []byte) (del, stop bool)) (int, error)
+	PruneCodes(before time.Time) (int, error)
 }
 
 // Config wires an Engine to its neighbours.
 type Config struct {
 	Store Store
-	// EncodeOutbox turns an authorization request into an outbox entry (the wire
-	// format belongs to package sync; the daemon supplies this).
-	EncodeOutbox func(AuthRequest) ([]byte, error)
+	// EncodeOutbox turns a message into an outbox entry (the wire format belongs to
+	// package sync; the daemon supplies this).
+	EncodeOutbox func(Message) ([]byte, error)
 	// Kick tells the cloud link that the outbox has a new entry. Must not block.
 	Kick func()
-	// Finished is called once a sale reaches approved or declined, e.g. to print a
-	// receipt or light an LED. Must not block.
+	// Finished is called once the clerk-facing outcome of a sale is known (approved,
+	// declined, refused, stored_offline, reversal_pending), e.g. to print a receipt.
+	// Must not block.
 	Finished func(Sale)
-	// AuthTimeout: a sale without a result after this long becomes in_doubt.
+	// Online reports whether the cloud link is up; nil means always.
+	Online func() bool
+	// AuthTimeout: a sale without a result after this long becomes in_doubt and a
+	// status query is queued. Default 30s.
 	AuthTimeout time.Duration
+	// QueryTimeout: an in-doubt sale the query has not settled after this long is
+	// settled by its offline policy (reversal, or stored_offline under defer).
+	// Default 30s.
+	QueryTimeout time.Duration
+	// Offline are the offline policies per scheme; the zero value refuses everything.
+	Offline Policies
+	// CodeReuseWindow: a one-time code seen again within this window is refused.
+	// Default 24h.
+	CodeReuseWindow time.Duration
+	// PruneAfter: final, synced sales older than this are deleted; 0 keeps them.
+	PruneAfter time.Duration
+	// ClockSynced reports whether the wall clock can be trusted; default: after
+	// ClockFloor.
+	ClockSynced func(time.Time) bool
 	// Identify recognises a scanned code; default paycode.Identify.
 	Identify func(string) (paycode.Result, error)
 	Now      func() time.Time
@@ -81,14 +70,26 @@ type Engine struct {
 	cfg  Config
 	log  *slog.Logger
 	reqs chan func()
+	// started is closed once Run has recovered the stored state.
+	started chan struct{}
 
 	// Owned by the Run goroutine.
-	waiting *record            // the sale waiting for a code, if any
-	pending map[string]pending // authorizing or in doubt, by id
+	waiting   *record                // the sale waiting for a code, if any
+	pending   map[string]pending     // authorizing or in doubt, by id
+	offline   map[string]offlineSale // stored_offline sales, for expiry
+	exposure  exposure
+	batch     *batchRecord
+	lastPrune time.Time
+}
+
+type offlineSale struct {
+	created time.Time
+	maxAge  time.Duration
+	flagged bool
 }
 
 type pending struct {
-	rec      *record
+	status   Status
 	deadline time.Time
 }
 
@@ -97,14 +98,29 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Store == nil || cfg.EncodeOutbox == nil {
 		return nil, errors.New("payment: Store and EncodeOutbox are required")
 	}
+	if err := cfg.Offline.Validate(); err != nil {
+		return nil, err
+	}
 	if cfg.Kick == nil {
 		cfg.Kick = func() {}
 	}
 	if cfg.Finished == nil {
 		cfg.Finished = func(Sale) {}
 	}
+	if cfg.Online == nil {
+		cfg.Online = func() bool { return true }
+	}
 	if cfg.AuthTimeout <= 0 {
 		cfg.AuthTimeout = 30 * time.Second
+	}
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = 30 * time.Second
+	}
+	if cfg.CodeReuseWindow <= 0 {
+		cfg.CodeReuseWindow = 24 * time.Hour
+	}
+	if cfg.ClockSynced == nil {
+		cfg.ClockSynced = func(t time.Time) bool { return !t.Before(ClockFloor) }
 	}
 	if cfg.Identify == nil {
 		cfg.Identify = paycode.Identify
@@ -115,7 +131,11 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{cfg: cfg, log: cfg.Log, reqs: make(chan func(), 64), pending: make(map[string]pending)}, nil
+	return &Engine{
+		cfg: cfg, log: cfg.Log, reqs: make(chan func(), 64), started: make(chan struct{}),
+		pending: make(map[string]pending), offline: make(map[string]offlineSale),
+		exposure: exposure{total: make(map[string]int64)},
+	}, nil
 }
 
 // Run owns the sales until ctx is done; a cancelled context returns nil.
@@ -123,6 +143,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.recover(); err != nil {
 		return err
 	}
+	close(e.started)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -131,31 +152,50 @@ func (e *Engine) Run(ctx context.Context) error {
 			return nil
 		case f := <-e.reqs:
 			f()
-		case now := <-tick.C:
-			e.expire(now)
+		case <-tick.C:
+			e.tick(e.cfg.Now())
 		}
 	}
 }
 
-// recover reloads unfinished sales after a restart.
+// recover reloads unfinished sales after a restart. It reads the in-doubt index, not
+// every sale.
 func (e *Engine) recover() error {
 	now := e.cfg.Now()
-	return e.cfg.Store.ForEachSale(func(id string, raw []byte) error {
-		var r record
-		if err := json.Unmarshal(raw, &r); err != nil {
-			e.log.Error("unreadable sale record; leaving it alone", "id", id, "err", err)
-			return nil
-		}
-		switch r.Status {
-		case StatusWaitingForCode:
-			if e.waiting == nil || r.ID > e.waiting.ID {
-				e.waiting = &r
+	err := e.cfg.Store.View(func(tx *store.Tx) error {
+		return tx.ForEachUnsettled(func(id, note string) error {
+			if note == noteRefund {
+				return nil // refunds wait for their result; nothing runs on a timer
 			}
-		case StatusAuthorizing, StatusInDoubt:
-			e.pending[r.ID] = pending{rec: &r, deadline: now.Add(e.cfg.AuthTimeout)}
-		}
-		return nil
+			raw, err := tx.Sale(id)
+			if err != nil {
+				e.log.Error("in-doubt index names a missing sale; ignoring", "id", id)
+				return nil
+			}
+			var r record
+			if err := json.Unmarshal(raw, &r); err != nil {
+				e.log.Error("unreadable sale record; leaving it alone", "id", id, "err", err)
+				return nil
+			}
+			switch r.Status {
+			case StatusWaitingForCode:
+				if e.waiting == nil || r.ID > e.waiting.ID {
+					e.waiting = &r
+				}
+			case StatusAuthorizing:
+				e.pending[r.ID] = pending{status: r.Status, deadline: now.Add(e.cfg.AuthTimeout)}
+			case StatusInDoubt:
+				e.pending[r.ID] = pending{status: r.Status, deadline: now.Add(e.cfg.QueryTimeout)}
+			case StatusStoredOffline:
+				e.storedOffline(&r)
+			}
+			return nil
+		})
 	})
+	if err != nil {
+		return fmt.Errorf("payment: recover: %w", err)
+	}
+	return e.openBatch(now)
 }
 
 // do runs f on the engine goroutine and waits for it.
@@ -172,6 +212,12 @@ func (e *Engine) do(ctx context.Context, f func()) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// now returns the wall time in UTC and whether the clock is trusted.
+func (e *Engine) now() (time.Time, bool) {
+	t := e.cfg.Now()
+	return t.UTC(), e.cfg.ClockSynced(t)
 }
 
 // Create starts a sale that waits for the customer's code.
@@ -192,13 +238,21 @@ func (e *Engine) Create(ctx context.Context, amountMinor int64, currency string)
 			err = fmt.Errorf("%w (sale %s)", ErrBusy, e.waiting.ID)
 			return
 		}
-		now := e.cfg.Now().UTC()
-		r := &record{Sale: Sale{ID: newID(now), Status: StatusWaitingForCode, AmountMinor: amountMinor, Currency: cur.Code, CreatedAt: now, UpdatedAt: now}}
-		if err = e.put(r, nil); err != nil {
+		now, synced := e.now()
+		r := &record{Sale: Sale{ID: newID(now), Status: StatusWaitingForCode, AmountMinor: amountMinor, Currency: cur.Code,
+			ClockUnsynced: !synced, CreatedAt: now, UpdatedAt: now}}
+		if err = e.commit(func(tx *store.Tx) error {
+			n, err := tx.NextOrder()
+			if err != nil {
+				return err
+			}
+			r.Order = n
+			return putSale(tx, r)
+		}); err != nil {
 			return
 		}
 		e.waiting = r
-		e.log.Info("sale created", "id", r.ID, "amount_minor", amountMinor, "currency", cur.Code)
+		e.log.Info("sale created", "id", r.ID, "amount_minor", amountMinor, "currency", cur.Code, "order", r.Order)
 		out = r.Sale
 	}); derr != nil {
 		return Sale{}, derr
@@ -208,18 +262,36 @@ func (e *Engine) Create(ctx context.Context, amountMinor int64, currency string)
 
 // Get returns a sale as last committed.
 func (e *Engine) Get(id string) (Sale, error) {
-	raw, err := e.cfg.Store.GetSale(id)
+	r, err := e.load(id)
+	if err != nil {
+		return Sale{}, err
+	}
+	return r.Sale, nil
+}
+
+func (e *Engine) load(id string) (*record, error) {
+	var r *record
+	err := e.cfg.Store.View(func(tx *store.Tx) error {
+		var err error
+		r, err = loadSale(tx, id)
+		return err
+	})
+	return r, err
+}
+
+func loadSale(tx *store.Tx, id string) (*record, error) {
+	raw, err := tx.Sale(id)
 	if errors.Is(err, store.ErrNotFound) {
-		return Sale{}, ErrNotFound
+		return nil, ErrNotFound
 	}
 	if err != nil {
-		return Sale{}, fmt.Errorf("payment: %w", err)
+		return nil, fmt.Errorf("payment: %w", err)
 	}
 	var r record
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return Sale{}, fmt.Errorf("payment: stored sale %s: %w", id, err)
+		return nil, fmt.Errorf("payment: stored sale %s: %w", id, err)
 	}
-	return r.Sale, nil
+	return &r, nil
 }
 
 // Cancel cancels a sale that is still waiting for its code.
@@ -238,13 +310,20 @@ func (e *Engine) Cancel(ctx context.Context, id string) (Sale, error) {
 			return
 		}
 		r := *e.waiting
-		r.Status, r.Reason, r.UpdatedAt = StatusCancelled, "cancelled by the clerk", e.cfg.Now().UTC()
-		if err = e.put(&r, nil); err != nil {
+		r.Status, r.Reason = StatusCancelled, "cancelled by the clerk"
+		r.UpdatedAt, _ = e.now()
+		if err = e.commit(func(tx *store.Tx) error {
+			if err := e.queueAttempt(tx, &r); err != nil {
+				return err
+			}
+			return putSale(tx, &r)
+		}); err != nil {
 			return
 		}
 		e.waiting = nil
 		e.log.Info("sale cancelled", "id", id)
 		out = r.Sale
+		e.cfg.Kick()
 	}); derr != nil {
 		return Sale{}, derr
 	}
@@ -265,144 +344,210 @@ func (e *Engine) Waiting(ctx context.Context) (Sale, bool) {
 	return out, ok
 }
 
-// Scan hands the engine one scanned code. It returns the sale the code was applied
-// to, or ok=false when no sale was waiting (the scan is then ignored).
+// Scan hands the engine one scanned code for the sale waiting for it. ok is false when
+// the scan was not applied; err then says why (ErrNoSale, ErrAuthorizing,
+// ErrCodeReused).
 func (e *Engine) Scan(ctx context.Context, code string) (sale Sale, ok bool, err error) {
-	derr := e.do(ctx, func() {
-		masked := paycode.Mask(code)
-		if e.waiting == nil {
-			e.log.Warn("scan ignored: no sale is waiting for a code", "code", masked)
-			return
-		}
-		r := *e.waiting
-		ok = true
-		now := e.cfg.Now().UTC()
-		r.UpdatedAt = now
-		id, idErr := e.cfg.Identify(code)
-		r.MaskedCode = masked
-		if id.Masked != "" {
-			r.MaskedCode = id.Masked
-		}
-		switch {
-		case idErr != nil:
-			r.Status, r.Reason = StatusDeclined, reason(idErr)
-		case id.Kind != paycode.KindWallet && id.Kind != paycode.KindEMVCPM:
-			r.Status, r.Reason = StatusDeclined, fmt.Sprintf("a %s code cannot pay a customer-presented sale", id.Kind)
-		}
-		if r.Status == StatusDeclined {
-			r.Scheme, r.Operator = id.Scheme, id.Operator
-			if err = e.put(&r, nil); err != nil {
-				return
-			}
-			e.waiting = nil
-			e.log.Info("sale declined locally", "id", r.ID, "code", r.MaskedCode, "reason", r.Reason)
-			sale = r.Sale
-			e.cfg.Finished(r.Sale)
-			return
-		}
-		r.Status, r.Scheme, r.Operator = StatusAuthorizing, id.Scheme, id.Operator
-		ob, encErr := e.cfg.EncodeOutbox(AuthRequest{
-			Key: r.ID, AmountMinor: r.AmountMinor, Currency: r.Currency, Kind: string(id.Kind),
-			Scheme: id.Scheme, Operator: id.Operator, Code: code, MaskedCode: r.MaskedCode, CreatedAt: r.CreatedAt,
-		})
-		if encErr != nil {
-			err = fmt.Errorf("payment: encode request: %w", encErr)
-			return
-		}
-		if err = e.put(&r, ob); err != nil {
-			return
-		}
-		e.waiting = nil
-		e.pending[r.ID] = pending{rec: &r, deadline: now.Add(e.cfg.AuthTimeout)}
-		e.log.Info("sale authorizing", "id", r.ID, "scheme", r.Scheme, "code", r.MaskedCode)
-		sale = r.Sale
-		e.cfg.Kick()
-	})
+	return e.ScanFor(ctx, "", code)
+}
+
+// ScanFor is Scan for a given sale id (as a cash register with its own scanner sends
+// it); an empty id means the sale waiting for a code.
+func (e *Engine) ScanFor(ctx context.Context, id, code string) (sale Sale, ok bool, err error) {
+	derr := e.do(ctx, func() { sale, ok, err = e.scan(id, code) })
 	if derr != nil {
 		return Sale{}, false, derr
 	}
 	return sale, ok, err
 }
 
-// HandleResult applies the cloud's result for a key once it is durably stored.
-// Results for unknown or already finished sales are ignored with a log line.
-func (e *Engine) HandleResult(ctx context.Context, res Result) error {
-	var err error
-	if derr := e.do(ctx, func() {
-		p, ok := e.pending[res.Key]
-		if !ok {
-			if s, gerr := e.Get(res.Key); gerr == nil && s.Status.Final() {
-				e.log.Debug("duplicate result ignored", "id", res.Key)
+func codeHash(code string) []byte {
+	h := sha256.Sum256([]byte("walletless one-time code\x00" + code))
+	return h[:16]
+}
+
+func (e *Engine) scan(id, code string) (Sale, bool, error) {
+	masked := paycode.Mask(code)
+	if e.waiting == nil || (id != "" && e.waiting.ID != id) {
+		err := ErrNoSale
+		if id != "" {
+			if s, gerr := e.Get(id); gerr != nil {
+				return Sale{}, false, gerr
+			} else if s.Status == StatusAuthorizing || s.Status == StatusInDoubt {
+				err = ErrAuthorizing
 			} else {
-				e.log.Warn("result for an unknown sale ignored", "key", res.Key)
+				err = fmt.Errorf("%w (status %s)", ErrNotWaiting, s.Status)
 			}
-			return
+		} else if e.authorizing() {
+			err = ErrAuthorizing
 		}
-		r := *p.rec
-		r.UpdatedAt = e.cfg.Now().UTC()
-		if res.Approved {
-			r.Status, r.Reason = StatusApproved, ""
-		} else {
-			r.Status, r.Reason = StatusDeclined, res.Reason
-			if r.Reason == "" {
-				r.Reason = "declined by the payment operator"
-			}
-		}
-		seq := r.OutboxSeq
-		r.OutboxSeq = 0
-		raw, merr := json.Marshal(&r)
-		if merr != nil {
-			err = merr
-			return
-		}
-		if err = e.cfg.Store.ResolveSale(r.ID, raw, seq); err != nil {
-			e.log.Error("could not store result; it will be applied when resent", "id", r.ID, "err", err)
-			return
-		}
-		delete(e.pending, r.ID)
-		e.log.Info("sale "+string(r.Status), "id", r.ID, "reason", r.Reason)
-		e.cfg.Finished(r.Sale)
-	}); derr != nil {
-		return derr
+		e.log.Warn("scan ignored", "code", masked, "reason", err)
+		return Sale{}, false, err
 	}
+	r := *e.waiting
+	now, _ := e.now()
+	r.UpdatedAt = now
+	res, idErr := e.cfg.Identify(code)
+	r.MaskedCode = masked
+	if res.Masked != "" {
+		r.MaskedCode = res.Masked
+	}
+	switch {
+	case idErr != nil:
+		r.Status, r.Reason = StatusDeclined, reason(idErr)
+	case res.Kind != paycode.KindWallet && res.Kind != paycode.KindEMVCPM:
+		r.Status, r.Reason = StatusDeclined, fmt.Sprintf("a %s code cannot pay a customer-presented sale", res.Kind)
+	}
+	r.Scheme, r.Operator, r.CodeKind = res.Scheme, res.Operator, string(res.Kind)
+	if r.Status == StatusDeclined {
+		if err := e.commit(func(tx *store.Tx) error {
+			if err := e.queueAttempt(tx, &r); err != nil {
+				return err
+			}
+			return putSale(tx, &r)
+		}); err != nil {
+			return Sale{}, true, err
+		}
+		e.waiting = nil
+		e.log.Info("sale declined locally", "id", r.ID, "code", r.MaskedCode, "reason", r.Reason)
+		e.cfg.Finished(r.Sale)
+		e.cfg.Kick()
+		return r.Sale, true, nil
+	}
+
+	hash := codeHash(code)
+	var reused bool
+	online := e.cfg.Online()
+	policy := e.cfg.Offline.For(r.Scheme, r.CodeKind)
+	deferOK, refusal := false, ""
+	if !online {
+		deferOK, refusal = e.exposure.allow(policy, r.AmountMinor, r.Currency)
+	}
+	err := e.commit(func(tx *store.Tx) error {
+		if at, seen := tx.CodeSeen(hash); seen && now.Sub(at) < e.cfg.CodeReuseWindow {
+			reused = true
+			return nil
+		}
+		switch {
+		case online:
+			r.Status = StatusAuthorizing
+		case deferOK:
+			r.Status, r.Offline, r.Reason = StatusStoredOffline, true, "stored offline; forwarded when the network returns"
+		default:
+			r.Status, r.Offline, r.Reason = StatusRefused, true, refusal
+			if err := e.queueAttempt(tx, &r); err != nil {
+				return err
+			}
+			return putSale(tx, &r)
+		}
+		if err := tx.PutCode(hash, now); err != nil {
+			return err
+		}
+		seq, err := e.enqueue(tx, AuthRequest{
+			Key: r.ID, AmountMinor: r.AmountMinor, Currency: r.Currency, Kind: r.CodeKind,
+			Scheme: r.Scheme, Operator: r.Operator, Code: code, MaskedCode: r.MaskedCode, CreatedAt: r.CreatedAt,
+			Offline: r.Offline,
+		})
+		if err != nil {
+			return err
+		}
+		r.PaySeq = seq
+		return putSale(tx, &r)
+	})
+	if err != nil {
+		return Sale{}, true, err
+	}
+	if reused {
+		e.log.Warn("one-time code used twice; sale still waits for a code", "id", r.ID, "code", r.MaskedCode)
+		w := *e.waiting
+		w.Reason, w.UpdatedAt = "the last code scanned was already used; ask the customer to refresh it", now
+		if err := e.commit(func(tx *store.Tx) error { return putSale(tx, &w) }); err == nil {
+			e.waiting = &w
+		}
+		return e.waiting.Sale, false, ErrCodeReused
+	}
+	e.waiting = nil
+	switch r.Status {
+	case StatusAuthorizing:
+		e.pending[r.ID] = pending{status: StatusAuthorizing, deadline: now.Add(e.cfg.AuthTimeout)}
+		e.log.Info("sale authorizing", "id", r.ID, "scheme", r.Scheme, "code", r.MaskedCode)
+	case StatusStoredOffline:
+		e.storedOffline(&r)
+		e.log.Warn("sale stored offline under a defer policy", "id", r.ID, "scheme", r.Scheme, "amount_minor", r.AmountMinor, "currency", r.Currency)
+		e.cfg.Finished(r.Sale)
+	default:
+		e.log.Warn("sale refused: offline", "id", r.ID, "scheme", r.Scheme, "reason", r.Reason)
+		e.cfg.Finished(r.Sale)
+	}
+	e.cfg.Kick()
+	return r.Sale, true, nil
+}
+
+// storedOffline counts a stored_offline sale in the exposure and the expiry watch.
+func (e *Engine) storedOffline(r *record) {
+	e.offline[r.ID] = offlineSale{created: r.CreatedAt, maxAge: e.cfg.Offline.For(r.Scheme, r.CodeKind).MaxAge, flagged: r.Expired}
+	e.exposure.add(r.AmountMinor, r.Currency)
+}
+
+// authorizing reports whether some sale is authorizing right now.
+func (e *Engine) authorizing() bool {
+	for _, p := range e.pending {
+		if p.status == StatusAuthorizing {
+			return true
+		}
+	}
+	return false
+}
+
+// enqueue encodes m and appends it to the outbox in tx.
+func (e *Engine) enqueue(tx *store.Tx, m Message) (uint64, error) {
+	b, err := e.cfg.EncodeOutbox(m)
+	if err != nil {
+		return 0, fmt.Errorf("payment: encode %s message: %w", m.MessageKind(), err)
+	}
+	return tx.Enqueue(b)
+}
+
+// queueAttempt queues the audit record of a sale that never went to the network.
+func (e *Engine) queueAttempt(tx *store.Tx, r *record) error {
+	at, _ := e.now()
+	seq, err := e.enqueue(tx, AttemptRecord{
+		Key: r.ID, Status: r.Status, Reason: r.Reason, AmountMinor: r.AmountMinor, Currency: r.Currency,
+		CodeKind: r.CodeKind, Scheme: r.Scheme, MaskedCode: r.MaskedCode, Offline: r.Offline, CreatedAt: r.CreatedAt, At: at,
+	})
+	r.AttemptSeq = seq
 	return err
 }
 
-// expire moves overdue authorizing sales to in_doubt.
-func (e *Engine) expire(now time.Time) {
-	for id, p := range e.pending {
-		if p.rec.Status != StatusAuthorizing || now.Before(p.deadline) {
-			continue
-		}
-		r := *p.rec
-		r.Status, r.Reason, r.UpdatedAt = StatusInDoubt, "no answer from the payment network yet; the request is kept and resent", now.UTC()
-		raw, err := json.Marshal(&r)
-		if err == nil {
-			// The outbox entry stays: the request is resent with the same key.
-			err = e.cfg.Store.ResolveSale(r.ID, raw, 0)
-		}
-		if err != nil {
-			e.log.Error("could not mark sale in doubt", "id", id, "err", err)
-			continue
-		}
-		e.pending[id] = pending{rec: &r, deadline: p.deadline}
-		e.log.Warn("sale in doubt", "id", id)
+// noteRefund marks refunds in the in-doubt index.
+const noteRefund = "refund"
+
+// putSale writes r and keeps the in-doubt index and the synced flag in step with it.
+func putSale(tx *store.Tx, r *record) error {
+	r.Synced = r.Status.Final() && !r.owes()
+	note := ""
+	if !r.Synced {
+		note = string(r.Status)
 	}
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := tx.PutSale(r.ID, raw); err != nil {
+		return err
+	}
+	return tx.SetUnsettled(r.ID, note)
 }
 
-// put stores r (with an optional outbox entry, in the same transaction) and records
-// the entry's sequence in r.
-func (e *Engine) put(r *record, outbox []byte) error {
-	rr := *r
-	_, err := e.cfg.Store.PutSale(r.ID, outbox, func(seq uint64) ([]byte, error) {
-		rr.OutboxSeq = seq
-		return json.Marshal(&rr)
-	})
-	if err != nil {
-		e.log.Error("store failed", "id", r.ID, "err", err)
+// commit runs fn in one store transaction and wraps a failure for the API.
+func (e *Engine) commit(fn func(tx *store.Tx) error) error {
+	if err := e.cfg.Store.Update(fn); err != nil {
+		if errors.Is(err, ErrOverflow) {
+			return err
+		}
+		e.log.Error("store failed", "err", err)
 		return fmt.Errorf("%w: %w", errStoreFailed, err)
 	}
-	*r = rr
 	return nil
 }
 

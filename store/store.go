@@ -14,7 +14,7 @@ import (
 )
 
 // SchemaVersion is the layout version this code writes; Open migrates older files.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // Errors returned by the store.
 var (
@@ -27,13 +27,65 @@ var (
 )
 
 var (
-	bucketSales  = []byte("sales")
-	bucketOutbox = []byte("outbox")
-	bucketMeta   = []byte("meta")
+	bucketSales     = []byte("sales")     // sale id → document
+	bucketOutbox    = []byte("outbox")    // big-endian seq → message
+	bucketMeta      = []byte("meta")      // schema version, session, engine counters
+	bucketUnsettled = []byte("unsettled") // sale or refund id → status: the in-doubt index
+	bucketRefunds   = []byte("refunds")   // refund id → document
+	bucketBatches   = []byte("batches")   // batch id → document with running totals
+	bucketConfig    = []byte("config")    // config version key → document
+	bucketCodes     = []byte("codes")     // hash of a one-time code → first use (unix ms)
 
 	keySchema  = []byte("schema_version")
 	keySession = []byte("session")
 )
+
+// migrations[i] brings a file from schema i to i+1. Each runs in the same transaction
+// as the version bump, so a crash leaves the file at the old version, unchanged.
+var migrations = []func(tx *bolt.Tx) error{
+	0: func(tx *bolt.Tx) error { return createBuckets(tx, bucketSales, bucketOutbox, bucketMeta) },
+	1: func(tx *bolt.Tx) error {
+		if err := createBuckets(tx, bucketUnsettled, bucketRefunds, bucketBatches, bucketConfig, bucketCodes); err != nil {
+			return err
+		}
+		// Version 1 had no in-doubt index: any sale with a pending outbox entry, or not
+		// final, is unsettled. Version 1 files are small (the index did not exist long).
+		return tx.Bucket(bucketSales).ForEach(func(k, v []byte) error {
+			st := statusOf(v)
+			switch st {
+			case "approved", "declined", "cancelled":
+				return nil
+			}
+			return tx.Bucket(bucketUnsettled).Put(k, []byte(st))
+		})
+	},
+}
+
+func createBuckets(tx *bolt.Tx, names ...[]byte) error {
+	for _, b := range names {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return fmt.Errorf("store: create bucket %s: %w", b, err)
+		}
+	}
+	return nil
+}
+
+// statusOf pulls "status" out of a JSON document without knowing its type (used only
+// by migrations; the engine owns the documents' meaning).
+func statusOf(doc []byte) string {
+	const key = `"status":"`
+	for i := 0; i+len(key) <= len(doc); i++ {
+		if string(doc[i:i+len(key)]) == key {
+			rest := doc[i+len(key):]
+			for j, c := range rest {
+				if c == '"' {
+					return string(rest[:j])
+				}
+			}
+		}
+	}
+	return ""
+}
 
 // Store is an open database file. It is safe for concurrent use.
 type Store struct {
@@ -46,6 +98,8 @@ type Options struct {
 	Timeout time.Duration
 	// ReadOnly opens the file without write access (for offline inspection).
 	ReadOnly bool
+	// NoSync skips fsync (benchmarks of the floor only; never in posd).
+	NoSync bool
 }
 
 // Open opens or creates the database at path, creating its directory, and runs
@@ -66,6 +120,7 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	db.NoSync = opts.NoSync
 	s := &Store{db: db}
 	if !opts.ReadOnly {
 		if err := s.migrate(); err != nil {
@@ -76,29 +131,58 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// migrate creates the buckets and brings the schema to SchemaVersion.
-func (s *Store) migrate() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketSales, bucketOutbox, bucketMeta} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return fmt.Errorf("store: create bucket %s: %w", b, err)
-			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		v := 0
-		if raw := meta.Get(keySchema); raw != nil {
-			n, err := strconv.Atoi(string(raw))
-			if err != nil {
-				return fmt.Errorf("store: bad schema version %q: %w", raw, err)
-			}
-			v = n
-		}
-		if v > SchemaVersion {
-			return fmt.Errorf("%w: schema %d, this program knows %d", ErrNewerSchema, v, SchemaVersion)
-		}
-		// Version 0 -> 1: the buckets above. Later migrations go here, one step each.
-		return meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion)))
+// Version returns the file's schema version.
+func (s *Store) Version() (int, error) {
+	v := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		v, err = schemaOf(tx)
+		return err
 	})
+	return v, err
+}
+
+func schemaOf(tx *bolt.Tx) (int, error) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return 0, nil
+	}
+	raw := meta.Get(keySchema)
+	if raw == nil {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(string(raw))
+	if err != nil {
+		return 0, fmt.Errorf("store: bad schema version %q: %w", raw, err)
+	}
+	return n, nil
+}
+
+// migrate brings the schema to SchemaVersion, one step per transaction.
+func (s *Store) migrate() error {
+	for {
+		done := false
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			v, err := schemaOf(tx)
+			if err != nil {
+				return err
+			}
+			if v > SchemaVersion {
+				return fmt.Errorf("%w: schema %d, this program knows %d", ErrNewerSchema, v, SchemaVersion)
+			}
+			if v == SchemaVersion {
+				done = true
+				return nil
+			}
+			if err := migrations[v](tx); err != nil {
+				return fmt.Errorf("store: migrate schema %d to %d: %w", v, v+1, err)
+			}
+			return tx.Bucket(bucketMeta).Put(keySchema, []byte(strconv.Itoa(v+1)))
+		})
+		if err != nil || done {
+			return err
+		}
+	}
 }
 
 // Close closes the file.
@@ -123,23 +207,19 @@ type Entry struct {
 // transaction with the new entry's sequence number (0 without outbox), so the sale can
 // record which entry belongs to it without a second write.
 func (s *Store) PutSale(id string, outbox []byte, sale func(seq uint64) ([]byte, error)) (seq uint64, err error) {
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.Update(func(tx *Tx) error {
 		if outbox != nil {
-			ob := tx.Bucket(bucketOutbox)
-			n, err := ob.NextSequence()
+			n, err := tx.Enqueue(outbox)
 			if err != nil {
 				return err
 			}
 			seq = n
-			if err := ob.Put(seqKey(n), outbox); err != nil {
-				return err
-			}
 		}
 		doc, err := sale(seq)
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketSales).Put([]byte(id), doc)
+		return tx.PutSale(id, doc)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: put sale: %w", err)
@@ -150,14 +230,11 @@ func (s *Store) PutSale(id string, outbox []byte, sale func(seq uint64) ([]byte,
 // ResolveSale writes the sale document under id and removes outbox entry seq (if it
 // is not zero and still there) in one transaction.
 func (s *Store) ResolveSale(id string, sale []byte, seq uint64) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketSales).Put([]byte(id), sale); err != nil {
+	err := s.Update(func(tx *Tx) error {
+		if err := tx.PutSale(id, sale); err != nil {
 			return err
 		}
-		if seq == 0 {
-			return nil
-		}
-		return tx.Bucket(bucketOutbox).Delete(seqKey(seq))
+		return tx.Dequeue(seq)
 	})
 	if err != nil {
 		return fmt.Errorf("store: resolve sale: %w", err)
@@ -168,13 +245,10 @@ func (s *Store) ResolveSale(id string, sale []byte, seq uint64) error {
 // GetSale returns a copy of the sale document stored under id.
 func (s *Store) GetSale(id string) ([]byte, error) {
 	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketSales).Get([]byte(id))
-		if v == nil {
-			return ErrNotFound
-		}
-		out = append([]byte(nil), v...)
-		return nil
+	err := s.View(func(tx *Tx) error {
+		var err error
+		out, err = tx.Sale(id)
+		return err
 	})
 	return out, err
 }
@@ -212,10 +286,9 @@ func (s *Store) Peek(max int, skip func(seq uint64) bool) ([]Entry, error) {
 
 // Ack removes outbox entries in one transaction; unknown sequence numbers are ignored.
 func (s *Store) Ack(seqs ...uint64) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketOutbox)
+	err := s.Update(func(tx *Tx) error {
 		for _, seq := range seqs {
-			if err := b.Delete(seqKey(seq)); err != nil {
+			if err := tx.Dequeue(seq); err != nil {
 				return err
 			}
 		}
@@ -227,7 +300,8 @@ func (s *Store) Ack(seqs ...uint64) error {
 	return nil
 }
 
-// OutboxStats reports how many entries wait and the sequence of the oldest.
+// OutboxStats reports how many entries wait and the sequence of the oldest. It reads
+// the bucket's page statistics and the first key, never every entry's value.
 func (s *Store) OutboxStats() (depth int, oldest uint64, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketOutbox)

@@ -1,0 +1,286 @@
+package payment
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/walletless/walletless/paycode"
+	"github.com/walletless/walletless/store"
+)
+
+// Batch statuses.
+const (
+	BatchOpen   = "open"
+	BatchClosed = "closed"
+)
+
+// Total is one line of a settlement batch: approved sales and refunds of one scheme in
+// one currency. NetMinor is SalesMinor − RefundsMinor.
+type Total struct {
+	Scheme       string `json:"scheme"`
+	Currency     string `json:"currency"`
+	SalesCount   int64  `json:"sales_count"`
+	SalesMinor   int64  `json:"sales_minor"`
+	RefundsCount int64  `json:"refunds_count"`
+	RefundsMinor int64  `json:"refunds_minor"`
+	NetMinor     int64  `json:"net_minor"`
+}
+
+// Batch is a settlement batch. The open batch keeps running totals, updated in the
+// same transaction as each approval, so reading them never scans sales.
+type Batch struct {
+	ID            string    `json:"id"`
+	Number        uint64    `json:"number"`
+	Status        string    `json:"status"`
+	OpenedAt      time.Time `json:"opened_at"`
+	ClosedAt      time.Time `json:"closed_at,omitzero"`
+	ClockUnsynced bool      `json:"clock_unsynced,omitempty"`
+	Totals        []Total   `json:"totals"`
+	Synced        bool      `json:"synced"`
+	// Mismatch is the cloud's reason when its own totals differ from the batch's.
+	Mismatch string `json:"mismatch,omitempty"`
+}
+
+type batchRecord struct {
+	Batch
+	Seq uint64 `json:"outbox_seq,omitempty"`
+}
+
+const metaOpenBatch = "open_batch"
+
+func (b *batchRecord) clone() *batchRecord {
+	c := *b
+	c.Totals = append([]Total(nil), b.Totals...)
+	return &c
+}
+
+// total returns the line for scheme and currency, adding it in sorted place.
+func (b *batchRecord) total(scheme, currency string) *Total {
+	i := sort.Search(len(b.Totals), func(i int) bool {
+		t := b.Totals[i]
+		return t.Scheme > scheme || t.Scheme == scheme && t.Currency >= currency
+	})
+	if i == len(b.Totals) || b.Totals[i].Scheme != scheme || b.Totals[i].Currency != currency {
+		b.Totals = append(b.Totals, Total{})
+		copy(b.Totals[i+1:], b.Totals[i:])
+		b.Totals[i] = Total{Scheme: scheme, Currency: currency}
+	}
+	return &b.Totals[i]
+}
+
+func putBatch(tx *store.Tx, b *batchRecord) error {
+	raw, err := json.Marshal(b)
+	if err != nil {
+		return err
+	}
+	return tx.PutBatch(b.ID, raw)
+}
+
+func loadBatch(tx *store.Tx, id string) (*batchRecord, error) {
+	raw, err := tx.Batch(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("payment: %w", err)
+	}
+	var b batchRecord
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, fmt.Errorf("payment: stored batch %s: %w", id, err)
+	}
+	return &b, nil
+}
+
+// openBatch loads the open batch, creating the first one on a new file.
+func (e *Engine) openBatch(now time.Time) error {
+	err := e.cfg.Store.Update(func(tx *store.Tx) error {
+		if id, err := tx.Meta(metaOpenBatch); err == nil {
+			b, err := loadBatch(tx, string(id))
+			if err != nil {
+				return err
+			}
+			e.batch = b
+			return nil
+		}
+		b := &batchRecord{Batch: Batch{ID: newID(now), Number: 1, Status: BatchOpen, OpenedAt: now.UTC(), ClockUnsynced: !e.cfg.ClockSynced(now)}}
+		if err := putBatch(tx, b); err != nil {
+			return err
+		}
+		if err := tx.PutMeta(metaOpenBatch, []byte(b.ID)); err != nil {
+			return err
+		}
+		e.batch = b
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("payment: open batch: %w", err)
+	}
+	return nil
+}
+
+// countSale adds an approved sale to a copy of the open batch and writes it in tx.
+// The caller installs the copy once tx commits.
+func (e *Engine) countSale(tx *store.Tx, r *record) (*batchRecord, error) {
+	nb := e.batch.clone()
+	t := nb.total(r.Scheme, r.Currency)
+	var err error
+	if t.SalesMinor, err = addMinor(t.SalesMinor, r.AmountMinor); err != nil {
+		return nil, err
+	}
+	if t.NetMinor, err = addMinor(t.NetMinor, r.AmountMinor); err != nil {
+		return nil, err
+	}
+	t.SalesCount++
+	r.BatchID = nb.ID
+	return nb, putBatch(tx, nb)
+}
+
+// countRefund adds an approved refund to a copy of the open batch.
+func (e *Engine) countRefund(tx *store.Tx, f *refundRecord) (*batchRecord, error) {
+	nb := e.batch.clone()
+	t := nb.total(f.Scheme, f.Currency)
+	var err error
+	if t.RefundsMinor, err = addMinor(t.RefundsMinor, f.AmountMinor); err != nil {
+		return nil, err
+	}
+	if t.NetMinor, err = addMinor(t.NetMinor, -f.AmountMinor); err != nil {
+		return nil, err
+	}
+	t.RefundsCount++
+	f.BatchID = nb.ID
+	return nb, putBatch(tx, nb)
+}
+
+// CurrentBatch returns the open batch with its running totals.
+func (e *Engine) CurrentBatch(ctx context.Context) (Batch, error) {
+	var out Batch
+	if err := e.do(ctx, func() { out = e.batch.clone().Batch }); err != nil {
+		return Batch{}, err
+	}
+	return out, nil
+}
+
+// GetBatch returns a batch by id.
+func (e *Engine) GetBatch(id string) (Batch, error) {
+	var b *batchRecord
+	err := e.cfg.Store.View(func(tx *store.Tx) error {
+		var err error
+		b, err = loadBatch(tx, id)
+		return err
+	})
+	if err != nil {
+		return Batch{}, err
+	}
+	return b.Batch, nil
+}
+
+// CloseBatch closes the open batch, queues its totals for the cloud (kind batch) and
+// opens the next one, in one transaction. Sales still authorizing count in the batch
+// that is open when they are approved.
+func (e *Engine) CloseBatch(ctx context.Context) (Batch, error) {
+	var (
+		out Batch
+		err error
+	)
+	if derr := e.do(ctx, func() {
+		now, synced := e.now()
+		closed := e.batch.clone()
+		closed.Status, closed.ClosedAt = BatchClosed, now
+		next := &batchRecord{Batch: Batch{ID: newID(now), Number: closed.Number + 1, Status: BatchOpen, OpenedAt: now, ClockUnsynced: !synced}}
+		if err = e.commit(func(tx *store.Tx) error {
+			seq, err := e.enqueue(tx, BatchClose{Key: closed.ID, Number: closed.Number, OpenedAt: closed.OpenedAt, ClosedAt: now, Totals: closed.Totals})
+			if err != nil {
+				return err
+			}
+			closed.Seq = seq
+			if err := putBatch(tx, closed); err != nil {
+				return err
+			}
+			if err := putBatch(tx, next); err != nil {
+				return err
+			}
+			return tx.PutMeta(metaOpenBatch, []byte(next.ID))
+		}); err != nil {
+			return
+		}
+		e.batch = next
+		out = closed.Batch
+		e.log.Info("batch closed", "id", closed.ID, "number", closed.Number, "lines", len(closed.Totals))
+		e.cfg.Kick()
+	}); derr != nil {
+		return Batch{}, derr
+	}
+	return out, err
+}
+
+func (e *Engine) batchResult(res Result) error {
+	var b *batchRecord
+	err := e.cfg.Store.View(func(tx *store.Tx) error {
+		var err error
+		b, err = loadBatch(tx, res.Key)
+		return err
+	})
+	if err != nil || b.Seq == 0 || (res.Status != ResultRecorded && res.Status != ResultDeclined) {
+		e.log.Debug("batch result ignored", "key", res.Key, "status", res.Status, "err", err)
+		return nil
+	}
+	if res.Status == ResultDeclined {
+		b.Mismatch = orDefault(res.Reason, "the cloud's totals differ")
+		e.log.Warn("batch totals do not match the cloud's", "id", b.ID, "number", b.Number, "reason", b.Mismatch)
+	}
+	return e.commit(func(tx *store.Tx) error {
+		if err := tx.Dequeue(b.Seq); err != nil {
+			return err
+		}
+		b.Seq, b.Synced = 0, true
+		return putBatch(tx, b)
+	})
+}
+
+// ZReport renders a batch as the printable end-of-day report: one line per scheme and
+// currency with counts and amounts in major units, and a net total per currency.
+func ZReport(b Batch, merchant string) string {
+	var sb strings.Builder
+	if merchant != "" {
+		fmt.Fprintf(&sb, "%s\n", merchant)
+	}
+	fmt.Fprintf(&sb, "Z REPORT  batch %d  (%s)\n", b.Number, b.Status)
+	fmt.Fprintf(&sb, "opened  %s\n", b.OpenedAt.UTC().Format("2006-01-02 15:04:05Z07:00"))
+	if !b.ClosedAt.IsZero() {
+		fmt.Fprintf(&sb, "closed  %s\n", b.ClosedAt.UTC().Format("2006-01-02 15:04:05Z07:00"))
+	}
+	if b.ClockUnsynced {
+		sb.WriteString("! opened before the clock was synchronized\n")
+	}
+	sb.WriteString("\n")
+	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scheme\tcur\tsales\tamount\trefunds\tamount\tnet\t")
+	net := map[string]int64{}
+	var curs []string
+	for _, t := range b.Totals {
+		c, _ := paycode.LookupCurrency(t.Currency)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t\n", t.Scheme, t.Currency, t.SalesCount,
+			paycode.FormatAmount(t.SalesMinor, c), t.RefundsCount, paycode.FormatAmount(t.RefundsMinor, c), paycode.FormatAmount(t.NetMinor, c))
+		if _, ok := net[t.Currency]; !ok {
+			curs = append(curs, t.Currency)
+		}
+		net[t.Currency] += t.NetMinor
+	}
+	tw.Flush()
+	if len(b.Totals) == 0 {
+		sb.WriteString("no approved sales or refunds\n")
+	}
+	sort.Strings(curs)
+	sb.WriteString("\n")
+	for _, cur := range curs {
+		c, _ := paycode.LookupCurrency(cur)
+		fmt.Fprintf(&sb, "NET %s %s\n", cur, paycode.FormatAmount(net[cur], c))
+	}
+	return sb.String()
+}

@@ -1,0 +1,126 @@
+package store
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// PruneSales walks sales in id order and deletes those for which decide returns
+// del=true, stopping when it returns stop=true or after limit deletions (so one
+// transaction stays short; call again for more). Sale ids sort by creation time, so a
+// caller pruning by age stops at the first sale that is too young and never reads the
+// rest. It returns how many sales were deleted.
+func (s *Store) PruneSales(limit int, decide func(id string, doc []byte) (del, stop bool)) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketSales).Cursor()
+		for k, v := c.First(); k != nil && n < limit; {
+			del, stop := decide(string(k), v)
+			if stop {
+				return nil
+			}
+			if del {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+				// After Delete the cursor points at the next item in bbolt ≥1.4 only
+				// via Seek; re-seek to be correct on every version.
+				k, v = c.Seek(k)
+				continue
+			}
+			k, v = c.Next()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: prune sales: %w", err)
+	}
+	return n, nil
+}
+
+// PruneCodes forgets one-time code hashes first used before before.
+func (s *Store) PruneCodes(before time.Time) (int, error) {
+	n := 0
+	err := s.Update(func(tx *Tx) error {
+		b := tx.tx.Bucket(bucketCodes)
+		var old [][]byte
+		err := b.ForEach(func(k, _ []byte) error {
+			if at, ok := tx.CodeSeen(k); ok && at.Before(before) {
+				old = append(old, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range old {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(old)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: prune codes: %w", err)
+	}
+	return n, nil
+}
+
+// Compact rewrites the database file at path into a fresh file without free pages and
+// atomically renames it over the original. posd must be stopped: Compact takes the
+// file lock first and fails with ErrLocked after timeout if posd holds it. It returns
+// the sizes before and after.
+func Compact(path string, timeout time.Duration) (before, after int64, err error) {
+	if timeout == 0 {
+		timeout = time.Second
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: compact: %w", err)
+	}
+	before = fi.Size()
+	// Open read-write so the exclusive lock keeps posd out until the rename is done.
+	src, err := Open(path, Options{Timeout: timeout})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer src.Close()
+	tmp := path + ".compact"
+	_ = os.Remove(tmp)
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: timeout})
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: compact: %w", err)
+	}
+	if err := bolt.Compact(dst, src.db, 64<<20); err != nil {
+		dst.Close()
+		os.Remove(tmp)
+		return 0, 0, fmt.Errorf("store: compact: %w", err)
+	}
+	if err := dst.Sync(); err != nil {
+		dst.Close()
+		os.Remove(tmp)
+		return 0, 0, fmt.Errorf("store: compact: %w", err)
+	}
+	if err := dst.Close(); err != nil {
+		os.Remove(tmp)
+		return 0, 0, fmt.Errorf("store: compact: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return 0, 0, fmt.Errorf("store: compact: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	if fi, err := os.Stat(path); err == nil {
+		after = fi.Size()
+	}
+	return before, after, nil
+}

@@ -1,0 +1,145 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Tx is one read or read-write transaction. Everything written through one Tx is
+// committed and fsynced together or not at all. A Tx is only valid inside the function
+// given to Update or View; byte slices it returns are copies.
+type Tx struct {
+	tx *bolt.Tx
+}
+
+// Update runs fn in one read-write transaction, committed (and fsynced) when fn
+// returns nil and rolled back otherwise.
+func (s *Store) Update(fn func(*Tx) error) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+}
+
+// View runs fn in one read-only transaction.
+func (s *Store) View(fn func(*Tx) error) error {
+	return s.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+}
+
+func get(b *bolt.Bucket, key string) ([]byte, error) {
+	v := b.Get([]byte(key))
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	return append([]byte(nil), v...), nil
+}
+
+// Sale returns a copy of the sale document under id, or ErrNotFound.
+func (t *Tx) Sale(id string) ([]byte, error) { return get(t.tx.Bucket(bucketSales), id) }
+
+// PutSale writes the sale document under id.
+func (t *Tx) PutSale(id string, doc []byte) error {
+	return t.tx.Bucket(bucketSales).Put([]byte(id), doc)
+}
+
+// NextOrder returns the next value of the persistent, strictly increasing record
+// counter: the terminal's own order of events, independent of the wall clock.
+func (t *Tx) NextOrder() (uint64, error) {
+	return t.tx.Bucket(bucketSales).NextSequence()
+}
+
+// Enqueue appends data to the outbox and returns its sequence number.
+func (t *Tx) Enqueue(data []byte) (uint64, error) {
+	b := t.tx.Bucket(bucketOutbox)
+	n, err := b.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	return n, b.Put(seqKey(n), data)
+}
+
+// Dequeue removes outbox entry seq; zero or an unknown seq is ignored.
+func (t *Tx) Dequeue(seq uint64) error {
+	if seq == 0 {
+		return nil
+	}
+	return t.tx.Bucket(bucketOutbox).Delete(seqKey(seq))
+}
+
+// Queued reports whether outbox entry seq is still waiting.
+func (t *Tx) Queued(seq uint64) bool {
+	return seq != 0 && t.tx.Bucket(bucketOutbox).Get(seqKey(seq)) != nil
+}
+
+// SetUnsettled adds id to the in-doubt index with a short note (its status), or
+// removes it when note is "". The index is what a restart reloads, so recovery reads
+// only what is unfinished, never every sale.
+func (t *Tx) SetUnsettled(id, note string) error {
+	b := t.tx.Bucket(bucketUnsettled)
+	if note == "" {
+		return b.Delete([]byte(id))
+	}
+	return b.Put([]byte(id), []byte(note))
+}
+
+// ForEachUnsettled calls fn for every id in the in-doubt index, in id order.
+func (t *Tx) ForEachUnsettled(fn func(id, note string) error) error {
+	return t.tx.Bucket(bucketUnsettled).ForEach(func(k, v []byte) error { return fn(string(k), string(v)) })
+}
+
+// Refund returns a copy of the refund document under id, or ErrNotFound.
+func (t *Tx) Refund(id string) ([]byte, error) { return get(t.tx.Bucket(bucketRefunds), id) }
+
+// PutRefund writes the refund document under id.
+func (t *Tx) PutRefund(id string, doc []byte) error {
+	return t.tx.Bucket(bucketRefunds).Put([]byte(id), doc)
+}
+
+// Batch returns a copy of the batch document under id, or ErrNotFound.
+func (t *Tx) Batch(id string) ([]byte, error) { return get(t.tx.Bucket(bucketBatches), id) }
+
+// PutBatch writes the batch document under id.
+func (t *Tx) PutBatch(id string, doc []byte) error {
+	return t.tx.Bucket(bucketBatches).Put([]byte(id), doc)
+}
+
+// ForEachBatch calls fn with every batch document in id order.
+func (t *Tx) ForEachBatch(fn func(id string, doc []byte) error) error {
+	return t.tx.Bucket(bucketBatches).ForEach(func(k, v []byte) error {
+		return fn(string(k), append([]byte(nil), v...))
+	})
+}
+
+// Meta returns a copy of the meta value under key, or ErrNotFound.
+func (t *Tx) Meta(key string) ([]byte, error) { return get(t.tx.Bucket(bucketMeta), key) }
+
+// PutMeta writes a meta value. The keys schema_version and session are reserved.
+func (t *Tx) PutMeta(key string, v []byte) error {
+	if key == string(keySchema) || key == string(keySession) {
+		return fmt.Errorf("store: meta key %q is reserved", key)
+	}
+	return t.tx.Bucket(bucketMeta).Put([]byte(key), v)
+}
+
+// CodeSeen returns when the one-time code with this hash was first used, if it was.
+func (t *Tx) CodeSeen(hash []byte) (time.Time, bool) {
+	v := t.tx.Bucket(bucketCodes).Get(hash)
+	if len(v) != 8 {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(int64(binary.BigEndian.Uint64(v))), true
+}
+
+// PutCode records that the one-time code with this hash was used at at.
+func (t *Tx) PutCode(hash []byte, at time.Time) error {
+	return t.tx.Bucket(bucketCodes).Put(hash, seqKey(uint64(at.UnixMilli())))
+}
+
+// Config returns a copy of the stored configuration document under key.
+func (t *Tx) Config(key string) ([]byte, error) { return get(t.tx.Bucket(bucketConfig), key) }
+
+// PutConfig stores a configuration document (for example the last good pushed
+// configuration) under key.
+func (t *Tx) PutConfig(key string, doc []byte) error {
+	return t.tx.Bucket(bucketConfig).Put([]byte(key), doc)
+}
