@@ -234,4 +234,3 @@ func (o outbox) Pending(max int, skip func(uint64) bool) ([]wsync.Pending, error
 	}
 	return out, nil
 }
-
