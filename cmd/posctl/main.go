@@ -31,14 +31,15 @@ type command struct {
 
 // commands lists the subcommands; each lives in its own file.
 var commands = map[string]command{
-	"status":     {"show posd's status through the local API", cmdStatus},
-	"sale":       {"show one sale: posctl sale ID", cmdSale},
-	"version":    {"print posctl's version", cmdVersion},
-	"ports":      {"list serial ports with USB VID/PID/serial number", cmdPorts},
-	"scan-test":  {"open the scanner and print each scan (masked unless -reveal)", cmdScanTest},
-	"paycode":    {"decode payment codes: posctl paycode decode [-json] [CODE]", cmdPaycode},
-	"receipt":    {"render ESC/POS to PNG: posctl receipt preview IN.bin -o OUT.png", cmdReceipt},
-	"print-test": {"print a self-test page: posctl print-test [-config FILE] [-printer SPEC]", cmdPrintTest},
+	"status":       {"show posd's status through the local API", cmdStatus},
+	"sale":         {"show one sale: posctl sale ID", cmdSale},
+	"version":      {"print posctl's version", cmdVersion},
+	"ports":        {"list serial ports with USB VID/PID/serial number", cmdPorts},
+	"scan-test":    {"open the scanner and print each scan (masked unless -reveal)", cmdScanTest},
+	"decode-image": {"decode QR/Code 128 from image files (PNG, JPEG, PGM)", cmdDecodeImage},
+	"paycode":      {"decode payment codes: posctl paycode decode [-json] [CODE]", cmdPaycode},
+	"receipt":      {"render ESC/POS to PNG: posctl receipt preview IN.bin -o OUT.png", cmdReceipt},
+	"print-test":   {"print a self-test page: posctl print-test [-config FILE] [-printer SPEC]", cmdPrintTest},
 }
 
 // errUsage asks main to print usage and exit 2.
