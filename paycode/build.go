@@ -23,7 +23,7 @@ func Build(m MPM) (string, error) {
 	b.Grow(160)
 	put := func(id, v string) error {
 		n := utf8.RuneCountInString(v)
-		if n == 0 || n > 99 {
+		if (n == 0 && id != "62" && id != "64" && id < "65") || n > 99 {
 			return buildErr("id %s: value must be 1 to 99 characters", id)
 		}
 		b.WriteString(id)
@@ -67,7 +67,7 @@ func Build(m MPM) (string, error) {
 				return "", err
 			}
 		}
-		if t.Len() == 0 {
+		if t.Len() == 0 && id != "62" && id != "64" {
 			return "", buildErr("template %s is empty", id)
 		}
 		return t.String(), nil

@@ -263,7 +263,11 @@ func decodeCPMBytes(raw []byte) (CPM, []string, error) {
 		if !d.hasAID {
 			return c, nil, cpmErr(ErrMalformed, "application %d has no application identifier (4F)", i+1)
 		}
-		app := CPMApplication{AID: strings.ToUpper(hex.EncodeToString(d.aid)), Label: printable(d.label), Language: printable(d.lang)}
+		lang := d.lang
+		if lang == nil {
+			lang = common.lang
+		}
+		app := CPMApplication{AID: strings.ToUpper(hex.EncodeToString(d.aid)), Label: printable(d.label), Language: printable(lang)}
 		track2, pan := d.track2, d.pan
 		hasT2, hasPAN := d.hasTrack2 || common.hasTrack2, d.hasPAN || common.hasPAN
 		if !d.hasTrack2 {

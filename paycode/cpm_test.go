@@ -169,3 +169,22 @@ func TestDecodeCPMLongForm(t *testing.T) {
 		t.Errorf("Identify = %+v, %v", r, err)
 	}
 }
+
+func TestCPMSpecExample(t *testing.T) {
+	// EMVCo CPM specification example (see testdata/public_samples.txt).
+	const spec = "hQVDUFYwMWETTwegAAAAVVVVUAhQcm9kdWN0MWETTwegAAAAZmZmUAhQcm9kdWN0MmJJWggSNFZ4kBI0WF8gDkNBUkRIT0xERVIvRU1WXy0IcnVlc2RlZW5kIZ8QBwYBCgMAAACfJghYT9OF+iNLzJ82AgABnzcEbVjvEw=="
+	c, warn, err := DecodeCPM(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Applications) != 2 || c.Applications[0].AID != "A0000000555555" || c.Applications[1].Label != "Product2" {
+		t.Errorf("applications = %+v", c.Applications)
+	}
+	a := c.Applications[0]
+	if !a.HasCryptogram || a.ATC != "0001" || a.Language != "ruesdeen" || c.MaskedPAN != Mask("1234567890123458") {
+		t.Errorf("application = %+v, masked %s", a, c.MaskedPAN)
+	}
+	if len(warn) != 2 || !strings.Contains(warn[0], "Luhn") {
+		t.Errorf("warnings = %q", warn)
+	}
+}

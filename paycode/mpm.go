@@ -335,7 +335,12 @@ func (d *decoder) decode(code string) (MPM, error) {
 			break
 		}
 		if v == "" {
-			return m, mpmErr(ErrMalformed, "id %s has length 00", id)
+			// Seen in the wild as "6200" (HK FPS). Representable, so accepted for
+			// templates 62/64 and ids 65-99; elsewhere an empty value is an error.
+			if n != 62 && n != 64 && n < 65 {
+				return m, mpmErr(ErrMalformed, "id %s has length 00", id)
+			}
+			d.warn("id %s is empty (length 00)", id)
 		}
 		if id != "00" {
 			if n < last {
@@ -445,6 +450,10 @@ func (d *decoder) field(m *MPM, id string, n int, v string) error {
 		m.MerchantCity = v
 	case n == 61:
 		m.PostalCode = v
+	case n == 62 && v == "":
+		m.Additional = []Field{}
+	case n == 64 && v == "":
+		m.Language = []Field{}
 	case n == 62:
 		fs, err := d.subFields(id, v)
 		if err != nil {

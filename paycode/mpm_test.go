@@ -212,7 +212,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"no currency", withCRC(strings.Replace(body, "5303392", "", 1)), ErrMalformed, "currency (id 53) is missing"},
 		{"no merchant account", withCRC("000201010212" + body[strings.Index(body, "5204"):]), ErrMalformed, "no merchant account"},
 		{"template overrun", withCRC(strings.Replace(body, "0019jp.or", "0029jp.or", 1)), ErrMalformed, "template 26"},
-		{"empty value", withCRC(body + "6500"), ErrMalformed, "length 00"},
+		{"empty value", withCRC(strings.Replace(body, "5903xxx", "5900", 1)), ErrMalformed, "length 00"},
 		{"invalid utf8", withCRC(body + "5902\xff\xfe"), ErrMalformed, "UTF-8"},
 		{"bad point of initiation", withCRC(strings.Replace(body, "010212", "010213", 1)), ErrMalformed, "11 or 12"},
 	}
@@ -303,7 +303,8 @@ func TestBuildErrors(t *testing.T) {
 			return m
 		}()},
 		{"bad order", func() MPM { m := jpqrDynamic; m.Order = []string{"00", "01"}; return m }()},
-		{"empty additional", func() MPM { m := jpqrDynamic; m.Additional = []Field{}; return m }()},
+		{"empty account template", func() MPM { m := jpqrDynamic; m.MerchantAccounts = []MerchantAccount{{ID: "26"}}; return m }()},
+		{"empty name", func() MPM { m := jpqrDynamic; m.Order = []string{"00"}; return m }()},
 		{"other below 65", func() MPM { m := jpqrDynamic; m.Other = []Field{{"62", "x"}}; return m }()},
 	}
 	for _, tt := range tests {
@@ -347,6 +348,10 @@ func TestPublicSamples(t *testing.T) {
 			}
 			if got, err := Build(*r.MPM); err != nil || got != code {
 				t.Errorf("%s sample: Build(Decode(s)) = %q, %v", scheme, got, err)
+			}
+		case "cpm":
+			if err != nil || r.Kind != KindEMVCPM || r.Scheme != scheme || r.CPM.MaskedPAN == "" {
+				t.Errorf("%s cpm sample: %+v, %v", scheme, r, err)
 			}
 		case "bad":
 			want := map[string]error{"checksum": ErrChecksum, "malformed": ErrMalformed}[scheme]
