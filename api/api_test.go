@@ -1,0 +1,169 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/walletless/walletless/payment"
+	"github.com/walletless/walletless/store"
+)
+
+type fixture struct {
+	t   *testing.T
+	e   *payment.Engine
+	srv *httptest.Server
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "posd.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := payment.New(payment.Config{
+		Store:        st,
+		EncodeOutbox: func(m payment.Message) ([]byte, error) { return json.Marshal(m) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	s := New(e, func() any { return map[string]any{"ok": true} }, nil)
+	s.Merchant = "Test Mart"
+	srv := httptest.NewServer(s)
+	t.Cleanup(func() { srv.Close(); cancel(); <-done; st.Close() })
+	return &fixture{t: t, e: e, srv: srv}
+}
+
+func (f *fixture) do(method, path, body string) (int, map[string]any, string) {
+	f.t.Helper()
+	req, _ := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	buf.ReadFrom(resp.Body)
+	var m map[string]any
+	json.Unmarshal(buf.Bytes(), &m)
+	return resp.StatusCode, m, buf.String()
+}
+
+func TestSaleRefundBatchOverHTTP(t *testing.T) {
+	f := newFixture(t)
+	code, m, _ := f.do("POST", "/v1/sales", `{"amount_minor": 10000, "currency": "KRW"}`)
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, m)
+	}
+	id := m["id"].(string)
+	for _, c := range []struct {
+		body string
+		want int
+	}{{`{}`, 400}, {`{"code": ""}`, 400}, {`{"code": 5}`, 400}, {`{"code": "x", "y": 1}`, 400}} {
+		if code, m, _ := f.do("POST", "/v1/sales/"+id+"/code", c.body); code != c.want {
+			t.Errorf("code %s: %d %v", c.body, code, m)
+		}
+	}
+	code, m, raw := f.do("POST", "/v1/sales/"+id+"/code", `{"code": "281234567890123456"}`)
+	if code != 200 || m["status"] != "authorizing" || strings.Contains(raw, "281234567890") {
+		t.Fatalf("scan: %d %s", code, raw)
+	}
+	// Second scan while authorizing, a scan for nothing, a refund before approval.
+	if code, m, _ := f.do("POST", "/v1/sales/"+id+"/code", `{"code": "134567890123456789"}`); code != 409 || !strings.Contains(m["error"].(string), "authorizing") {
+		t.Errorf("second scan: %d %v", code, m)
+	}
+	if code, _, _ := f.do("POST", "/v1/sales/"+id+"/refunds", `{"amount_minor": 1}`); code != 409 {
+		t.Errorf("refund before approval: %d", code)
+	}
+	f.e.HandleResult(context.Background(), payment.Result{Key: id, Status: payment.ResultApproved})
+	for _, c := range []struct {
+		body string
+		want int
+	}{{`{}`, 400}, {`{"amount_minor": 0}`, 400}, {`{"amount_minor": 10001}`, 400}, {`{"amount_minor": 1.5}`, 400}} {
+		if code, m, _ := f.do("POST", "/v1/sales/"+id+"/refunds", c.body); code != c.want {
+			t.Errorf("refund %s: %d %v", c.body, code, m)
+		}
+	}
+	code, m, _ = f.do("POST", "/v1/sales/"+id+"/refunds", `{"amount_minor": 2500}`)
+	if code != 201 || m["sale_id"] != id || m["status"] != "pending" {
+		t.Fatalf("refund: %d %v", code, m)
+	}
+	rid := m["id"].(string)
+	if code, m, _ := f.do("GET", "/v1/refunds/"+rid, ""); code != 200 || m["amount_minor"] != float64(2500) {
+		t.Fatalf("get refund: %d %v", code, m)
+	}
+	f.e.HandleResult(context.Background(), payment.Result{Key: rid, Kind: payment.KindRefund, Status: payment.ResultApproved})
+	code, m, _ = f.do("GET", "/v1/batches/current", "")
+	totals, _ := m["totals"].([]any)
+	if code != 200 || len(totals) != 1 || totals[0].(map[string]any)["net_minor"] != float64(7500) {
+		t.Fatalf("current batch: %d %v", code, m)
+	}
+	code, m, _ = f.do("POST", "/v1/batches/close", "")
+	if code != 200 || m["status"] != "closed" || !strings.Contains(m["report"].(string), "NET KRW 7500") {
+		t.Fatalf("close: %d %v", code, m)
+	}
+	bid := m["id"].(string)
+	if code, _, raw := f.do("GET", "/v1/batches/"+bid+"/report", ""); code != 200 || !strings.Contains(raw, "Z REPORT  batch 1") || !strings.Contains(raw, "Test Mart") {
+		t.Fatalf("report: %d %s", code, raw)
+	}
+	if code, m, _ := f.do("GET", "/v1/batches/"+bid+"/report?format=json", ""); code != 200 || m["number"] != float64(1) {
+		t.Fatalf("json report: %d %v", code, m)
+	}
+	if code, _, _ := f.do("GET", "/v1/batches/current/report?format=xml", ""); code != 400 {
+		t.Fatalf("bad format: %d", code)
+	}
+	for _, p := range []string{"/v1/batches/nope", "/v1/refunds/nope", "/v1/batches/0190b7a4-0000-7000-8000-000000000000"} {
+		if code, _, _ := f.do("GET", p, ""); code != 404 {
+			t.Errorf("GET %s: %d", p, code)
+		}
+	}
+	if code, _, _ := f.do("POST", "/v1/sales/nope/code", `{"code":"1"}`); code != 404 {
+		t.Errorf("scan for bad id: %d", code)
+	}
+}
+
+// FuzzDecodeSaleRequests throws arbitrary bodies at the endpoints that decode JSON: the
+// answer is always JSON with a 2xx or 4xx status, never a 5xx or a panic, and never
+// echoes a code.
+func FuzzDecodeSaleRequests(f *testing.F) {
+	for _, s := range []string{`{"amount_minor": 100, "currency": "KRW"}`, `{"amount_minor": -1}`, `{"amount_minor": 1e3, "currency": "JPY"}`,
+		`{"code": "281234567890123456"}`, `[]`, `null`, `{"amount_minor": 9223372036854775808, "currency": "KRW"}`, "{\"currency\": \"\xff\"}", `{} {}`} {
+		f.Add(s)
+	}
+	st, err := store.Open(filepath.Join(f.TempDir(), "posd.db"), store.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer st.Close()
+	e, _ := payment.New(payment.Config{Store: st, EncodeOutbox: func(m payment.Message) ([]byte, error) { return json.Marshal(m) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.Run(ctx)
+	h := New(e, func() any { return nil }, nil)
+	f.Fuzz(func(t *testing.T, body string) {
+		for _, path := range []string{"/v1/sales", "/v1/sales/0190b7a4-0000-7000-8000-000000000000/code", "/v1/sales/0190b7a4-0000-7000-8000-000000000000/refunds"} {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("POST", path, strings.NewReader(body)))
+			if w.Code >= 500 {
+				t.Fatalf("POST %s %q: %d %s", path, body, w.Code, w.Body)
+			}
+			var m map[string]any
+			if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
+				t.Fatalf("POST %s %q: non-JSON answer %q", path, body, w.Body)
+			}
+			if w.Code == 201 {
+				// Keep the counter free for the next input.
+				e.Cancel(context.Background(), m["id"].(string))
+			}
+		}
+	})
+}
