@@ -157,7 +157,6 @@ func Decode(code string) (m MPM, warnings []string, err error) {
 
 type decoder struct {
 	warnings []string
-	crc      string // CRC as read from the code (valid hex)
 }
 
 func (d *decoder) warn(format string, args ...any) {
@@ -369,7 +368,6 @@ func (d *decoder) decode(code string) (MPM, error) {
 	if got != strings.ToUpper(got) {
 		d.warn("CRC written in lower case")
 	}
-	d.crc = crcHex(want)
 	if !ascending {
 		d.warn("top-level ids are not in ascending order")
 	}
