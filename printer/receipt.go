@@ -294,6 +294,10 @@ func (w *writer) amount(minor int64, cur string) (string, error) {
 	if w.printable(s) {
 		return s, nil
 	}
+	// Multibyte sets have the full-width won and yen signs.
+	if fw := strings.NewReplacer("₩", "￦", "¥", "￥").Replace(s); w.printable(fw) {
+		return fw, nil
+	}
 	return FormatAmountCode(minor, cur)
 }
 

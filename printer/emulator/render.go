@@ -171,6 +171,8 @@ type machine struct {
 	tabs                      []int // in characters
 	hriPos, barW, barH, hriFB int
 
+	fontWarned bool
+
 	// QR state
 	qrModule int
 	qrLevel  escpos.QRLevel
@@ -326,7 +328,12 @@ func (m *machine) putRune(r rune, wide bool) {
 	bm := fonts.glyph(r, m.bold, m.fontB && !wide, wide)
 	sx, sy, ul := m.sw, m.sh, m.ul
 	if wide {
-		sx, sy, ul = m.ksw, m.ksh, m.kul
+		// GS ! sizes every character; FS ! and FS - add to it for multibyte ones.
+		sx, sy, ul = max(m.sw, m.ksw), max(m.sh, m.ksh), max(m.ul, m.kul)
+		if !m.fontWarned && CJKFont() == "" {
+			m.fontWarned = true
+			m.warn(m.pos, "no CJK font found: multibyte characters drawn as boxes (apt-get install fonts-wqy-microhei, or set %s)", CJKFontEnv)
+		}
 	}
 	it := item{bm: bm, sx: sx, sy: sy, inv: m.inv, ul: ul}
 	adv := it.width() + m.charSpacing*sx

@@ -47,3 +47,30 @@ func TestRenderWidth58(t *testing.T) {
 		t.Errorf("text %q: %d lines, want 2", res.Text, got)
 	}
 }
+
+func TestRenderMultibyte(t *testing.T) {
+	for _, tc := range []struct {
+		enc  string
+		data []byte
+		want string
+	}{
+		{"euc-kr", []byte{0xc7, 0xd1, 0xb1, 0xb9}, "한국"},
+		{"shift_jis", []byte{0x93, 0xfa, 0x96, 0x7b}, "日本"},
+		{"gb18030", []byte{0xd6, 0xd0, 0xce, 0xc4, 0x81, 0x30, 0x81, 0x30}, "中文\u0080"},
+		{"big5", []byte{0xa4, 0xa4, 0xa4, 0xe5}, "中文"},
+	} {
+		t.Run(tc.enc, func(t *testing.T) {
+			data := append([]byte("A\x1c&"), tc.data...)
+			data = append(data, "\x1c.B\n"...)
+			res := Render(data, Options{Multibyte: tc.enc})
+			if want := "A" + tc.want + "B\n"; res.Text != want {
+				t.Errorf("text %q, want %q", res.Text, want)
+			}
+		})
+	}
+	// Outside FS & the same bytes are code table characters, not CJK.
+	res := Render([]byte{0xc7, 0xd1, '\n'}, Options{Multibyte: "euc-kr"})
+	if strings.ContainsRune(res.Text, '한') {
+		t.Errorf("multibyte decoded outside FS &: %q", res.Text)
+	}
+}
