@@ -21,8 +21,8 @@ var cjkCases = []struct {
 	want               []string // in the emulator's transcript
 	bytes              []byte   // must appear in the ESC/POS stream (encoded label)
 }{
-	{"ko", "epson-80-ko", "KRW", 12000, []string{"거래번호", "합계", "승인", "￦12,000"}, []byte{0xc7, 0xd5, 0xb0, 0xe8}}, // 합계 in EUC-KR
-	{"ja", "epson-80-ja", "JPY", 1200, []string{"取引番号", "合計", "承認", "¥1,200"}, []byte{0x8d, 0x87, 0x8c, 0x76}},  // 合計 in Shift_JIS
+	{"ko", "epson-80-ko", "KRW", 12000, []string{"거래번호", "합계", "승인", "￦12,000"}, []byte{0xc7, 0xd5, 0xb0, 0xe8}},  // 합계 in EUC-KR
+	{"ja", "epson-80-ja", "JPY", 1200, []string{"取引番号", "合計", "承認", "¥1,200"}, []byte{0x8d, 0x87, 0x8c, 0x76}},    // 合計 in Shift_JIS
 	{"zh", "epson-80-zh", "CNY", 2372, []string{"交易号", "合计", "交易成功", "CN¥23.72"}, []byte{0xba, 0xcf, 0xbc, 0xc6}}, // 合计 in GB18030
 }
 
