@@ -66,15 +66,39 @@ func cmdPaycode(ctx context.Context, e env) error {
 			return err
 		}
 	}
-	var codes []string
+	invalid := false
+	enc := json.NewEncoder(e.stdout)
+	enc.SetEscapeHTML(false)
+	n := 0
+	emit := func(code string) error {
+		out := describe(rules, code, *reveal)
+		invalid = invalid || !out.Valid
+		n++
+		if *asJSON {
+			return enc.Encode(out)
+		}
+		if n > 1 {
+			fmt.Fprintln(e.stdout)
+		}
+		printText(e.stdout, out)
+		return nil
+	}
 	if len(positional) == 1 {
-		codes = positional
+		if err := emit(positional[0]); err != nil {
+			return err
+		}
 	} else {
+		// Line by line, so a scanner piped in is answered scan by scan.
 		sc := bufio.NewScanner(e.stdin)
 		sc.Buffer(make([]byte, 0, 4096), maxCodeBytes)
 		for sc.Scan() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			if line := strings.TrimRight(sc.Text(), "\r"); line != "" {
-				codes = append(codes, line)
+				if err := emit(line); err != nil {
+					return err
+				}
 			}
 		}
 		if err := sc.Err(); err != nil {
@@ -83,31 +107,11 @@ func cmdPaycode(ctx context.Context, e env) error {
 			}
 			return err
 		}
-		if len(codes) == 0 {
+		if n == 0 {
 			fmt.Fprintln(e.stderr, "posctl paycode: no code on the command line or standard input")
 			usage()
 			return errUsage
 		}
-	}
-	invalid := false
-	enc := json.NewEncoder(e.stdout)
-	enc.SetEscapeHTML(false)
-	for i, code := range codes {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		out := describe(rules, code, *reveal)
-		invalid = invalid || !out.Valid
-		if *asJSON {
-			if err := enc.Encode(out); err != nil {
-				return err
-			}
-			continue
-		}
-		if i > 0 {
-			fmt.Fprintln(e.stdout)
-		}
-		printText(e.stdout, out)
 	}
 	if invalid {
 		return exitCode(1)
