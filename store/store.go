@@ -38,6 +38,7 @@ var (
 
 	keySchema  = []byte("schema_version")
 	keySession = []byte("session")
+	keyDepth   = []byte("outbox_depth")
 )
 
 // migrations[i] brings a file from schema i to i+1. Each runs in the same transaction
@@ -46,6 +47,11 @@ var migrations = []func(tx *bolt.Tx) error{
 	0: func(tx *bolt.Tx) error { return createBuckets(tx, bucketSales, bucketOutbox, bucketMeta) },
 	1: func(tx *bolt.Tx) error {
 		if err := createBuckets(tx, bucketUnsettled, bucketRefunds, bucketBatches, bucketConfig, bucketCodes); err != nil {
+			return err
+		}
+		// The outbox depth counter starts from a count, once.
+		depth := tx.Bucket(bucketOutbox).Stats().KeyN
+		if err := tx.Bucket(bucketMeta).Put(keyDepth, seqKey(uint64(depth))); err != nil {
 			return err
 		}
 		// Version 1 had no in-doubt index: any sale with a pending outbox entry, or not
@@ -301,12 +307,14 @@ func (s *Store) Ack(seqs ...uint64) error {
 }
 
 // OutboxStats reports how many entries wait and the sequence of the oldest. It reads
-// the bucket's page statistics and the first key, never every entry's value.
+// a counter kept with every enqueue and dequeue and the first key: constant time
+// however long the outbox is.
 func (s *Store) OutboxStats() (depth int, oldest uint64, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketOutbox)
-		depth = b.Stats().KeyN
-		if k, _ := b.Cursor().First(); k != nil {
+		if v := tx.Bucket(bucketMeta).Get(keyDepth); len(v) == 8 {
+			depth = int(binary.BigEndian.Uint64(v))
+		}
+		if k, _ := tx.Bucket(bucketOutbox).Cursor().First(); k != nil {
 			oldest = binary.BigEndian.Uint64(k)
 		}
 		return nil

@@ -55,7 +55,10 @@ func (t *Tx) Enqueue(data []byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return n, b.Put(seqKey(n), data)
+	if err := b.Put(seqKey(n), data); err != nil {
+		return 0, err
+	}
+	return n, t.addDepth(1)
 }
 
 // Dequeue removes outbox entry seq; zero or an unknown seq is ignored.
@@ -63,7 +66,29 @@ func (t *Tx) Dequeue(seq uint64) error {
 	if seq == 0 {
 		return nil
 	}
-	return t.tx.Bucket(bucketOutbox).Delete(seqKey(seq))
+	b := t.tx.Bucket(bucketOutbox)
+	if b.Get(seqKey(seq)) == nil {
+		return nil
+	}
+	if err := b.Delete(seqKey(seq)); err != nil {
+		return err
+	}
+	return t.addDepth(-1)
+}
+
+// addDepth keeps the outbox depth counter, so reading the depth never walks the
+// outbox.
+func (t *Tx) addDepth(d int64) error {
+	m := t.tx.Bucket(bucketMeta)
+	var n int64
+	if v := m.Get(keyDepth); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	n += d
+	if n < 0 {
+		n = 0
+	}
+	return m.Put(keyDepth, seqKey(uint64(n)))
 }
 
 // Queued reports whether outbox entry seq is still waiting.
@@ -115,7 +140,7 @@ func (t *Tx) Meta(key string) ([]byte, error) { return get(t.tx.Bucket(bucketMet
 
 // PutMeta writes a meta value. The keys schema_version and session are reserved.
 func (t *Tx) PutMeta(key string, v []byte) error {
-	if key == string(keySchema) || key == string(keySession) {
+	if key == string(keySchema) || key == string(keySession) || key == string(keyDepth) {
 		return fmt.Errorf("store: meta key %q is reserved", key)
 	}
 	return t.tx.Bucket(bucketMeta).Put([]byte(key), v)

@@ -51,6 +51,21 @@ func TestMigrateFromV1(t *testing.T) {
 	if es, _ := s.Peek(10, nil); len(es) != 1 || string(es[0].Data) != "req-b" {
 		t.Fatalf("outbox after migration: %+v", es)
 	}
+	if d, oldest, _ := s.OutboxStats(); d != 1 || oldest != 1 {
+		t.Fatalf("outbox stats after migration: %d %d", d, oldest)
+	}
+	// The depth counter follows enqueues and dequeues, repeated ones included.
+	s.Update(func(tx *Tx) error {
+		a, _ := tx.Enqueue([]byte("x"))
+		tx.Enqueue([]byte("y"))
+		tx.Dequeue(a)
+		tx.Dequeue(a)
+		tx.Dequeue(999)
+		return nil
+	})
+	if d, _, _ := s.OutboxStats(); d != 2 {
+		t.Fatalf("depth %d, want 2", d)
+	}
 }
 
 func TestNewerSchemaRefused(t *testing.T) {
