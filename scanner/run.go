@@ -83,8 +83,14 @@ func (p *pipeline) runReader(ctx context.Context, r io.Reader) error {
 
 // runSerial reads a serial scanner, reconnecting until ctx is done.
 func (p *pipeline) runSerial(ctx context.Context, sel device.Selector) error {
+	var learned device.Selector // USB identity of a path source, learned on connect
+	return p.runDevice(ctx, func() (string, device.Port, error) { return p.connect(sel, &learned) })
+}
+
+// runDevice reads the port that connect opens, reconnecting with backoff after every
+// error until ctx is done.
+func (p *pipeline) runDevice(ctx context.Context, connect func() (string, device.Port, error)) error {
 	var (
-		learned  device.Selector // USB identity of a path source, learned on connect
 		backoff  = p.cfg.RetryMin
 		logged   string // last retry error logged, to log each problem once
 		quietNF  bool   // just disconnected: "not found" was said already
@@ -94,7 +100,7 @@ func (p *pipeline) runSerial(ctx context.Context, sel device.Selector) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		path, port, err := p.connect(sel, &learned)
+		path, port, err := connect()
 		if err != nil {
 			attempts++
 			p.st.setConnected("", false, p.now())

@@ -38,8 +38,10 @@ const SourceStdin = "stdin"
 // Config says where scans come from and how bytes are cut into codes. Zero fields
 // take the defaults above.
 type Config struct {
-	// Source is "stdin", a serial device path (/dev/ttyACM0, /dev/serial/by-id/...) or
-	// "usb:VID:PID[:SERIAL]" (hex), which is looked up again on every reconnect.
+	// Source is "stdin", a serial device path (/dev/ttyACM0, /dev/serial/by-id/...),
+	// "usb:VID:PID[:SERIAL]" (hex), which is looked up again on every reconnect, or
+	// "input:PATH" / "input:usb:VID:PID" for a keyboard-wedge scanner read through
+	// Linux evdev.
 	Source string
 	// Baud is the serial bit rate (default 9600). USB CDC-ACM scanners ignore it.
 	Baud int
@@ -68,8 +70,16 @@ type Config struct {
 	// Poll is the serial read timeout, the granularity of cancellation and gap checks
 	// (default 100 ms).
 	Poll time.Duration
+	// Keymap is the keyboard layout a keyboard-wedge scanner ("input:" source)
+	// emulates (default KeymapUS).
+	Keymap Keymap
+
 	// ListPorts enumerates serial ports; nil means device.ListPorts. Tests replace it.
 	ListPorts func() ([]device.PortInfo, error)
+	// ListInputs and OpenInput find and open input devices; nil means
+	// device.ListInputs and device.OpenInput (which grabs the device).
+	ListInputs func() ([]device.InputInfo, error)
+	OpenInput  func(path string) (io.ReadCloser, error)
 }
 
 // withDefaults returns c with zero fields filled and checks it.
@@ -116,6 +126,17 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ListPorts == nil {
 		c.ListPorts = device.ListPorts
 	}
+	if c.ListInputs == nil {
+		c.ListInputs = device.ListInputs
+	}
+	if c.OpenInput == nil {
+		c.OpenInput = func(path string) (io.ReadCloser, error) { return device.OpenInput(path) }
+	}
+	k, err := ParseKeymap(string(c.Keymap))
+	if err != nil {
+		return c, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	c.Keymap = k
 	if c.Status == nil {
 		c.Status = new(Status)
 	}
@@ -147,6 +168,9 @@ func Run(ctx context.Context, cfg Config, stdin io.Reader, log *slog.Logger, out
 			return fmt.Errorf("%w: source stdin without a reader", ErrConfig)
 		}
 		return p.runReader(ctx, stdin)
+	}
+	if strings.HasPrefix(cfg.Source, InputPrefix) {
+		return p.runInput(ctx, cfg.Source)
 	}
 	sel, err := device.ParseSelector(cfg.Source)
 	if err != nil {
