@@ -37,9 +37,19 @@ func get(b *bolt.Bucket, key string) ([]byte, error) {
 // Sale returns a copy of the sale document under id, or ErrNotFound.
 func (t *Tx) Sale(id string) ([]byte, error) { return get(t.tx.Bucket(bucketSales), id) }
 
+// appendFill is the page fill for buckets whose keys mostly grow (time-ordered sale
+// ids, sequence numbers): full pages instead of bbolt's default half-full splits.
+const appendFill = 0.9
+
+func (t *Tx) appendBucket(name []byte) *bolt.Bucket {
+	b := t.tx.Bucket(name)
+	b.FillPercent = appendFill
+	return b
+}
+
 // PutSale writes the sale document under id.
 func (t *Tx) PutSale(id string, doc []byte) error {
-	return t.tx.Bucket(bucketSales).Put([]byte(id), doc)
+	return t.appendBucket(bucketSales).Put([]byte(id), doc)
 }
 
 // NextOrder returns the next value of the persistent, strictly increasing record
@@ -50,7 +60,7 @@ func (t *Tx) NextOrder() (uint64, error) {
 
 // Enqueue appends data to the outbox and returns its sequence number.
 func (t *Tx) Enqueue(data []byte) (uint64, error) {
-	b := t.tx.Bucket(bucketOutbox)
+	b := t.appendBucket(bucketOutbox)
 	n, err := b.NextSequence()
 	if err != nil {
 		return 0, err
@@ -117,7 +127,7 @@ func (t *Tx) Refund(id string) ([]byte, error) { return get(t.tx.Bucket(bucketRe
 
 // PutRefund writes the refund document under id.
 func (t *Tx) PutRefund(id string, doc []byte) error {
-	return t.tx.Bucket(bucketRefunds).Put([]byte(id), doc)
+	return t.appendBucket(bucketRefunds).Put([]byte(id), doc)
 }
 
 // Batch returns a copy of the batch document under id, or ErrNotFound.
