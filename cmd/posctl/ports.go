@@ -10,8 +10,11 @@ import (
 	"github.com/walletless/walletless/device"
 )
 
-// listPorts enumerates serial ports; tests replace it.
-var listPorts = device.ListPorts
+// listPorts and listInputs enumerate serial ports and input devices; tests replace them.
+var (
+	listPorts  = device.ListPorts
+	listInputs = device.ListInputs
+)
 
 // cmdPorts lists serial ports with their USB identity, and the selector that finds each
 // one again after a replug.
@@ -19,8 +22,9 @@ func cmdPorts(_ context.Context, e env) error {
 	fs := flag.NewFlagSet("ports", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	asJSON := fs.Bool("json", false, "print a JSON array")
+	inputs := fs.Bool("input", false, "list input devices (keyboard-wedge scanners) instead of serial ports")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: posctl ports [-json]")
+		fmt.Fprintln(e.stderr, "usage: posctl ports [-json] [-input]")
 		fmt.Fprintln(e.stderr, "Lists serial ports with USB VID/PID/serial number. Use the SELECTOR column as scanner.source.")
 		fs.PrintDefaults()
 	}
@@ -30,6 +34,9 @@ func cmdPorts(_ context.Context, e env) error {
 	if fs.NArg() != 0 {
 		fs.Usage()
 		return errUsage
+	}
+	if *inputs {
+		return printInputs(e, *asJSON)
 	}
 	ports, err := listPorts()
 	if err != nil {
@@ -78,4 +85,44 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printInputs lists /dev/input/event* devices with the "input:" selector for each.
+func printInputs(e env, asJSON bool) error {
+	ins, err := listInputs()
+	if err != nil {
+		return err
+	}
+	sel := func(in device.InputInfo) string {
+		if in.VID != "" && in.VID != "0000" && in.PID != "" {
+			return "input:usb:" + in.VID + ":" + in.PID
+		}
+		return "input:" + in.Path
+	}
+	if asJSON {
+		type row struct {
+			device.InputInfo
+			Selector string `json:"selector"`
+		}
+		rows := make([]row, 0, len(ins))
+		for _, in := range ins {
+			rows = append(rows, row{in, sel(in)})
+		}
+		b, err := json.MarshalIndent(rows, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, string(b))
+		return nil
+	}
+	if len(ins) == 0 {
+		fmt.Fprintln(e.stdout, "no input devices found")
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tVID\tPID\tNAME\tSELECTOR")
+	for _, in := range ins {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Path, dash(in.VID), dash(in.PID), dash(in.Name), sel(in))
+	}
+	return tw.Flush()
 }

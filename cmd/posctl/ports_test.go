@@ -44,6 +44,15 @@ func TestPorts(t *testing.T) {
 	if code, out, _ := runPosctl(t, "", "ports"); code != 0 || !strings.Contains(out, "no serial ports") {
 		t.Errorf("no ports: exit %d, %q", code, out)
 	}
+	oldIn := listInputs
+	defer func() { listInputs = oldIn }()
+	listInputs = func() ([]device.InputInfo, error) {
+		return []device.InputInfo{{Path: "/dev/input/event3", Name: "Honeywell Scanner", VID: "0C2E", PID: "0B61"}, {Path: "/dev/input/event0", Name: "Power Button", VID: "0000", PID: "0001"}}, nil
+	}
+	code, out, _ = runPosctl(t, "", "ports", "-input")
+	if code != 0 || !strings.Contains(out, "input:usb:0C2E:0B61") || !strings.Contains(out, "input:/dev/input/event0") {
+		t.Errorf("ports -input: exit %d\n%s", code, out)
+	}
 	if code, _, _ := runPosctl(t, "", "ports", "extra"); code != 2 {
 		t.Errorf("ports extra: exit %d, want 2", code)
 	}
