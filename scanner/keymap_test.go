@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/walletless/walletless/device"
 )
@@ -189,4 +190,37 @@ func TestRunInput(t *testing.T) {
 	if n := strings.Count(r.log.String(), "scanner disconnected"); n != 1 {
 		t.Errorf("unplug logged %d times:\n%s", n, r.log.String())
 	}
+}
+
+// FuzzKeyEvents feeds arbitrary input_event streams (as a hostile or broken HID
+// device might send) through the key reader and decoder: no panic, valid UTF-8 out.
+func FuzzKeyEvents(f *testing.F) {
+	var seed bytes.Buffer
+	for _, ev := range typeAsSeed() {
+		seed.Write(device.EncodeKeyEvent(ev))
+	}
+	f.Add(seed.Bytes(), uint8(0))
+	f.Add([]byte{1, 2, 3}, uint8(1))
+	f.Add(bytes.Repeat(device.EncodeKeyEvent(device.KeyEvent{Code: keyLeftAlt, Value: 1}), 3), uint8(2))
+	f.Fuzz(func(t *testing.T, data []byte, km uint8) {
+		k := []Keymap{KeymapUS, KeymapDE, KeymapFR}[int(km)%3]
+		kr := device.NewKeyReader(bytes.NewReader(data))
+		dec := newKeyDecoder(k)
+		evs := make([]device.KeyEvent, 8)
+		var out []byte
+		for i := 0; i < 10000; i++ {
+			n, err := kr.Read(evs)
+			out = dec.feed(evs[:n], out)
+			if err != nil {
+				break
+			}
+		}
+		if !utf8.Valid(out) {
+			t.Fatalf("decoder produced invalid UTF-8 %q", out)
+		}
+	})
+}
+
+func typeAsSeed() []device.KeyEvent {
+	return concat(tap(2), with(keyLeftShift, tap(30)), tap(keyEnter), with(keyLeftAlt, concat(tap(79), tap(82))))
 }
