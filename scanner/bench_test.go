@@ -6,8 +6,10 @@ import (
 )
 
 // BenchmarkDecodeQR measures decode time per frame at 640x480 and 1280x720 for QR and
-// Code 128 codes and for frames with no code (the cost of a miss, and any false read
-// is reported). Run it with make bench.
+// Code 128 codes and for frames with no code (the cost of a miss; false reads are
+// reported), beside zxing-cpp's ZXingReader and zbar's zbarimg on the same frames
+// when they are installed (their figures include image loading and a share of
+// process start-up). Run it with make bench.
 func BenchmarkDecodeQR(b *testing.B) {
 	for _, size := range [][2]int{{640, 480}, {1280, 720}} {
 		w, h := size[0], size[1]
@@ -23,7 +25,15 @@ func BenchmarkDecodeQR(b *testing.B) {
 			{"nocode-cheap", noiseFrame(w, h, 4), ""},
 		}
 		for _, c := range cases {
-			b.Run(fmt.Sprintf("%s/%dx%d", c.name, w, h), func(b *testing.B) {
+			for _, tool := range externalTools {
+				if c.name == "nocode-cheap" {
+					continue
+				}
+				b.Run(fmt.Sprintf("%s/%dx%d/%s", c.name, w, h, tool.name), func(b *testing.B) {
+					benchTool(b, tool.bin, tool.args, tool.name, c.g, c.want)
+				})
+			}
+			b.Run(fmt.Sprintf("%s/%dx%d/gozxing", c.name, w, h), func(b *testing.B) {
 				d := NewDecoder(DecodeOptions{})
 				falseReads := 0
 				b.ReportAllocs()

@@ -39,6 +39,7 @@ type Decoder struct {
 	cheap  map[gozxing.DecodeHintType]interface{}
 	harder map[gozxing.DecodeHintType]interface{}
 	small  []byte // downscale buffer, reused
+	sharp  []byte // sharpen buffer, reused
 }
 
 // NewDecoder returns a Decoder.
@@ -59,8 +60,8 @@ func NewDecoder(opts DecodeOptions) *Decoder {
 // Decode looks for one code in g. The cheap pass binarizes the plane once and tries
 // each reader once (on frames wider than 1024 pixels QR is tried on a halved plane
 // first); only if that finds nothing does the harder pass try gozxing's try-harder
-// mode (every row, rotated 1D codes), an adaptive threshold for low contrast and
-// light-on-dark QR codes.
+// mode (every row, rotated 1D codes), an adaptive threshold for low contrast,
+// light-on-dark QR codes and finally a sharpened copy for blurred small QR codes.
 func (d *Decoder) Decode(g Gray) (Decoded, error) { return d.decode(g, !d.opts.NoHarder) }
 
 // DecodeCheap runs the cheap pass only.
@@ -99,6 +100,14 @@ func (d *Decoder) decode(g Gray, harder bool) (Decoded, error) {
 		{newMeanBinarizer(src, 3), d.harder, d.cheap},
 		{gozxing.NewHybridBinarizer(src.Invert()), d.cheap, nil},
 	}
+	if r, ok := d.run(hard); ok {
+		r.Pass = 2
+		return r, nil
+	}
+	// Last, small codes in a soft focus: sharpen, then the adaptive threshold.
+	var sharp Gray
+	sharp, d.sharp = sharpen(g, d.sharp)
+	hard = []step{{newMeanBinarizer(newPlaneSource(sharp), 3), d.harder, nil}}
 	if r, ok := d.run(hard); ok {
 		r.Pass = 2
 		return r, nil

@@ -42,6 +42,8 @@ func TestDecodeFrames(t *testing.T) {
 			tc{p + "qr", synth{w: w, h: h, code: qr, module: 5, noise: 10, seed: 1}, testQR, "qr", true},
 			tc{p + "qr rotated 30°", synth{w: w, h: h, code: qr, module: 5, angle: 30, noise: 10, seed: 2}, testQR, "qr", false},
 			tc{p + "qr blurred", synth{w: w, h: h, code: qr, module: 5, blur: true, noise: 6, seed: 3}, testQR, "qr", false},
+			tc{p + "qr small blurred", synth{w: w, h: h, code: qr, module: 3, blur: true, noise: 6, seed: 4}, testQR, "qr", false},
+			tc{p + "qr light on dark", synth{w: w, h: h, code: qr, module: 5, dark: 220, light: 30, noise: 6, seed: 6}, testQR, "qr", false},
 			tc{p + "qr low contrast", synth{w: w, h: h, code: qr, module: 5, dark: 110, light: 150, noise: 4, seed: 4}, testQR, "qr", false},
 			tc{p + "qr off centre", synth{w: w, h: h, code: qr, module: 4, dx: -w / 4, dy: h / 5, noise: 10, seed: 5}, testQR, "qr", false},
 			tc{p + "code128", synth{w: w, h: h, code: c128, module: 3, barH: h / 3, noise: 10, seed: 6}, test128, "code128", true},

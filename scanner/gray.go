@@ -149,3 +149,31 @@ func downscale2(g Gray, buf []byte) (Gray, []byte) {
 	}
 	return Gray{Pix: buf, Width: w, Height: h}, buf
 }
+
+// sharpen returns an unsharp-masked copy of g (2·v − mean of the 3x3 around v), for
+// the harder pass on blurred frames: it restores the edges between small modules that
+// a soft focus merges.
+func sharpen(g Gray, buf []byte) (Gray, []byte) {
+	w, h, s := g.Width, g.Height, g.stride()
+	if cap(buf) < w*h {
+		buf = make([]byte, w*h)
+	}
+	out := buf[:w*h]
+	for y := 0; y < h; y++ {
+		y0, y1 := max(y-1, 0), min(y+1, h-1)
+		for x := 0; x < w; x++ {
+			x0, x1 := max(x-1, 0), min(x+1, w-1)
+			sum, n := 0, 0
+			for yy := y0; yy <= y1; yy++ {
+				r := g.Pix[yy*s:]
+				for xx := x0; xx <= x1; xx++ {
+					sum += int(r[xx])
+				}
+				n += x1 - x0 + 1
+			}
+			v := 2*int(g.Pix[y*s+x]) - sum/n
+			out[y*w+x] = byte(max(0, min(255, v)))
+		}
+	}
+	return Gray{Pix: out, Width: w, Height: h}, buf
+}
