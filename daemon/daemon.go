@@ -136,12 +136,13 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	pay := paymentDefaults(cfg)
+	online := newOnlineTracker(link.Online, onlineGrace)
 	engine, err = payment.New(payment.Config{
 		Store:           st,
 		EncodeOutbox:    encodeOutbox(cfg.DeviceID),
 		Kick:            link.Kick,
 		Finished:        receipts.enqueue,
-		Online:          link.Online,
+		Online:          online.Online,
 		AuthTimeout:     time.Duration(cfg.Payment.AuthTimeout),
 		QueryTimeout:    pay.QueryTimeout,
 		Offline:         pay.Offline,
@@ -162,6 +163,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	g.Go(func() error { return engine.Run(ctx) })
 	g.Go(func() error { return link.Run(ctx) })
+	g.Go(func() error { return online.run(ctx) })
 	g.Go(func() error { return receipts.run(ctx) })
 	g.Go(func() error {
 		return scanner.Run(ctx, scanner.Config{

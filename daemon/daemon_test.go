@@ -95,7 +95,7 @@ func (tp *thinPath) waitFinal(id string) map[string]any {
 	for time.Now().Before(deadline) {
 		_, m := tp.do("GET", "/v1/sales/"+id, "")
 		switch m["status"] {
-		case "approved", "declined", "cancelled":
+		case "approved", "declined", "cancelled", "refused", "reversal_pending", "reversed", "reversal_failed":
 			return m
 		}
 		time.Sleep(20 * time.Millisecond)
