@@ -37,7 +37,8 @@ const confirmWindow = 3
 
 // RunFrames decodes frames from src and sends scans to out until src is exhausted
 // (io.EOF, then it returns nil) or ctx is done (nil). Frames that cannot be read are
-// logged (at most every 10 s) and skipped. It never closes out or src.
+// logged (at most every 10 s) and skipped; an error that wraps io.EOF means the
+// source failed for good and is returned. It never closes out or src.
 func RunFrames(ctx context.Context, src FrameSource, cfg FrameConfig, log *slog.Logger, out chan<- Scan) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -71,9 +72,12 @@ func RunFrames(ctx context.Context, src FrameSource, cfg FrameConfig, log *slog.
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, io.EOF) {
+		if err == io.EOF {
 			log.Info("scanner: frame source exhausted")
 			return nil
+		}
+		if errors.Is(err, io.EOF) {
+			return err // the source failed for good (a camera gone)
 		}
 		if err != nil {
 			st.setError(err, time.Now())

@@ -41,7 +41,8 @@ type Config struct {
 	// Source is "stdin", a serial device path (/dev/ttyACM0, /dev/serial/by-id/...),
 	// "usb:VID:PID[:SERIAL]" (hex), which is looked up again on every reconnect, or
 	// "input:PATH" / "input:usb:VID:PID" for a keyboard-wedge scanner read through
-	// Linux evdev.
+	// Linux evdev, "camera:/dev/videoN[@WxH]" for a V4L2 camera, or
+	// "images:DIR|FILE,..." for image files decoded once each.
 	Source string
 	// Baud is the serial bit rate (default 9600). USB CDC-ACM scanners ignore it.
 	Baud int
@@ -168,6 +169,9 @@ func Run(ctx context.Context, cfg Config, stdin io.Reader, log *slog.Logger, out
 			return fmt.Errorf("%w: source stdin without a reader", ErrConfig)
 		}
 		return p.runReader(ctx, stdin)
+	}
+	if strings.HasPrefix(cfg.Source, CameraPrefix) || strings.HasPrefix(cfg.Source, ImagesPrefix) {
+		return runFrameSource(ctx, cfg, log, out)
 	}
 	if strings.HasPrefix(cfg.Source, InputPrefix) {
 		return p.runInput(ctx, cfg.Source)
