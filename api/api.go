@@ -21,6 +21,7 @@ const MaxBody = 64 << 10
 // Sales is what the API needs from the sale engine; *payment.Engine satisfies it.
 type Sales interface {
 	Create(ctx context.Context, amountMinor int64, currency string) (payment.Sale, error)
+	Present(ctx context.Context, amountMinor int64, currency string) (payment.Sale, error)
 	Get(id string) (payment.Sale, error)
 	Cancel(ctx context.Context, id string) (payment.Sale, error)
 	ScanFor(ctx context.Context, id, code string) (payment.Sale, bool, error)
@@ -96,6 +97,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 type createRequest struct {
 	AmountMinor *int64 `json:"amount_minor"`
 	Currency    string `json:"currency"`
+	// Flow is customer_presented (default: scan the customer's code) or
+	// merchant_presented (show the answer's qr to the customer).
+	Flow string `json:"flow"`
 }
 
 func (s *Server) createSale(w http.ResponseWriter, r *http.Request) {
@@ -112,7 +116,19 @@ func (s *Server) createSale(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "currency is required (ISO 4217, e.g. KRW)")
 		return
 	}
-	sale, err := s.sales.Create(r.Context(), *req.AmountMinor, req.Currency)
+	var (
+		sale payment.Sale
+		err  error
+	)
+	switch req.Flow {
+	case "", payment.FlowCustomerPresented:
+		sale, err = s.sales.Create(r.Context(), *req.AmountMinor, req.Currency)
+	case payment.FlowMerchantPresented:
+		sale, err = s.sales.Present(r.Context(), *req.AmountMinor, req.Currency)
+	default:
+		writeError(w, http.StatusBadRequest, "flow must be customer_presented or merchant_presented")
+		return
+	}
 	if err != nil {
 		s.writeEngineError(w, err)
 		return
@@ -303,7 +319,8 @@ func (s *Server) writeEngineError(w http.ResponseWriter, err error) {
 	case errors.Is(err, payment.ErrNotFound):
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, payment.ErrBusy), errors.Is(err, payment.ErrNotWaiting), errors.Is(err, payment.ErrNoSale),
-		errors.Is(err, payment.ErrAuthorizing), errors.Is(err, payment.ErrCodeReused), errors.Is(err, payment.ErrNotRefundable):
+		errors.Is(err, payment.ErrAuthorizing), errors.Is(err, payment.ErrCodeReused), errors.Is(err, payment.ErrNotRefundable),
+		errors.Is(err, payment.ErrNoMerchantCode):
 		writeError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, "posd is shutting down")

@@ -60,7 +60,13 @@ func (f *fixture) do(method, path, body string) (int, map[string]any, string) {
 
 func TestSaleRefundBatchOverHTTP(t *testing.T) {
 	f := newFixture(t)
-	code, m, _ := f.do("POST", "/v1/sales", `{"amount_minor": 10000, "currency": "KRW"}`)
+	if code, m, _ := f.do("POST", "/v1/sales", `{"amount_minor": 100, "currency": "KRW", "flow": "merchant_presented"}`); code != 409 || !strings.Contains(m["error"].(string), "not configured") {
+		t.Fatalf("merchant-presented without a template: %d %v", code, m)
+	}
+	if code, _, _ := f.do("POST", "/v1/sales", `{"amount_minor": 100, "currency": "KRW", "flow": "telepathy"}`); code != 400 {
+		t.Fatalf("unknown flow: %d", code)
+	}
+	code, m, _ := f.do("POST", "/v1/sales", `{"amount_minor": 10000, "currency": "KRW", "flow": "customer_presented"}`)
 	if code != 201 {
 		t.Fatalf("create: %d %v", code, m)
 	}

@@ -135,7 +135,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
-	pay := paymentDefaults(cfg)
+	pay := paymentDefaults(cfg, opts.Demo)
 	online := newOnlineTracker(link.Online, onlineGrace)
 	engine, err = payment.New(payment.Config{
 		Store:           st,
@@ -147,6 +147,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		QueryTimeout:    pay.QueryTimeout,
 		Offline:         pay.Offline,
 		CodeReuseWindow: pay.CodeReuseWindow,
+		MerchantCode:    pay.MerchantCode,
 		PruneAfter:      pay.PruneAfter,
 		ClockSynced:     payment.SystemClockSynced(),
 		Log:             log.With("component", "payment"),

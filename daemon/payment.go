@@ -6,23 +6,40 @@ import (
 	"time"
 
 	"github.com/walletless/walletless/config"
+	"github.com/walletless/walletless/paycode"
 	"github.com/walletless/walletless/payment"
 	wsync "github.com/walletless/walletless/sync"
 )
 
 // paymentSettings are the sale engine's settings that config.Config does not carry
 // yet. They are filled from defaults here, in one place, until the configuration
-// schema grows the fields (payment.query_timeout, payment.offline,
-// payment.code_reuse_window, payment.prune_after); see docs/sales.md.
+// schema grows the fields (payment.query_timeout, payment.present_timeout,
+// payment.offline, payment.offline_after, payment.code_reuse_window,
+// payment.prune_after, merchant.emv_template); see docs/sales.md. The demo gets a
+// made-up merchant account so the merchant-presented flow can be tried.
 type paymentSettings struct {
+	MerchantCode    *paycode.MPM
 	QueryTimeout    time.Duration
 	Offline         payment.Policies
 	CodeReuseWindow time.Duration
 	PruneAfter      time.Duration
 }
 
-func paymentDefaults(cfg config.Config) paymentSettings {
+func paymentDefaults(cfg config.Config, demo bool) paymentSettings {
+	var mc *paycode.MPM
+	if demo {
+		// A demo merchant account: posgw approves the request as if the customer paid.
+		mc = &paycode.MPM{
+			MerchantAccounts: []paycode.MerchantAccount{{ID: "26", GUI: "com.walletless.demo", Fields: []paycode.Field{{ID: "01", Value: cfg.DeviceID}}}},
+			MCC:              "5411", Country: "KR", MerchantName: clip(cfg.Merchant.Name, 25), MerchantCity: "SEOUL",
+			Additional: []paycode.Field{{ID: paycode.AddTerminalLabel, Value: clip(cfg.DeviceID, 25)}},
+		}
+		if mc.MerchantName == "" {
+			mc.MerchantName = "Walletless demo"
+		}
+	}
 	return paymentSettings{
+		MerchantCode: mc,
 		// The query gets as long as the payment request had.
 		QueryTimeout: time.Duration(cfg.Payment.AuthTimeout),
 		// Refuse for every scheme: one-time wallet codes and EMVCo CPM cryptograms

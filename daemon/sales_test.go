@@ -2,13 +2,17 @@ package daemon
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/walletless/walletless/broker"
+	"github.com/walletless/walletless/config"
+	"github.com/walletless/walletless/paycode"
 )
 
 // waitField polls path until field has one of the wanted values.
@@ -91,4 +95,45 @@ func startGatewayCtx(t *testing.T, brokerURL, dir string) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	startGateway(t, ctx, brokerURL, dir)
 	return cancel
+}
+
+// TestMerchantPresentedDemo runs posd in demo mode (embedded broker and posgw, a
+// made-up merchant account) and pays a merchant-presented sale: the answer carries
+// the dynamic QR, and posgw's approval settles it.
+func TestMerchantPresentedDemo(t *testing.T) {
+	before := runtime.NumGoroutine()
+	defer checkNoLeftovers(t, before)
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.DataDir = filepath.Join(dir, "posd")
+	cfg.API.Addr = "127.0.0.1:0"
+	cfg.DeviceID = "demo-9"
+	cfg.Scanner.Source = "stdin"
+	cfg.Printer.Target = "none"
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan Info, 1)
+	tp := &thinPath{t: t, scan: pw, dir: dir, stop: cancel, done: make(chan error, 1)}
+	go func() {
+		tp.done <- Run(ctx, Options{Config: cfg, Demo: true, Stdin: pr, Version: "test", Ready: func(i Info) { ready <- i }})
+	}()
+	select {
+	case i := <-ready:
+		tp.api = i.APIURL
+	case err := <-tp.done:
+		t.Fatalf("posd did not start: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("posd did not become ready")
+	}
+	defer tp.shutdown()
+	code, m := tp.do("POST", "/v1/sales", `{"amount_minor": 4500, "currency": "KRW", "flow": "merchant_presented"}`)
+	if code != http.StatusCreated || m["status"] != "authorizing" || !strings.HasPrefix(m["qr"].(string), "000201010212") {
+		t.Fatalf("merchant-presented sale: %d %v", code, m)
+	}
+	if _, _, err := paycode.Decode(m["qr"].(string)); err != nil {
+		t.Fatalf("QR does not decode: %v", err)
+	}
+	if got := tp.waitFinal(m["id"].(string)); got["status"] != "approved" || got["qr"] != nil {
+		t.Fatalf("merchant-presented sale ended %v", got)
+	}
 }

@@ -48,6 +48,12 @@ type Config struct {
 	// settled by its offline policy (reversal, or stored_offline under defer).
 	// Default 30s.
 	QueryTimeout time.Duration
+	// MerchantCode is the merchant's EMVCo merchant-presented template (accounts, MCC,
+	// country, name, city) for Present; nil disables the merchant-presented flow.
+	MerchantCode *paycode.MPM
+	// PresentTimeout: a merchant-presented sale not reported paid after this long
+	// goes in doubt. Default 3 minutes (the customer opens an app and pays).
+	PresentTimeout time.Duration
 	// Offline are the offline policies per scheme; the zero value refuses everything.
 	Offline Policies
 	// CodeReuseWindow: a one-time code seen again within this window is refused.
@@ -116,6 +122,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.QueryTimeout <= 0 {
 		cfg.QueryTimeout = 30 * time.Second
 	}
+	if cfg.PresentTimeout <= 0 {
+		cfg.PresentTimeout = 3 * time.Minute
+	}
 	if cfg.CodeReuseWindow <= 0 {
 		cfg.CodeReuseWindow = 24 * time.Hour
 	}
@@ -183,7 +192,11 @@ func (e *Engine) recover() error {
 					e.waiting = &r
 				}
 			case StatusAuthorizing:
-				e.pending[r.ID] = pending{status: r.Status, deadline: now.Add(e.cfg.AuthTimeout)}
+				d := e.cfg.AuthTimeout
+				if r.Flow == FlowMerchantPresented {
+					d = e.cfg.PresentTimeout
+				}
+				e.pending[r.ID] = pending{status: r.Status, deadline: now.Add(d)}
 			case StatusInDoubt:
 				e.pending[r.ID] = pending{status: r.Status, deadline: now.Add(e.cfg.QueryTimeout)}
 			case StatusStoredOffline:
@@ -294,7 +307,9 @@ func loadSale(tx *store.Tx, id string) (*record, error) {
 	return &r, nil
 }
 
-// Cancel cancels a sale that is still waiting for its code.
+// Cancel cancels a sale that is still waiting for its code, or voids a
+// merchant-presented sale still waiting for payment (a reversal is queued, since the
+// customer may already have paid).
 func (e *Engine) Cancel(ctx context.Context, id string) (Sale, error) {
 	var (
 		out Sale
@@ -302,8 +317,13 @@ func (e *Engine) Cancel(ctx context.Context, id string) (Sale, error) {
 	)
 	if derr := e.do(ctx, func() {
 		if e.waiting == nil || e.waiting.ID != id {
-			if _, gerr := e.Get(id); gerr != nil {
+			r, gerr := e.load(id)
+			if gerr != nil {
 				err = gerr
+				return
+			}
+			if r.Flow == FlowMerchantPresented && (r.Status == StatusAuthorizing || r.Status == StatusInDoubt) {
+				out, err = e.voidPresented(r)
 				return
 			}
 			err = ErrNotWaiting

@@ -24,6 +24,8 @@ var (
 	ErrNotRefundable = errors.New("payment: only an approved sale can be refunded")
 	// ErrRefundTooLarge: the refunds would exceed the original amount.
 	ErrRefundTooLarge = errors.New("payment: refunds would exceed the original amount")
+	// ErrNoMerchantCode: merchant-presented sales need the merchant's EMVCo template.
+	ErrNoMerchantCode = errors.New("payment: merchant-presented codes are not configured on this terminal")
 	// ErrOverflow: a sum of amounts does not fit in int64 minor units.
 	ErrOverflow = errors.New("payment: amount overflow")
 	// ErrStopped: the engine is not running (a server error).

@@ -116,7 +116,7 @@ func (e *Engine) applyResult(res Result) error {
 // finish settles an open sale with the cloud's answer.
 func (e *Engine) finish(r *record, st Status, why string) error {
 	was := r.Status
-	r.Status, r.Reason = st, why
+	r.Status, r.Reason, r.QR = st, why, ""
 	r.UpdatedAt, _ = e.now()
 	var nb *batchRecord
 	if err := e.commit(func(tx *store.Tx) error {
@@ -177,7 +177,7 @@ func (e *Engine) settleUnknown(r *record, why string) error {
 		if err := tx.Dequeue(r.PaySeq); err != nil {
 			return err
 		}
-		r.PaySeq = 0
+		r.PaySeq, r.QR = 0, ""
 		r.Status = StatusReversalPending
 		r.Reason = "did not go through (" + why + "); a reversal is queued — ask for another payment"
 		seq, err := e.enqueue(tx, ReversalRequest{Key: r.ID, AmountMinor: r.AmountMinor, Currency: r.Currency, Scheme: r.Scheme, Reason: why, At: now})

@@ -38,8 +38,14 @@ func (s Status) Final() bool {
 
 // Sale is one sale as the clerk and the cash register see it.
 type Sale struct {
-	ID          string `json:"id"` // also the idempotency key sent to the cloud
-	Status      Status `json:"status"`
+	ID     string `json:"id"` // also the idempotency key sent to the cloud
+	Status Status `json:"status"`
+	// Flow is FlowMerchantPresented for a sale paid by the customer scanning QR;
+	// empty for the customer-presented flow.
+	Flow string `json:"flow,omitempty"`
+	// QR is the dynamic EMVCo merchant-presented code to show or print (public
+	// merchant data), while the sale waits for payment.
+	QR          string `json:"qr,omitempty"`
 	AmountMinor int64  `json:"amount_minor"`
 	Currency    string `json:"currency"`
 	Scheme      string `json:"scheme,omitempty"`

@@ -108,12 +108,12 @@ type ackedSale struct {
 // drives sales through the API, restarts it, and checks at the end that every sale the
 // API acknowledged is intact, that nothing half-written is visible, that posgw's
 // ledger holds each sale at most once under one key and agrees with posd, and that
-// the outbox drains. CRASH_SALES scales it (default 300; CRASH_SALES=3000 for a long run).
+// the outbox drains. CRASH_SALES scales it (default 2000; CRASH_SALES=20000 for a long run).
 func TestCrashSafety(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test skipped in -short mode")
 	}
-	total := 300
+	total := 2000
 	if v, err := strconv.Atoi(os.Getenv("CRASH_SALES")); err == nil && v > 0 {
 		total = v
 	}
@@ -155,7 +155,7 @@ func TestCrashSafety(t *testing.T) {
 
 	for len(acked) < total {
 		p := startCrashPosd(t, bin, dir, port)
-		killAfter := time.Duration(20+rng.IntN(900)) * time.Millisecond
+		killAfter := time.Duration(10+rng.IntN(300)) * time.Millisecond
 		timer := time.AfterFunc(killAfter, p.kill)
 		for len(acked) < total {
 			if err := scanWaiting(p); err != nil {
