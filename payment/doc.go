@@ -2,6 +2,10 @@
 // state; the local API, the scanner and the cloud link talk to it through methods that
 // hand requests to that goroutine.
 //
+// Two flows: customer-presented (Create, then Scan with the customer's code) and
+// merchant-presented (Present builds a dynamic EMVCo QR with the amount and the sale's
+// reference from Config.MerchantCode; the cloud's result is the paid notification).
+//
 // A sale moves created (waiting_for_code) → code scanned and identified → committed to
 // the store together with its outbox entry → authorizing → approved | declined |
 // in_doubt | stored_offline. Nothing reaches the network before the commit: the sync
@@ -33,8 +37,8 @@
 //
 // # Caveats
 //
-//   - Only customer-presented codes are built; the merchant-presented flow (a dynamic
-//     EMVCo QR shown to the customer, then the cloud's paid notification) is not.
+//   - The merchant-presented flow (Present) waits for the cloud's result for the
+//     sale's key as its paid notification; the QR is returned, not printed here.
 //   - A refund that the cloud never answers stays pending; there is no refund query.
 //   - A sale counts in the batch that is open when it is approved, not when it was
 //     created; a sale approved after a close belongs to the next batch.
