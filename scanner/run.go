@@ -25,6 +25,10 @@ func (p *pipeline) runReader(ctx context.Context, r io.Reader) error {
 			buf := make([]byte, 512)
 			n, err := r.Read(buf)
 			if n == 0 && err == nil {
+				// A reader that returns nothing and no error must not make us spin.
+				if !sleep(ctx, 10*time.Millisecond) {
+					return
+				}
 				continue
 			}
 			select {
