@@ -85,7 +85,7 @@ func putBatch(tx *store.Tx, b *batchRecord) error {
 func loadBatch(tx *store.Tx, id string) (*batchRecord, error) {
 	raw, err := tx.Batch(id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNotFound
+		return nil, fmt.Errorf("%w: no batch %s", ErrNotFound, id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("payment: %w", err)

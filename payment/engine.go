@@ -295,7 +295,7 @@ func (e *Engine) load(id string) (*record, error) {
 func loadSale(tx *store.Tx, id string) (*record, error) {
 	raw, err := tx.Sale(id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNotFound
+		return nil, fmt.Errorf("%w: no sale %s", ErrNotFound, id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("payment: %w", err)

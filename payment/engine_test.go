@@ -630,6 +630,15 @@ func TestPruneSyncedSales(t *testing.T) {
 	old := h.sale(100, "KRW", alipay)
 	h.result(old.ID, "", ResultApproved, "")
 	unsynced := h.sale(100, "KRW", wechat) // still authorizing: never pruned
+	now := h.clock.Now()
+	h.clock.mu.Lock()
+	h.clock.t = time.Date(1970, 1, 2, 0, 0, 0, 0, time.UTC)
+	h.clock.mu.Unlock()
+	badClock := h.sale(100, "KRW", "281000000000000099") // made before the clock was set
+	h.result(badClock.ID, "", ResultApproved, "")
+	h.clock.mu.Lock()
+	h.clock.t = now
+	h.clock.mu.Unlock()
 	h.clock.Add(72 * time.Hour)
 	young := h.sale(100, "KRW", alipay2)
 	h.result(young.ID, "", ResultApproved, "")
@@ -641,6 +650,9 @@ func TestPruneSyncedSales(t *testing.T) {
 	}
 	h.mustGet(unsynced.ID)
 	h.mustGet(young.ID)
+	if s := h.mustGet(badClock.ID); !s.ClockUnsynced || !s.Synced {
+		t.Fatalf("sale with an unsynchronized clock: %+v", s)
+	}
 }
 
 func TestNewIDIsTimeOrderedUUIDv7(t *testing.T) {

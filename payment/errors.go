@@ -5,7 +5,7 @@ import "errors"
 // Errors returned to the API. Each is a client error with a clear message unless noted.
 var (
 	// ErrNotFound: no sale, refund or batch has that id.
-	ErrNotFound = errors.New("payment: no such sale")
+	ErrNotFound = errors.New("payment: not found")
 	// ErrBadAmount: the amount is not a positive integer of minor units within limits.
 	ErrBadAmount = errors.New("payment: amount_minor must be a positive integer of minor units")
 	// ErrCurrency: not an ISO 4217 currency.

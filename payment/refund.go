@@ -59,7 +59,7 @@ func putRefund(tx *store.Tx, f *refundRecord) error {
 func loadRefund(tx *store.Tx, id string) (*refundRecord, error) {
 	raw, err := tx.Refund(id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNotFound
+		return nil, fmt.Errorf("%w: no refund %s", ErrNotFound, id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("payment: %w", err)

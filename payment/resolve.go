@@ -3,6 +3,7 @@ package payment
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/walletless/walletless/store"
@@ -31,7 +32,7 @@ func (e *Engine) applyResult(res Result) error {
 		return e.batchResult(res)
 	}
 	r, err := e.load(res.Key)
-	if err == ErrNotFound {
+	if errors.Is(err, ErrNotFound) {
 		e.log.Warn("result for an unknown sale ignored", "key", res.Key, "kind", kind)
 		return nil
 	}
@@ -289,7 +290,9 @@ func (e *Engine) prune(now time.Time) {
 				return false, ok
 			}
 			var r record
-			if json.Unmarshal(doc, &r) != nil {
+			if json.Unmarshal(doc, &r) != nil || r.ClockUnsynced {
+				// A sale made before the clock was synchronized has an id time that
+				// may be decades off: it is not pruned by age.
 				return false, false
 			}
 			return r.Synced && r.Status.Final(), false
