@@ -189,7 +189,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	})
 	status := func() any {
 		depth, _, _ := st.OutboxStats()
-		waiting, ok := engine.Waiting(ctx)
+		sales, _ := engine.Stats(ctx)
 		s := map[string]any{
 			"device_id":    cfg.DeviceID,
 			"version":      opts.Version,
@@ -200,9 +200,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 			"printer":      cfg.Printer.Target,
 			"time":         time.Now().UTC(),
 		}
-		if ok {
-			s["waiting_sale"] = waiting.ID
+		if sales.Waiting != "" {
+			s["waiting_sale"] = sales.Waiting
 		}
+		s["sales"] = sales
 		return s
 	}
 	srv := api.New(engine, status, log.With("component", "api"))

@@ -450,7 +450,7 @@ func (e *Engine) scan(id, code string) (Sale, bool, error) {
 		}
 		switch {
 		case online:
-			r.Status = StatusAuthorizing
+			r.Status, r.Reason = StatusAuthorizing, ""
 		case deferOK:
 			r.Status, r.Offline, r.Reason = StatusStoredOffline, true, "stored offline; forwarded when the network returns"
 		default:
@@ -507,6 +507,42 @@ func (e *Engine) scan(id, code string) (Sale, bool, error) {
 func (e *Engine) storedOffline(r *record) {
 	e.offline[r.ID] = offlineSale{created: r.CreatedAt, maxAge: e.cfg.Offline.For(r.Scheme, r.CodeKind).MaxAge, flagged: r.Expired}
 	e.exposure.add(r.AmountMinor, r.Currency)
+}
+
+// Stats is a summary of the engine's open work for the terminal's status page.
+type Stats struct {
+	Waiting       string           `json:"waiting_sale,omitempty"`
+	Authorizing   int              `json:"authorizing"`
+	InDoubt       int              `json:"in_doubt"`
+	StoredOffline int              `json:"stored_offline"`
+	Exposure      map[string]int64 `json:"offline_exposure_minor,omitempty"` // stored_offline total by currency
+	OpenBatch     uint64           `json:"open_batch"`
+}
+
+// Stats returns the engine's open work.
+func (e *Engine) Stats(ctx context.Context) (Stats, error) {
+	var s Stats
+	err := e.do(ctx, func() {
+		if e.waiting != nil {
+			s.Waiting = e.waiting.ID
+		}
+		for _, p := range e.pending {
+			if p.status == StatusInDoubt {
+				s.InDoubt++
+			} else {
+				s.Authorizing++
+			}
+		}
+		s.StoredOffline = e.exposure.count
+		if len(e.exposure.total) > 0 {
+			s.Exposure = make(map[string]int64, len(e.exposure.total))
+			for c, v := range e.exposure.total {
+				s.Exposure[c] = v
+			}
+		}
+		s.OpenBatch = e.batch.Number
+	})
+	return s, err
 }
 
 // authorizing reports whether some sale is authorizing right now.

@@ -510,6 +510,9 @@ func TestOfflinePolicy(t *testing.T) {
 	if s := h.sale(50_000, "KRW", "281000000000000007"); s.Status != StatusStoredOffline {
 		t.Fatalf("exposure not released: %+v", s)
 	}
+	if st, _ := h.e.Stats(context.Background()); st.StoredOffline != 1 || st.Exposure["KRW"] != 50_000 || st.OpenBatch != 1 {
+		t.Fatalf("Stats = %+v", st)
+	}
 }
 
 func TestRefunds(t *testing.T) {
