@@ -1,15 +1,26 @@
-// Package store keeps the terminal's durable state in one bbolt file: sales, the
-// outbox of messages still owed to the cloud, and meta data (schema version, session
-// counter). A sale and its outbox entry are written in one fsynced transaction, so a
-// sale the API acknowledged survives a crash or a power cut.
+// Package store keeps the terminal's durable state in one bbolt file. Buckets: sales,
+// outbox (messages still owed to the cloud, big-endian sequence keys so iteration is
+// FIFO), unsettled (the in-doubt index: every sale or refund not yet settled and
+// synced, so a restart reads only those), refunds, batches (settlement batches with
+// running totals), config (configuration documents), codes (hashes of used one-time
+// codes) and meta (schema version, session counter, outbox depth, engine counters).
 //
-// The store holds opaque JSON documents; the sale engine (package payment) owns their
-// meaning. Outbox keys are big-endian sequence numbers, so iteration is FIFO.
+// Everything written through one Tx (Store.Update) is committed and fsynced together
+// or not at all: a sale and its outbox entry, index and batch totals survive a crash
+// or a power cut together. The store holds opaque JSON documents; the sale engine
+// (package payment) owns their meaning.
+//
+// Open migrates older files one schema step per transaction and refuses files from a
+// newer version. PruneSales walks sales in id order (time order for UUIDv7 ids) so
+// pruning by age stops at the first young sale. Compact rewrites the file without free
+// pages and renames it atomically over the original.
 //
 // # Caveats
 //
 // bbolt takes an exclusive file lock: a second process fails after Options.Timeout with
 // ErrLocked instead of hanging. posctl must read through posd's local API, never by
-// opening the file while posd runs. Byte slices returned by the store are copies and
-// stay valid after the transaction.
+// opening the file while posd runs; `posctl store compact` needs posd stopped. Byte
+// slices returned by the store are copies and stay valid after the transaction. The
+// file does not shrink by itself after pruning: bbolt reuses free pages, and Compact
+// gives the space back.
 package store
