@@ -151,11 +151,23 @@ func (p *serialPrinter) Close() error {
 	p.mu.Unlock()
 	var err error
 	if port != nil {
+		port.ResetOutputBuffer()
 		err = port.Close()
 	}
-	p.wg.Wait()
+	// A write blocked in the kernel (flow control held by a jammed printer) may
+	// outlive the close; do not hang the caller on it.
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeWait):
+		p.log.Warn("serial write still blocked after close", "port", p.path)
+	}
 	return err
 }
+
+// closeWait bounds how long Close waits for a blocked serial write.
+var closeWait = 2 * time.Second
 
 // countingWriter marks the end of a write goroutine for Close.
 type countingWriter struct {

@@ -241,3 +241,35 @@ func TestDevicePrinter(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSerialPTYStalled: a printer that stops taking bytes makes the job time out, and
+// the port is reopened for the next one once it reads again.
+func TestSerialPTYStalled(t *testing.T) {
+	master, slave, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pty: %v", err)
+	}
+	defer slave.Close()
+	f := newFakePrinter()
+	f.stall = true
+	done := make(chan struct{})
+	go func() { defer close(done); f.serve(master) }()
+	defer func() {
+		master.Close()
+		<-done
+	}()
+	p, err := OpenWith(slave.Name()+"?status=off", Options{WriteTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	err = p.Print(context.Background(), "S1", make([]byte, 256<<10))
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("err = %v, want ErrTimeout", err)
+	}
+	f.set(func(f *fakePrinter) { f.stall = false; close(f.unstall) })
+	data := testReceipt(t)
+	waitFor(t, "a successful print after the stall", func() bool {
+		return p.Print(context.Background(), "S2", data) == nil
+	})
+}
