@@ -219,3 +219,26 @@ func TestDecodeLeavesFrameAlone(t *testing.T) {
 		t.Errorf("inverted row %v, matrix %v", row, inv.GetMatrix())
 	}
 }
+
+// FuzzReadImage feeds hostile image files to the loader and the decoder: no panic,
+// and a plane that is returned is consistent.
+func FuzzReadImage(f *testing.F) {
+	var pgm bytes.Buffer
+	WritePGM(&pgm, noiseFrame(32, 24, 1))
+	f.Add(pgm.Bytes())
+	f.Add([]byte("P5\n# comment\n2 2\n15\n\x00\x05\x0a\x0f"))
+	f.Add([]byte("P5 3 1 255 abc"))
+	f.Add([]byte("\x89PNG\r\n\x1a\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		g, err := ReadImage(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		if err := g.check(); err != nil {
+			t.Fatalf("ReadImage returned a bad plane: %v", err)
+		}
+		if g.Width*g.Height <= 64*64 {
+			NewDecoder(DecodeOptions{NoHarder: true}).Decode(g)
+		}
+	})
+}
