@@ -72,7 +72,7 @@ func parseCamera(spec string) (string, int, int, error) {
 
 // runFrameSource serves "camera:" and "images:" sources from Run.
 func runFrameSource(ctx context.Context, cfg Config, log *slog.Logger, out chan<- Scan) error {
-	fc := FrameConfig{Dedup: cfg.Dedup, Status: cfg.Status}
+	fc := FrameConfig{Dedup: cfg.Dedup, Status: cfg.Status, Decode: DecodeOptions{EAN13: cfg.EAN13}}
 	if spec, ok := strings.CutPrefix(cfg.Source, ImagesPrefix); ok {
 		src, err := NewImageSource(strings.Split(spec, ",")...)
 		if err != nil {

@@ -71,6 +71,9 @@ type Config struct {
 	// Poll is the serial read timeout, the granularity of cancellation and gap checks
 	// (default 100 ms).
 	Poll time.Duration
+	// EAN13 also reads EAN-13/UPC-A codes from camera and image sources (off by
+	// default: retail barcodes are not payment codes).
+	EAN13 bool
 	// Keymap is the keyboard layout a keyboard-wedge scanner ("input:" source)
 	// emulates (default KeymapUS).
 	Keymap Keymap

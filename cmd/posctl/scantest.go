@@ -21,11 +21,12 @@ func cmdScanTest(ctx context.Context, e env) error {
 	fs := flag.NewFlagSet("scan-test", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	cfgFile := fs.String("config", "", "posd's configuration file; its scanner section is used (default: the documented defaults)")
-	source := fs.String("source", "", "scanner source: stdin, a serial device path, usb:VID:PID[:SERIAL] or input:PATH|input:usb:VID:PID (overrides the config)")
+	source := fs.String("source", "", "scanner source: stdin, a serial device path, usb:VID:PID[:SERIAL], input:PATH|input:usb:VID:PID, camera:/dev/videoN[@WxH] or images:DIR (overrides the config)")
 	baud := fs.Int("baud", 0, "baud rate (overrides the config)")
 	framing := fs.String("framing", "", "framing: auto, cr, lf, crlf or gap (default auto)")
 	gap := fs.Duration("gap", 0, "inter-byte timeout for -framing gap (default 50ms)")
 	aim := fs.String("aim", "", "AIM symbology prefix: auto or off (default auto)")
+	ean13 := fs.Bool("ean13", false, "also read EAN-13 (camera: and images: sources)")
 	keymap := fs.String("keymap", "", "layout a keyboard-wedge scanner (input: source) emulates: us, de or fr (default us)")
 	dedup := fs.Duration("dedup", -1, "duplicate-read window (default: the config's; 0 shows every read)")
 	reveal := fs.Bool("reveal", false, "print codes in full (they are payment codes: do not share the output)")
@@ -61,6 +62,7 @@ func cmdScanTest(ctx context.Context, e env) error {
 		Gap:     *gap,
 		AIM:     scanner.AIMMode(*aim),
 		Keymap:  scanner.Keymap(*keymap),
+		EAN13:   *ean13,
 		Status:  new(scanner.Status),
 	}
 	if *source != "" {
