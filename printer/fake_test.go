@@ -16,8 +16,7 @@ type fakePrinter struct {
 	status     Status // guarded by mu
 	paperAfter int    // guarded by mu; > 0: run out of paper after this many more bytes
 	stall      bool   // guarded by mu; stop reading (a jammed or slow printer)
-	jobs       [][]byte
-	cur        bytes.Buffer
+	jobs       []*bytes.Buffer // guarded by mu; one per connection
 	unstall    chan struct{}
 	changed    chan struct{} // receives after each chunk is processed
 }
@@ -32,28 +31,26 @@ func (f *fakePrinter) set(fn func(f *fakePrinter)) {
 	fn(f)
 }
 
-// printed returns the jobs received so far (one per connection for TCP).
+// printed returns the bytes printed per connection (the one stream for a pty),
+// leaving out connections that printed nothing (status queries, refused jobs).
 func (f *fakePrinter) printed() [][]byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := append([][]byte(nil), f.jobs...)
-	if f.cur.Len() > 0 {
-		out = append(out, append([]byte(nil), f.cur.Bytes()...))
+	var out [][]byte
+	for _, j := range f.jobs {
+		if j.Len() > 0 {
+			out = append(out, append([]byte(nil), j.Bytes()...))
+		}
 	}
 	return out
 }
 
-func (f *fakePrinter) endJob() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.cur.Len() > 0 {
-		f.jobs = append(f.jobs, append([]byte(nil), f.cur.Bytes()...))
-		f.cur.Reset()
-	}
-}
-
 // serve handles one connection until it ends.
 func (f *fakePrinter) serve(rw io.ReadWriter) {
+	job := new(bytes.Buffer)
+	f.mu.Lock()
+	f.jobs = append(f.jobs, job)
+	f.mu.Unlock()
 	buf := make([]byte, 4096)
 	var pend []byte
 	for {
@@ -66,7 +63,7 @@ func (f *fakePrinter) serve(rw io.ReadWriter) {
 		n, err := rw.Read(buf)
 		if n > 0 {
 			pend = append(pend, buf[:n]...)
-			pend = f.process(rw, pend)
+			pend = f.process(rw, job, pend)
 			select {
 			case f.changed <- struct{}{}:
 			default:
@@ -79,7 +76,7 @@ func (f *fakePrinter) serve(rw io.ReadWriter) {
 }
 
 // process consumes data, answering DLE EOT n; it returns an incomplete tail.
-func (f *fakePrinter) process(w io.Writer, p []byte) []byte {
+func (f *fakePrinter) process(w io.Writer, job *bytes.Buffer, p []byte) []byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for len(p) > 0 {
@@ -99,7 +96,7 @@ func (f *fakePrinter) process(w io.Writer, p []byte) []byte {
 			p = p[1:] // not printing: the byte is lost
 			continue
 		}
-		f.cur.WriteByte(p[0])
+		job.WriteByte(p[0])
 		p = p[1:]
 		if f.paperAfter > 0 {
 			f.paperAfter--
@@ -141,7 +138,6 @@ func serveFake(t *testing.T, ln net.Listener, f *fakePrinter) (string, func()) {
 				defer wg.Done()
 				f.serve(c)
 				c.Close()
-				f.endJob()
 			}()
 		}
 	}()

@@ -179,6 +179,8 @@ func TestSerialPTY(t *testing.T) {
 	f := newFakePrinter()
 	done := make(chan struct{})
 	go func() { defer close(done); f.serve(master) }()
+	// The master's blocking Read ends when the last slave descriptor closes: close
+	// the slave (and the port, deferred later so run earlier) before waiting.
 	defer func() {
 		master.Close()
 		<-done
@@ -249,15 +251,17 @@ func TestSerialPTYStalled(t *testing.T) {
 	if err != nil {
 		t.Skipf("no pty: %v", err)
 	}
-	defer slave.Close()
 	f := newFakePrinter()
 	f.stall = true
 	done := make(chan struct{})
 	go func() { defer close(done); f.serve(master) }()
+	// The master's blocking Read ends when the last slave descriptor closes: close
+	// the slave (and the port, deferred later so run earlier) before waiting.
 	defer func() {
 		master.Close()
 		<-done
 	}()
+	defer slave.Close()
 	p, err := OpenWith(slave.Name()+"?status=off", Options{WriteTimeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
