@@ -13,9 +13,9 @@ import (
 // with its status and keeps everything else as printed bytes. Tests flip its state.
 type fakePrinter struct {
 	mu         sync.Mutex
-	status     Status // guarded by mu
-	paperAfter int    // guarded by mu; > 0: run out of paper after this many more bytes
-	stall      bool   // guarded by mu; stop reading (a jammed or slow printer)
+	status     Status          // guarded by mu
+	paperAfter int             // guarded by mu; > 0: run out of paper after this many more bytes
+	stall      bool            // guarded by mu; stop reading (a jammed or slow printer)
 	jobs       []*bytes.Buffer // guarded by mu; one per connection
 	unstall    chan struct{}
 	changed    chan struct{} // receives after each chunk is processed
