@@ -174,7 +174,7 @@ func TestProcessesAgainstMosquitto(t *testing.T) {
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	scanR, scanW := io.Pipe()
 	receipts := filepath.Join(dir, "receipts")
-	posd := start(t, scanR, bins["posd"], "-data", filepath.Join(dir, "posd"), "-api", apiAddr,
+	posd := start(t, scanR, bins["posd"], "-data", filepath.Join(dir, "posd-data"), "-api", apiAddr,
 		"-broker", brokerURL, "-device-id", "counter-2", "-scanner", "stdin", "-printer", "emulator:"+receipts)
 	api := "http://" + apiAddr
 	waitHTTP(t, api+"/v1/status")

@@ -202,8 +202,8 @@ func startGateways(t testing.TB, brokerURL string, n int) *testGateway {
 		go func() { defer wg.Done(); gw.Run(ctx) }()
 	}
 	var once sync.Once
-	tg.stop = func() { once.Do(func() { cancel(); wg.Wait(); ledger.Close() }) }
-	t.Cleanup(tg.stop)
+	tg.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(func() { tg.stop(); ledger.Close() })
 	return tg
 }
 
