@@ -18,4 +18,10 @@
 //     byte counts, never receipt contents.
 //   - Serial writes cannot be interrupted by the kernel once blocked; on a write timeout
 //     the port is closed and reopened for the next receipt.
+//   - A receipt torn by a paper end in the middle is printed again whole when the paper
+//     is back: the customer may get a partial copy as well.
+//   - The [Queue] lives in memory: receipts waiting when posd stops are not printed
+//     after a restart, but every sale is in the store and can be reprinted by id.
+//   - Printers that do not answer DLE EOT need "?status=off" on their spec, or every
+//     job fails as not ready.
 package printer

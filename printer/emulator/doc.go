@@ -8,7 +8,9 @@
 // (UPC/EAN/Code 39/ITF/Codabar/Code 93/Code 128), GS H/h/w, FS &/FS ./FS !, DLE EOT and
 // the other real-time commands. QR codes and barcodes are redrawn module by module so
 // that scanners (gozxing, zbar, phones) read them from the image. Text is drawn with the
-// Go Mono font in 12x24-dot cells (font A) or 9x17 (font B).
+// Go Mono font in 12x24-dot cells (font A) or 9x17 (font B); Kanji/Hangul/Chinese
+// characters (FS & mode, decoded per [Options].Multibyte) in 24x24 cells with a CJK
+// font from the system (see [CJKFontPaths] and [CJKFontEnv]).
 //
 // # Caveats
 //
@@ -19,4 +21,10 @@
 //   - Barcodes are re-encoded from their content with gozxing, so the bars may use other
 //     Code 128 code sets than a real printer would; the content is the same.
 //   - Page mode, downloaded/NV images, upside-down and rotated printing are not drawn.
+//   - CJK glyphs come from a font installed on the machine (Debian's
+//     fonts-wqy-microhei is the first choice; its tables are realigned in memory for
+//     golang.org/x/image). Without one they are drawn as boxes, with a warning; the
+//     transcript in Result.Text is right either way.
+//   - Motion units are taken as one dot (203 dpi printers): ESC 3, ESC J and ESC $
+//     values written for 180 dpi or 360-unit printers render at a different scale.
 package emulator
