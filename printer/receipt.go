@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding"
@@ -233,6 +234,10 @@ func (w *writer) text(s string) {
 		run.Reset()
 	}
 	for _, r := range s {
+		if unicode.IsControl(r) {
+			// Text from config or a wallet never becomes a printer command.
+			r = '?'
+		}
 		rs := string(r)
 		multi := false
 		switch {
@@ -351,12 +356,17 @@ func (w *writer) wrap(s string, cols int) []string {
 			}
 			n += rw
 		}
-		if lastSpace > 0 {
+		switch {
+		case lastSpace > 0:
 			lines = append(lines, s[:lastSpace])
 			s = s[lastSpace+1:]
-		} else {
+		case cut > 0:
 			lines = append(lines, s[:cut])
 			s = s[cut:]
+		default: // a character wider than the line: give it a line of its own
+			_, n := utf8.DecodeRuneInString(s)
+			lines = append(lines, s[:n])
+			s = s[n:]
 		}
 	}
 	return append(lines, s)

@@ -31,21 +31,30 @@ var cjk struct {
 	once  sync.Once
 	mu    sync.Mutex
 	faces []font.Face // guarded by mu; tried in order for each character
-	paths []string
+	paths []string    // guarded by mu; the fonts behind faces
+	next  []string    // guarded by mu; fonts not loaded yet, loaded when a character is missing
 }
 
 // maxCJKFonts bounds the fonts kept in memory for fallback.
 const maxCJKFonts = 3
 
-func loadCJK() {
+func initCJK() {
 	paths := CJKFontPaths
 	if p := os.Getenv(CJKFontEnv); p != "" {
 		paths = append([]string{p}, paths...)
 	}
-	for _, p := range paths {
-		if len(cjk.faces) >= maxCJKFonts {
-			return
-		}
+	cjk.mu.Lock()
+	defer cjk.mu.Unlock()
+	cjk.next = paths
+	loadNextCJK()
+}
+
+// loadNextCJK loads the next usable font; it reports false when there is none. Called
+// with cjk.mu held.
+func loadNextCJK() bool {
+	for len(cjk.next) > 0 && len(cjk.faces) < maxCJKFonts {
+		p := cjk.next[0]
+		cjk.next = cjk.next[1:]
 		data, err := os.ReadFile(p)
 		if err != nil {
 			continue
@@ -60,7 +69,9 @@ func loadCJK() {
 		}
 		cjk.faces = append(cjk.faces, face)
 		cjk.paths = append(cjk.paths, p)
+		return true
 	}
+	return false
 }
 
 // parseFont parses a font or the first font of a collection, realigning its tables
@@ -81,7 +92,9 @@ func parseFont(data []byte) (*opentype.Font, error) {
 // CJKFont returns the path of the CJK font the emulator draws with first, or "" when
 // it found none (CJK characters are then drawn as boxes).
 func CJKFont() string {
-	cjk.once.Do(loadCJK)
+	cjk.once.Do(initCJK)
+	cjk.mu.Lock()
+	defer cjk.mu.Unlock()
 	if len(cjk.paths) == 0 {
 		return ""
 	}
@@ -91,19 +104,18 @@ func CJKFont() string {
 // drawCJK draws r into a full-width (24x24) cell; without a CJK font, or when the font
 // lacks r, it reports false.
 func drawCJK(bm *bitmap, r rune, bold bool) bool {
-	cjk.once.Do(loadCJK)
+	cjk.once.Do(initCJK)
 	cjk.mu.Lock()
 	defer cjk.mu.Unlock()
 	var face font.Face
 	var adv fixed.Int26_6
-	for _, f := range cjk.faces {
-		if a, ok := f.GlyphAdvance(r); ok {
-			face, adv = f, a
-			break
+	for i := 0; face == nil; i++ {
+		if i == len(cjk.faces) && !loadNextCJK() {
+			return false
 		}
-	}
-	if face == nil {
-		return false
+		if a, ok := cjk.faces[i].GlyphAdvance(r); ok {
+			face, adv = cjk.faces[i], a
+		}
 	}
 	dst := image.NewAlpha(image.Rect(0, 0, bm.w, bm.h))
 	x := (fixed.I(bm.w) - adv) / 2
