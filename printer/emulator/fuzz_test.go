@@ -29,7 +29,13 @@ func FuzzRender(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		res := Render(data, Options{MaxHeight: 4000})
+		// Vary the printer: 80 or 58 mm, and each multibyte encoding.
+		encs := []string{"shift_jis", "euc-kr", "gb18030", "big5"}
+		opt := Options{MaxHeight: 4000, Width: 576, Multibyte: encs[len(data)%len(encs)]}
+		if len(data)%2 == 1 {
+			opt.Width = 384
+		}
+		res := Render(data, opt)
 		if res.Image == nil {
 			t.Fatal("no image")
 		}
