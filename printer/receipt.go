@@ -191,6 +191,10 @@ func newWriter(p Profile) *writer {
 		multi:  escpos.MultibyteEncoding(p.CJKEncoding),
 	}
 	w.b.CodeTable(byte(p.CodeTable))
+	if p.CJKEncoding == escpos.MultibyteShiftJIS {
+		// Japanese models read Kanji as JIS unless told Shift_JIS (FS C 1).
+		w.b.Raw([]byte{escpos.FS, 'C', 1})
+	}
 	return w
 }
 
