@@ -116,20 +116,24 @@ func (tp *thinPath) sale(amount int64, currency, code string) map[string]any {
 	return tp.waitFinal(m["id"].(string))
 }
 
-func startGateway(t *testing.T, ctx context.Context, brokerURL, dir string) *gateway.Ledger {
+// runGateway runs posgw and returns a stop function that waits for it to finish: stop
+// it before closing the broker (paho's Disconnect blocks while it reconnects to a
+// broker that is gone).
+func runGateway(t *testing.T, brokerURL, dir string) (*gateway.Ledger, func()) {
 	t.Helper()
 	ledger, err := gateway.OpenLedger(filepath.Join(dir, "posgw.db"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { ledger.Close() })
 	gw, err := gateway.New(gateway.Config{BrokerURL: brokerURL, Ledger: ledger})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { gw.Run(ctx); close(done) }()
-	t.Cleanup(func() { <-done; ledger.Close() })
-	return ledger
+	return ledger, func() { cancel(); <-done }
 }
 
 func TestThinPathEmbeddedBroker(t *testing.T) {
@@ -141,9 +145,8 @@ func TestThinPathEmbeddedBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	gctx, gcancel := context.WithCancel(context.Background())
-	defer gcancel()
-	ledger := startGateway(t, gctx, b.URL(), dir)
+	ledger, stopGateway := runGateway(t, b.URL(), dir)
+	defer stopGateway()
 
 	tp := startThinPath(t, dir, b.URL())
 

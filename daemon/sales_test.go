@@ -48,9 +48,9 @@ func TestRefundAndBatchThroughTheGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
+	_, stopGateway := runGateway(t, b.URL(), dir)
+	defer stopGateway()
 	tp := startThinPath(t, dir, b.URL())
-	gctxDone := startGatewayCtx(t, b.URL(), dir)
-	defer gctxDone()
 
 	code, m := tp.do("POST", "/v1/sales", `{"amount_minor": 12000, "currency": "KRW"}`)
 	if code != http.StatusCreated {
@@ -88,13 +88,6 @@ func TestRefundAndBatchThroughTheGateway(t *testing.T) {
 	tp.waitField("/v1/batches/"+bid, "synced", "true")
 	tp.waitField("/v1/sales/"+w["id"].(string), "synced", "true") // the cancelled attempt was recorded
 	tp.shutdown()
-}
-
-func startGatewayCtx(t *testing.T, brokerURL, dir string) func() {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	startGateway(t, ctx, brokerURL, dir)
-	return cancel
 }
 
 // TestMerchantPresentedDemo runs posd in demo mode (embedded broker and posgw, a
