@@ -191,6 +191,14 @@ func (e *Engine) CloseBatch(ctx context.Context) (Batch, error) {
 	if derr := e.do(ctx, func() {
 		now, synced := e.now()
 		closed := e.batch.clone()
+		if now.Before(closed.OpenedAt) {
+			// The clock went back (a Pi without RTC before NTP): never close before
+			// opening; the flag says the times are not to be trusted.
+			now, closed.ClockUnsynced = closed.OpenedAt, true
+		}
+		if !synced {
+			closed.ClockUnsynced = true
+		}
 		closed.Status, closed.ClosedAt = BatchClosed, now
 		next := &batchRecord{Batch: Batch{ID: newID(now), Number: closed.Number + 1, Status: BatchOpen, OpenedAt: now, ClockUnsynced: !synced}}
 		if err = e.commit(func(tx *store.Tx) error {

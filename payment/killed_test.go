@@ -2,6 +2,7 @@ package payment
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -143,5 +144,48 @@ func TestKilledInState(t *testing.T) {
 				t.Fatalf("did not end final and synced: %+v, owes %v", end, h.outboxKinds(id))
 			}
 		})
+	}
+}
+
+// TestKilledWithRefundAndBatchOwed stops the engine with a refund pending and a closed
+// batch not yet recorded by the cloud: both are still owed after the restart and
+// settle normally.
+func TestKilledWithRefundAndBatchOwed(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, filepath.Join(t.TempDir(), "db"), time.Minute)
+	defer func() { h.stop() }()
+	s := h.sale(5000, "KRW", alipay)
+	h.result(s.ID, "", ResultApproved, "")
+	r, err := h.e.Refund(ctx, s.ID, 1200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed, err := h.e.CloseBatch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.restart(time.Minute) // killed here
+	if k := h.outboxKinds(r.ID); !eq(k, []string{KindRefund}) {
+		t.Fatalf("refund owes %v", k)
+	}
+	if k := h.outboxKinds(closed.ID); !eq(k, []string{KindBatch}) {
+		t.Fatalf("batch owes %v", k)
+	}
+	if cur, _ := h.e.CurrentBatch(ctx); cur.Number != 2 {
+		t.Fatalf("open batch after restart: %+v", cur)
+	}
+	if _, err := h.e.Refund(ctx, s.ID, 3801); !errors.Is(err, ErrRefundTooLarge) {
+		t.Fatalf("pending refund forgotten after restart: %v", err)
+	}
+	h.result(r.ID, KindRefund, ResultApproved, "")
+	h.result(closed.ID, KindBatch, ResultRecorded, "")
+	if got, _ := h.e.GetRefund(r.ID); got.Status != RefundApproved || !got.Synced {
+		t.Fatalf("refund %+v", got)
+	}
+	if cur, _ := h.e.CurrentBatch(ctx); len(cur.Totals) != 1 || cur.Totals[0].RefundsMinor != 1200 || cur.Totals[0].NetMinor != -1200 {
+		t.Fatalf("refund not counted in the open batch: %+v", cur.Totals)
+	}
+	if len(h.outbox()) != 0 {
+		t.Fatalf("outbox %v", h.outbox())
 	}
 }
