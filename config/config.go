@@ -50,6 +50,16 @@ type Config struct {
 	Printer  Printer  `json:"printer"`
 	Payment  Payment  `json:"payment"`
 	Merchant Merchant `json:"merchant"`
+	// Indicators are the status lights and buzzer on GPIO lines; empty names mean none.
+	Indicators Indicators `json:"indicators"`
+}
+
+// Indicators names the GPIO lines of the status lights and buzzer ("GPIO17", or a
+// line name on /dev/gpiochip*; a leading "!" marks an active-low line).
+type Indicators struct {
+	Green  string `json:"green,omitempty"`
+	Red    string `json:"red,omitempty"`
+	Buzzer string `json:"buzzer,omitempty"`
 }
 
 // API is the local HTTP API.
@@ -62,8 +72,12 @@ type MQTT struct {
 	Broker      string   `json:"broker"` // tcp://host:1883 or ssl://host:8883
 	Username    string   `json:"username,omitempty"`
 	Password    string   `json:"password,omitempty"`
-	Window      int      `json:"window"`       // requests in flight at once
-	ResendAfter Duration `json:"resend_after"` // resend an unanswered request after this
+	Window      int      `json:"window"`              // requests in flight at once
+	ResendAfter Duration `json:"resend_after"`        // resend an unanswered request after this
+	Heartbeat   Duration `json:"heartbeat"`           // heartbeat interval
+	CAFile      string   `json:"ca_file,omitempty"`   // PEM CA bundle for the broker's certificate (TLS)
+	CertFile    string   `json:"cert_file,omitempty"` // device certificate for mutual TLS
+	KeyFile     string   `json:"key_file,omitempty"`  // device key for mutual TLS
 }
 
 // Scanner is the code scanner.
@@ -71,18 +85,48 @@ type Scanner struct {
 	Source  string   `json:"source"` // "stdin", a serial device path, or usb:VID:PID[:SERIAL]
 	Baud    int      `json:"baud"`
 	MaxLine int      `json:"max_line"`
-	Dedup   Duration `json:"dedup"` // the same code within this window is one scan
+	Dedup   Duration `json:"dedup"`   // the same code within this window is one scan
+	Framing string   `json:"framing"` // auto (CR, LF or CRLF), cr, lf, crlf, or gap (inter-byte timeout)
+	Gap     Duration `json:"gap"`     // the inter-byte timeout that ends a code with framing "gap"
+	AIM     string   `json:"aim"`     // auto: parse AIM symbology prefixes (]Q1, ]C0, ...); off
+	Keymap  string   `json:"keymap"`  // keyboard-wedge scanner layout: us, de, fr
+	EAN13   bool     `json:"ean13"`   // camera/image sources: also decode EAN-13
 }
 
 // Printer is the receipt printer.
 type Printer struct {
 	Target   string `json:"target"`   // "none", a file or device path, or "emulator:DIR"
-	Language string `json:"language"` // receipt language: en
+	Language string `json:"language"` // receipt language: en, ko, ja, zh
+	Profile  string `json:"profile"`  // printer profile name (posctl print-test lists them)
 }
 
 // Payment tunes the sale engine.
 type Payment struct {
-	AuthTimeout Duration `json:"auth_timeout"` // without a result after this, a sale is in doubt
+	AuthTimeout     Duration `json:"auth_timeout"`         // without a result after this, a sale is in doubt
+	QueryTimeout    Duration `json:"query_timeout"`        // an in-doubt sale the status query has not settled after this follows its offline policy
+	CodeReuseWindow Duration `json:"code_reuse_window"`    // a one-time code seen again within this window is refused
+	PruneAfter      Duration `json:"prune_after"`          // final, synced sales older than this are deleted; "0s" keeps them
+	RulesFile       string   `json:"rules_file,omitempty"` // a wallet-code rule table (JSON, docs/paycode.md) replacing the built-in one
+	// Offline is the offline policy per scheme (paycode's scheme name, or
+	// "kind:wallet" / "kind:emv_cpm"), with Default for the rest.
+	Offline OfflinePolicies `json:"offline"`
+}
+
+// OfflinePolicies are the offline policies by scheme.
+type OfflinePolicies struct {
+	ByScheme map[string]OfflinePolicy `json:"by_scheme,omitempty"`
+	Default  OfflinePolicy            `json:"default"`
+}
+
+// OfflinePolicy says what happens to a sale of a scheme while the cloud cannot be
+// reached: "refuse" (the clerk asks for another method) or "defer" (store and forward
+// within the limits; the merchant carries the risk).
+type OfflinePolicy struct {
+	Action         string           `json:"action"`
+	MaxAmountMinor map[string]int64 `json:"max_amount_minor,omitempty"` // per sale, per currency
+	MaxTotalMinor  map[string]int64 `json:"max_total_minor,omitempty"`  // outstanding total, per currency
+	MaxCount       int              `json:"max_count,omitempty"`        // outstanding stored_offline sales
+	MaxAge         Duration         `json:"max_age,omitempty"`          // older stored_offline sales are flagged expired
 }
 
 // Merchant is printed at the top of each receipt.
@@ -98,10 +142,15 @@ func Default() Config {
 		DeviceID: "pos-1",
 		DataDir:  "/var/lib/walletless",
 		API:      API{Addr: "127.0.0.1:8080"},
-		MQTT:     MQTT{Broker: "tcp://127.0.0.1:1883", Window: 32, ResendAfter: Duration(15 * time.Second)},
-		Scanner:  Scanner{Source: "stdin", Baud: 9600, MaxLine: 512, Dedup: Duration(2 * time.Second)},
-		Printer:  Printer{Target: "none", Language: "en"},
-		Payment:  Payment{AuthTimeout: Duration(30 * time.Second)},
+		MQTT:     MQTT{Broker: "tcp://127.0.0.1:1883", Window: 32, ResendAfter: Duration(15 * time.Second), Heartbeat: Duration(time.Minute)},
+		Scanner:  Scanner{Source: "stdin", Baud: 9600, MaxLine: 512, Dedup: Duration(2 * time.Second), Framing: "auto", Gap: Duration(50 * time.Millisecond), AIM: "auto", Keymap: "us"},
+		Printer:  Printer{Target: "none", Language: "en", Profile: "epson-80"},
+		Payment: Payment{
+			AuthTimeout: Duration(30 * time.Second), QueryTimeout: Duration(30 * time.Second),
+			CodeReuseWindow: Duration(24 * time.Hour), PruneAfter: Duration(90 * 24 * time.Hour),
+			// One-time wallet codes and EMVCo consumer QR cannot be authorized later.
+			Offline: OfflinePolicies{Default: OfflinePolicy{Action: "refuse"}},
+		},
 		Merchant: Merchant{Name: "Walletless demo shop"},
 	}
 }
@@ -193,6 +242,49 @@ func (c Config) Validate() error {
 	}
 	if c.Payment.AuthTimeout < Duration(time.Second) {
 		bad("payment.auth_timeout", "must be at least 1s")
+	}
+	if c.Payment.QueryTimeout < Duration(time.Second) {
+		bad("payment.query_timeout", "must be at least 1s")
+	}
+	if c.Payment.CodeReuseWindow < 0 || c.Payment.PruneAfter < 0 {
+		bad("payment", "code_reuse_window and prune_after must not be negative")
+	}
+	checkPolicy := func(field string, p OfflinePolicy) {
+		if !oneOf(p.Action, "refuse", "defer") {
+			bad(field+".action", "%q is not refuse or defer", p.Action)
+		}
+		for cur, v := range p.MaxAmountMinor {
+			if len(cur) != 3 || v < 0 {
+				bad(field+".max_amount_minor", "%q: %d must be a non-negative amount of an ISO 4217 currency", cur, v)
+			}
+		}
+		for cur, v := range p.MaxTotalMinor {
+			if len(cur) != 3 || v < 0 {
+				bad(field+".max_total_minor", "%q: %d must be a non-negative amount of an ISO 4217 currency", cur, v)
+			}
+		}
+		if p.MaxCount < 0 || p.MaxAge < 0 {
+			bad(field, "max_count and max_age must not be negative")
+		}
+	}
+	checkPolicy("payment.offline.default", c.Payment.Offline.Default)
+	for name, p := range c.Payment.Offline.ByScheme {
+		checkPolicy("payment.offline.by_scheme."+name, p)
+	}
+	if !oneOf(c.Scanner.Framing, "auto", "cr", "lf", "crlf", "gap") {
+		bad("scanner.framing", "%q is not auto, cr, lf, crlf or gap", c.Scanner.Framing)
+	}
+	if !oneOf(c.Scanner.AIM, "auto", "off") {
+		bad("scanner.aim", "%q is not auto or off", c.Scanner.AIM)
+	}
+	if c.Scanner.Gap < 0 {
+		bad("scanner.gap", "must not be negative")
+	}
+	if c.MQTT.Heartbeat < 0 {
+		bad("mqtt.heartbeat", "must not be negative")
+	}
+	if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
+		bad("mqtt.cert_file", "cert_file and key_file go together (mutual TLS)")
 	}
 	return errors.Join(errs...)
 }
