@@ -142,6 +142,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		EncodeOutbox:    encodeOutbox(cfg.DeviceID),
 		Kick:            link.Kick,
 		Finished:        receipts.enqueue,
+		Presented:       receipts.enqueue,
 		Online:          online.Online,
 		AuthTimeout:     time.Duration(cfg.Payment.AuthTimeout),
 		QueryTimeout:    pay.QueryTimeout,

@@ -46,6 +46,23 @@ func (r *receiptQueue) run(ctx context.Context) error {
 
 func (r *receiptQueue) print(ctx context.Context, s payment.Sale) {
 	header := append([]string{r.cfg.Merchant.Name}, r.cfg.Merchant.Lines...)
+	if s.QR != "" && s.Status == payment.StatusAuthorizing {
+		// A merchant-presented sale: print the slip the customer scans to pay.
+		data, err := printer.EncodeMerchantQR(printer.MerchantQR{Header: header, SaleID: s.ID, Payload: s.QR,
+			AmountMinor: s.AmountMinor, Currency: s.Currency, Language: r.cfg.Printer.Language}, r.profile)
+		if err != nil {
+			r.log.Error("encode merchant QR slip", "id", s.ID, "err", err)
+			return
+		}
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := r.prn.Print(pctx, s.ID+"-qr", data); err != nil {
+			r.log.Error("print merchant QR slip", "id", s.ID, "err", err)
+			return
+		}
+		r.log.Info("merchant QR slip printed", "id", s.ID)
+		return
+	}
 	data, err := printer.EncodeReceipt(printer.Receipt{
 		Header:      header,
 		SaleID:      s.ID,

@@ -102,7 +102,7 @@ func TestMerchantPresentedDemo(t *testing.T) {
 	cfg.API.Addr = "127.0.0.1:0"
 	cfg.DeviceID = "demo-9"
 	cfg.Scanner.Source = "stdin"
-	cfg.Printer.Target = "none"
+	cfg.Printer.Target = "emulator:" + filepath.Join(dir, "receipts")
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan Info, 1)
@@ -129,4 +129,7 @@ func TestMerchantPresentedDemo(t *testing.T) {
 	if got := tp.waitFinal(m["id"].(string)); got["status"] != "approved" || got["qr"] != nil {
 		t.Fatalf("merchant-presented sale ended %v", got)
 	}
+	// The slip with the QR and then the receipt were printed.
+	waitFile(t, filepath.Join(dir, "receipts", m["id"].(string)+"-qr.png"))
+	waitFile(t, filepath.Join(dir, "receipts", m["id"].(string)+".png"))
 }

@@ -37,8 +37,8 @@
 //
 // # Caveats
 //
-//   - The merchant-presented flow (Present) waits for the cloud's result for the
-//     sale's key as its paid notification; the QR is returned, not printed here.
+//   - The merchant-presented flow (Present) takes the cloud's result for the sale's
+//     key as its paid notification; Config.Presented hands the QR to the printer.
 //   - A refund that the cloud never answers stays pending; there is no refund query.
 //   - A sale counts in the batch that is open when it is approved, not when it was
 //     created; a sale approved after a close belongs to the next batch.

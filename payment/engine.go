@@ -39,6 +39,9 @@ type Config struct {
 	// declined, refused, stored_offline, reversal_pending), e.g. to print a receipt.
 	// Must not block.
 	Finished func(Sale)
+	// Presented is called with a merchant-presented sale once it is committed and its
+	// QR can be shown or printed. Must not block.
+	Presented func(Sale)
 	// Online reports whether the cloud link is up; nil means always.
 	Online func() bool
 	// AuthTimeout: a sale without a result after this long becomes in_doubt and a
@@ -112,6 +115,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.Finished == nil {
 		cfg.Finished = func(Sale) {}
+	}
+	if cfg.Presented == nil {
+		cfg.Presented = func(Sale) {}
 	}
 	if cfg.Online == nil {
 		cfg.Online = func() bool { return true }

@@ -103,6 +103,7 @@ func (e *Engine) present(amountMinor int64, cur paycode.Currency) (Sale, error) 
 	if r.Status == StatusAuthorizing {
 		e.pending[r.ID] = pending{status: StatusAuthorizing, deadline: now.Add(e.cfg.PresentTimeout)}
 		e.log.Info("merchant-presented sale waiting for payment", "id", r.ID, "scheme", r.Scheme, "amount_minor", amountMinor, "currency", cur.Code)
+		e.cfg.Presented(r.Sale)
 	} else {
 		e.log.Warn("merchant-presented sale refused: offline", "id", r.ID)
 		e.cfg.Finished(r.Sale)

@@ -17,7 +17,12 @@ var jpqr = &paycode.MPM{
 	Additional: []paycode.Field{{ID: paycode.AddTerminalLabel, Value: "POS01"}, {ID: paycode.AddReferenceLabel, Value: "stale"}},
 }
 
-func withMerchantCode(c *Config) { c.MerchantCode = jpqr; c.PresentTimeout = time.Second }
+var presented = make(chan Sale, 100)
+
+func withMerchantCode(c *Config) {
+	c.MerchantCode, c.PresentTimeout = jpqr, time.Second
+	c.Presented = func(s Sale) { presented <- s }
+}
 
 func TestMerchantPresented(t *testing.T) {
 	ctx := context.Background()
@@ -55,6 +60,9 @@ func TestMerchantPresented(t *testing.T) {
 		}
 		if k := h.outboxKinds(s.ID); !eq(k, []string{KindPayment}) {
 			t.Fatalf("outbox %v", k)
+		}
+		if p := <-presented; p.ID != s.ID || p.QR != s.QR {
+			t.Fatalf("Presented got %+v", p)
 		}
 		// The scanner stays free for customer-presented sales meanwhile.
 		if w, err := h.e.Create(ctx, 100, "JPY"); err != nil {
