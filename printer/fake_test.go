@@ -10,12 +10,14 @@ import (
 )
 
 // fakePrinter is an ESC/POS printer on the other end of a stream: it answers DLE EOT
-// with its status and keeps everything else as printed bytes. Tests flip its state.
+// (at once) and GS r (in order, only while printing) with its status and keeps
+// everything else as printed bytes. Tests flip its state.
 type fakePrinter struct {
 	mu         sync.Mutex
 	status     Status          // guarded by mu
 	paperAfter int             // guarded by mu; > 0: run out of paper after this many more bytes
 	stall      bool            // guarded by mu; stop reading (a jammed or slow printer)
+	noGSr      bool            // guarded by mu; a clone that ignores GS r
 	jobs       []*bytes.Buffer // guarded by mu; one per connection
 	unstall    chan struct{}
 	changed    chan struct{} // receives after each chunk is processed
@@ -91,6 +93,24 @@ func (f *fakePrinter) process(w io.Writer, job *bytes.Buffer, p []byte) []byte {
 				p = p[3:]
 				continue
 			}
+		}
+		if p[0] == 0x1d && len(p) >= 2 && p[1] == 'r' {
+			if len(p) < 3 {
+				return p
+			}
+			// GS r: answered in order, only by a printer that is printing.
+			if !f.status.PaperOut && !f.status.CoverOpen && !f.noGSr {
+				var ans byte
+				if f.status.PaperNearEnd {
+					ans |= 0x03
+				}
+				w.Write([]byte{ans})
+			}
+			p = p[3:]
+			continue
+		}
+		if p[0] == 0x1d && len(p) < 2 {
+			return p
 		}
 		if f.status.PaperOut || f.status.CoverOpen {
 			p = p[1:] // not printing: the byte is lost

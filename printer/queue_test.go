@@ -99,7 +99,7 @@ func TestQueuePaperOutMidReceiptReprintsWhole(t *testing.T) {
 	data := testReceipt(t)
 	f.paperAfter = 100
 	addr, _ := listenFake(t, f)
-	p, _ := Open("tcp:"+addr, nil)
+	p, _ := OpenWith("tcp:"+addr, Options{WriteTimeout: 200 * time.Millisecond})
 	defer p.Close()
 	var d doneLog
 	q := fastQueue(p, &d)

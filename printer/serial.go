@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.bug.st/serial"
@@ -25,10 +26,13 @@ type serialPrinter struct {
 	port   serial.Port   // guarded by mu
 	closed bool          // guarded by mu
 	wg     sync.WaitGroup
+	gsr    atomic.Bool // the printer answers GS r (until it shows it does not)
 }
 
 func newSerialPrinter(path string, baud int, status bool, opt Options, log *slog.Logger) *serialPrinter {
-	return &serialPrinter{path: path, baud: baud, status: status, opt: opt, log: log, sem: make(chan struct{}, 1)}
+	p := &serialPrinter{path: path, baud: baud, status: status, opt: opt, log: log, sem: make(chan struct{}, 1)}
+	p.gsr.Store(true)
+	return p
 }
 
 func (p *serialPrinter) acquire(ctx context.Context) error {
@@ -104,7 +108,7 @@ func (p *serialPrinter) Print(ctx context.Context, name string, data []byte) err
 		return fmt.Errorf("printer: write to %s: %w", p.path, err)
 	}
 	if p.status {
-		st, err := p.query(port, p.opt.WriteTimeout)
+		st, err := confirmPrinted(serialConn{port}, &p.gsr, p.opt.WriteTimeout, p.opt.StatusTimeout)
 		if err != nil {
 			p.drop(port)
 			return err

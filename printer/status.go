@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/walletless/walletless/printer/escpos"
@@ -124,4 +125,37 @@ func EncodeStatus(s Status) (printer, cause, paper byte) {
 		paper |= 0x0c
 	}
 	return printer, cause, paper
+}
+
+// gsrPaper is GS r 1: transmit the paper sensor status. Unlike DLE EOT it is not a
+// real-time command: the printer answers it in order, after it has processed (printed)
+// everything sent before it, so its answer confirms the receipt came out.
+var gsrPaper = []byte{escpos.GS, 'r', 1}
+
+// confirmPrinted runs after a job's bytes were written. With useGSr it sends GS r 1
+// and waits up to printWait for the in-order answer; a printer that stopped (paper
+// end in the middle of the receipt) does not answer, and DLE EOT then says why. A
+// printer that answers DLE EOT as ready but never GS r does not implement GS r:
+// useGSr is cleared and later jobs are confirmed by DLE EOT alone.
+func confirmPrinted(c statusConn, useGSr *atomic.Bool, printWait, statusWait time.Duration) (Status, error) {
+	if useGSr.Load() {
+		if err := writeFull(c, gsrPaper); err != nil {
+			return Status{}, fmt.Errorf("printer: status query: %w", err)
+		}
+		deadline := time.Now().Add(printWait)
+		for {
+			b, err := c.readByte(deadline)
+			if err != nil {
+				break // no in-order answer: ask in real time below
+			}
+			if b&0x90 == 0 { // GS r answers have bits 4 and 7 clear; DLE EOT's bit 4 set
+				return Status{PaperNearEnd: b&0x03 != 0, PaperOut: b&0x0c != 0}, nil
+			}
+		}
+	}
+	st, err := queryStatus(c, statusWait)
+	if err == nil && st.Ready() && useGSr.Load() {
+		useGSr.Store(false)
+	}
+	return st, err
 }

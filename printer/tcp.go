@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +20,7 @@ type tcpPrinter struct {
 	log    *slog.Logger
 	sem    chan struct{} // one job at a time
 	closed chan struct{}
+	gsr    atomic.Bool // the printer answers GS r (until it shows it does not)
 }
 
 func newTCPPrinter(hostport string, status bool, opt Options, log *slog.Logger) (Printer, error) {
@@ -31,8 +33,10 @@ func newTCPPrinter(hostport string, status bool, opt Options, log *slog.Logger) 
 	if _, _, err := net.SplitHostPort(hostport); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSpec, err)
 	}
-	return &tcpPrinter{addr: hostport, status: status, opt: opt, log: log,
-		sem: make(chan struct{}, 1), closed: make(chan struct{})}, nil
+	p := &tcpPrinter{addr: hostport, status: status, opt: opt, log: log,
+		sem: make(chan struct{}, 1), closed: make(chan struct{})}
+	p.gsr.Store(true)
+	return p, nil
 }
 
 func (p *tcpPrinter) acquire(ctx context.Context) error {
@@ -96,9 +100,8 @@ func (p *tcpPrinter) Print(ctx context.Context, name string, data []byte) error 
 		return p.fail(ctx, fmt.Errorf("printer: write to %s: %w", p.addr, err))
 	}
 	if p.status {
-		// The answer comes after the printer has processed the job's bytes, so a paper
-		// end in the middle of the receipt shows here.
-		st, err := queryStatus(c, p.opt.WriteTimeout)
+		// Confirm the receipt came out: a paper end in the middle of it shows here.
+		st, err := confirmPrinted(c, &p.gsr, p.opt.WriteTimeout, p.opt.StatusTimeout)
 		if err != nil {
 			return p.fail(ctx, err)
 		}

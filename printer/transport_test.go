@@ -81,7 +81,8 @@ func TestTCPPaperOutMidReceipt(t *testing.T) {
 	data := testReceipt(t)
 	f.paperAfter = len(data) / 2
 	addr, _ := listenFake(t, f)
-	p, _ := Open("tcp:"+addr, nil)
+	// The wait for GS r bounds how long a stopped printer takes to be noticed.
+	p, _ := OpenWith("tcp:"+addr, Options{WriteTimeout: 200 * time.Millisecond})
 	defer p.Close()
 	err := p.Print(context.Background(), "S1", data)
 	var se *StatusError
@@ -276,4 +277,26 @@ func TestSerialPTYStalled(t *testing.T) {
 	waitFor(t, "a successful print after the stall", func() bool {
 		return p.Print(context.Background(), "S2", data) == nil
 	})
+}
+
+// TestTCPCloneWithoutGSr: a printer that ignores GS r still prints; after the first
+// job the printer is confirmed by DLE EOT alone.
+func TestTCPCloneWithoutGSr(t *testing.T) {
+	f := newFakePrinter()
+	f.noGSr = true
+	addr, _ := listenFake(t, f)
+	p, _ := OpenWith("tcp:"+addr, Options{WriteTimeout: 200 * time.Millisecond})
+	defer p.Close()
+	data := testReceipt(t)
+	for _, name := range []string{"S1", "S2"} {
+		if err := p.Print(context.Background(), name, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p.(*tcpPrinter).gsr.Load() {
+		t.Error("still waiting for GS r answers from a printer that gives none")
+	}
+	if got := f.printed(); len(got) != 2 {
+		t.Errorf("%d jobs printed", len(got))
+	}
 }
