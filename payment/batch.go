@@ -270,6 +270,7 @@ func ZReport(b Batch, merchant string) string {
 	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scheme\tcur\tsales\tamount\trefunds\tamount\tnet\t")
 	net := map[string]int64{}
+	overflow := map[string]bool{}
 	var curs []string
 	for _, t := range b.Totals {
 		c, _ := paycode.LookupCurrency(t.Currency)
@@ -278,7 +279,11 @@ func ZReport(b Batch, merchant string) string {
 		if _, ok := net[t.Currency]; !ok {
 			curs = append(curs, t.Currency)
 		}
-		net[t.Currency] += t.NetMinor
+		if sum, err := addMinor(net[t.Currency], t.NetMinor); err == nil {
+			net[t.Currency] = sum
+		} else {
+			overflow[t.Currency] = true
+		}
 	}
 	tw.Flush()
 	if len(b.Totals) == 0 {
@@ -288,6 +293,10 @@ func ZReport(b Batch, merchant string) string {
 	sb.WriteString("\n")
 	for _, cur := range curs {
 		c, _ := paycode.LookupCurrency(cur)
+		if overflow[cur] {
+			fmt.Fprintf(&sb, "NET %s overflow: add the lines by hand\n", cur)
+			continue
+		}
 		fmt.Fprintf(&sb, "NET %s %s\n", cur, paycode.FormatAmount(net[cur], c))
 	}
 	return sb.String()
