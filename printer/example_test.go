@@ -2,6 +2,7 @@ package printer_test
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/walletless/walletless/printer"
@@ -24,8 +25,6 @@ func ExampleFormatAmount() {
 }
 
 // EncodeReceipt gives the bytes for the printer; the emulator shows what they print.
-// This 58 mm profile has no native QR, so the sale id's QR code goes as a raster image
-// and shows in the PNG only, not in the transcript.
 func ExampleEncodeReceipt() {
 	data, err := printer.EncodeReceipt(printer.Receipt{
 		Header:      []string{"Cafe"},
@@ -37,11 +36,14 @@ func ExampleEncodeReceipt() {
 		MaskedCode:  "****1234 #ab12cd",
 		Status:      "approved",
 	}, printer.Profile58())
+	// The 58 mm profile sends the sale id's QR code as a raster image, which shows in
+	// the PNG (Result.Image) but not in the text transcript.
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	fmt.Print(emulator.Render(data, emulator.Options{Width: 384}).Text)
+	res := emulator.Render(data, emulator.Options{Width: 384})
+	fmt.Print(strings.ReplaceAll(res.Text, "\n\n\n", "\n\n"))
 	// Output:
 	// Cafe
 	// --------------------------------
@@ -53,7 +55,6 @@ func ExampleEncodeReceipt() {
 	// TOTAL                   HK$12.00
 	// --------------------------------
 	//  APPROVED
-	//
 	//
 	// Sale ID for refunds
 	// S1
