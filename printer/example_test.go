@@ -43,7 +43,11 @@ func ExampleEncodeReceipt() {
 		return
 	}
 	res := emulator.Render(data, emulator.Options{Width: 384})
-	fmt.Print(strings.ReplaceAll(res.Text, "\n\n\n", "\n\n"))
+	for _, line := range strings.Split(res.Text, "\n") {
+		if strings.TrimSpace(line) != "" { // skip the feeds
+			fmt.Println(line)
+		}
+	}
 	// Output:
 	// Cafe
 	// --------------------------------
@@ -55,7 +59,6 @@ func ExampleEncodeReceipt() {
 	// TOTAL                   HK$12.00
 	// --------------------------------
 	//  APPROVED
-	//
 	// Sale ID for refunds
 	// S1
 }
