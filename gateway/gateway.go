@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	stdsync "sync"
 	"sync/atomic"
 	"time"
 
@@ -71,7 +72,10 @@ type Config struct {
 	Ledger    *Ledger
 	Rules     Rules
 	// Batch bounds how many messages are handled in one ledger transaction; default 512.
-	Batch   int
+	Batch int
+	// Linger is how long a batch waits for one more message before its transaction;
+	// default 300µs, negative: no wait. It trades that much latency for fewer fsyncs.
+	Linger  time.Duration
 	Timeout time.Duration // bound of every wait for the broker; default 10s
 	Log     *slog.Logger
 }
@@ -83,6 +87,7 @@ type Gateway struct {
 	tls   *tls.Config
 	reqs  chan mqtt.Message
 	stats gwStats
+	wg    stdsync.WaitGroup // PUBACK waiters
 }
 
 type gwStats struct {
@@ -120,6 +125,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Linger == 0 {
+		cfg.Linger = 300 * time.Microsecond
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -179,25 +187,59 @@ func (g *Gateway) Run(ctx context.Context) error {
 	client := mqtt.NewClient(opts)
 	client.Connect() // with ConnectRetry the token completes only once connected
 	defer client.Disconnect(250)
+	defer g.wg.Wait()
 	batch := make([]mqtt.Message, 0, g.cfg.Batch)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case m := <-g.reqs:
-			batch = append(batch[:0], m)
-		more:
-			for len(batch) < g.cfg.Batch {
-				select {
-				case m := <-g.reqs:
-					batch = append(batch, m)
-				default:
-					break more
-				}
-			}
+			batch = g.collect(append(batch[:0], m))
 			g.handleBatch(client, batch)
 		}
 	}
+}
+
+// collect adds messages to batch while they keep coming: until none arrived for
+// Linger, the batch is full, or 8×Linger passed. Every message in a batch shares one
+// fsync, so a short wait here saves many.
+func (g *Gateway) collect(batch []mqtt.Message) []mqtt.Message {
+	if g.cfg.Linger < 0 {
+		for len(batch) < g.cfg.Batch {
+			select {
+			case m := <-g.reqs:
+				batch = append(batch, m)
+			default:
+				return batch
+			}
+		}
+		return batch
+	}
+	deadline := time.NewTimer(8 * g.cfg.Linger)
+	defer deadline.Stop()
+	idle := time.NewTimer(g.cfg.Linger)
+	defer idle.Stop()
+	for len(batch) < g.cfg.Batch {
+		select {
+		case m := <-g.reqs:
+			batch = append(batch, m)
+			continue
+		default:
+		}
+		select {
+		case m := <-g.reqs:
+			batch = append(batch, m)
+			if !idle.Stop() {
+				<-idle.C
+			}
+			idle.Reset(g.cfg.Linger)
+		case <-idle.C:
+			return batch
+		case <-deadline.C:
+			return batch
+		}
+	}
+	return batch
 }
 
 func (g *Gateway) onMessage(_ mqtt.Client, m mqtt.Message) {
@@ -286,14 +328,19 @@ func (g *Gateway) handleBatch(c mqtt.Client, batch []mqtt.Message) {
 		raw, _ := json.Marshal(j.res)
 		toks = append(toks, c.Publish(wsync.ResultTopic(j.device), 1, false, raw))
 	}
-	deadline := time.Now().Add(g.cfg.Timeout)
-	for _, t := range toks {
-		if !t.WaitTimeout(time.Until(deadline)) || t.Error() != nil {
-			g.log.Warn("result publish not acknowledged; the device will resend", "err", t.Error())
-			continue
+	// PUBACKs are awaited off the loop so the next batch's transaction overlaps them.
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		deadline := time.Now().Add(g.cfg.Timeout)
+		for _, t := range toks {
+			if !t.WaitTimeout(time.Until(deadline)) || t.Error() != nil {
+				g.log.Warn("result publish not acknowledged; the device will resend", "err", t.Error())
+				continue
+			}
+			g.stats.answered.Add(1)
 		}
-		g.stats.answered.Add(1)
-	}
+	}()
 }
 
 // apply handles one message inside tx and fills j.res. It reports whether the ledger

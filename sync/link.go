@@ -120,6 +120,8 @@ type Link struct {
 	mu       stdsync.Mutex
 	inflight map[uint64]*flight // guarded by mu
 	bykey    map[string]uint64  // guarded by mu: flightKey → seq of inflight
+	acking   map[uint64]bool    // guarded by mu: answered, waiting for the Acker
+	ackq     chan []uint64
 
 	stats linkStats
 }
@@ -207,6 +209,8 @@ func NewLink(cfg Config) (*Link, error) {
 		failed:   make(chan uint64, cfg.Window),
 		inflight: make(map[uint64]*flight),
 		bykey:    make(map[string]uint64),
+		acking:   make(map[uint64]bool),
+		ackq:     make(chan []uint64, 64),
 	}, nil
 }
 
@@ -285,6 +289,10 @@ func (l *Link) Run(ctx context.Context) error {
 	})
 	client := mqtt.NewClient(opts)
 	defer l.wg.Wait()
+	if a, ok := l.cfg.Outbox.(Acker); ok {
+		l.wg.Add(1)
+		go func() { defer l.wg.Done(); l.acker(ctx, a) }()
+	}
 	l.log.Info("link starting", "broker", l.cfg.BrokerURL, "device", l.cfg.DeviceID, "session", l.cfg.Session)
 
 	backoff := l.cfg.BackoffMin
@@ -456,12 +464,14 @@ func (l *Link) drain(c mqtt.Client, now time.Time) {
 		}
 		batch = all
 	}
+	// A nearly full window is refilled in steps of a quarter, so the cloud gets requests
+	// in bursts it can commit together instead of one fsync for every freed slot.
 	if room > 0 {
 		fresh, err := l.cfg.Outbox.Pending(room, func(seq uint64) bool {
 			l.mu.Lock()
 			defer l.mu.Unlock()
 			_, ok := l.inflight[seq]
-			return ok
+			return ok || l.acking[seq]
 		})
 		if err != nil {
 			l.log.Error("read outbox", "err", err)
@@ -580,24 +590,62 @@ func (l *Link) handleResults(ctx context.Context, m mqtt.Message) {
 		return // the callbacks may have been cut short: leave the entries in the outbox
 	}
 	var seqs []uint64
+	_, acks := l.cfg.Outbox.(Acker)
 	l.mu.Lock()
 	for _, r := range rs {
 		seq, ok := l.bykey[flightKey(r.Kind, r.Key)]
 		if !ok {
 			continue // a duplicate, or a result for an entry we never sent in this run
 		}
-		seqs = append(seqs, seq)
 		l.forget(seq)
+		if acks {
+			seqs = append(seqs, seq)
+			l.acking[seq] = true // not read again from the outbox while the ack is pending
+		}
 	}
 	l.mu.Unlock()
-	if a, ok := l.cfg.Outbox.(Acker); ok && len(seqs) > 0 {
-		if err := a.Ack(seqs...); err != nil {
+	if len(seqs) > 0 {
+		select {
+		case l.ackq <- seqs:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// acker marks answered entries synced off the link's loop, so the window refills
+// while bbolt syncs: every batch that queued up during one fsync goes into the next
+// transaction (group commit).
+func (l *Link) acker(ctx context.Context, a Acker) {
+	for {
+		var seqs []uint64
+		select {
+		case <-ctx.Done():
+			return
+		case seqs = <-l.ackq:
+		}
+	more:
+		for {
+			select {
+			case more := <-l.ackq:
+				seqs = append(seqs, more...)
+			default:
+				break more
+			}
+		}
+		err := a.Ack(seqs...)
+		if err != nil {
 			// Not lost: the entries stay in the outbox, are sent again and answered
 			// from the cloud's ledger.
 			l.log.Error("mark entries synced", "count", len(seqs), "err", err)
-			return
+		} else {
+			l.stats.acked.Add(uint64(len(seqs)))
 		}
-		l.stats.acked.Add(uint64(len(seqs)))
+		l.mu.Lock()
+		for _, seq := range seqs {
+			delete(l.acking, seq)
+		}
+		l.mu.Unlock()
+		l.Kick()
 	}
 }
 

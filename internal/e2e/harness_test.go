@@ -61,7 +61,9 @@ func newTestDevice(t testing.TB, path string, cfg wsync.Config) *testDevice {
 	}
 	t.Cleanup(func() { st.Close() })
 	d := &testDevice{id: cfg.DeviceID, st: st, logs: new(logBuffer), results: map[string]wsync.PaymentResult{}, seen: map[string]int{}}
-	cfg.Outbox = storeOutbox{st}
+	if cfg.Outbox == nil {
+		cfg.Outbox = storeOutbox{st}
+	}
 	if cfg.ResendAfter == 0 {
 		cfg.ResendAfter = 2 * time.Second
 	}
@@ -72,7 +74,17 @@ func newTestDevice(t testing.TB, path string, cfg wsync.Config) *testDevice {
 		cfg.Timeout = 5 * time.Second
 	}
 	cfg.Log = slog.New(slog.NewTextHandler(d.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cfg.OnResults = func(_ context.Context, rs []wsync.PaymentResult) error {
+	cfg.OnResults = d.linkOnResults()
+	d.link, err = wsync.NewLink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// linkOnResults records results in memory.
+func (d *testDevice) linkOnResults() func(context.Context, []wsync.PaymentResult) error {
+	return func(_ context.Context, rs []wsync.PaymentResult) error {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		for _, r := range rs {
@@ -81,11 +93,6 @@ func newTestDevice(t testing.TB, path string, cfg wsync.Config) *testDevice {
 		}
 		return nil
 	}
-	d.link, err = wsync.NewLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 // run starts the link; the returned function stops it and waits.

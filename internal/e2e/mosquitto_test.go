@@ -29,12 +29,13 @@ type mosqOpts struct {
 	persistence bool     // keep persistence on (the deploy file's setting) or turn it off
 	users       []string // users in the password file (posgw, posfleet and device ids)
 	tls         bool     // keep the mutual-TLS listener (certificates are generated)
+	nagle       bool     // set_tcp_nodelay false (mosquitto's default) instead of the deploy file's true
 }
 
 // mosq is a mosquitto process run with the deploy configuration on free loopback
 // ports. It can be stopped and started again on the same ports.
 type mosq struct {
-	t       *testing.T
+	t       testing.TB
 	bin     string
 	dir     string
 	conf    string
@@ -47,14 +48,14 @@ type mosq struct {
 }
 
 // newMosquitto writes the configuration and starts the broker.
-func newMosquitto(t *testing.T, o mosqOpts) *mosq {
+func newMosquitto(t testing.TB, o mosqOpts) *mosq {
 	t.Helper()
-	bin := need(t, "mosquitto", "mosquitto", "/usr/sbin/mosquitto")
-	passwd := need(t, "mosquitto_passwd", "mosquitto")
+	bin := needTB(t, "mosquitto", "mosquitto", "/usr/sbin/mosquitto")
+	passwd := needTB(t, "mosquitto_passwd", "mosquitto")
 	dir := t.TempDir()
-	m := &mosq{t: t, bin: bin, dir: dir, port: freePort(t)}
+	m := &mosq{t: t, bin: bin, dir: dir, port: freePortTB(t)}
 	if o.tls {
-		m.tlsPort = freePort(t)
+		m.tlsPort = freePortTB(t)
 		m.pki = newPKI(t, dir)
 	}
 	pwFile := filepath.Join(dir, "passwd")
@@ -84,6 +85,10 @@ func newMosquitto(t *testing.T, o mosqOpts) *mosq {
 		switch key {
 		case "persistence":
 			line = fmt.Sprintf("persistence %t", o.persistence)
+		case "set_tcp_nodelay":
+			if o.nagle {
+				line = "set_tcp_nodelay false"
+			}
 		case "persistence_location":
 			line = "persistence_location " + dir + "/"
 		case "password_file":
@@ -217,7 +222,7 @@ type pki struct {
 	brokerCert, brokerKey string
 }
 
-func newPKI(t *testing.T, dir string) *pki {
+func newPKI(t testing.TB, dir string) *pki {
 	t.Helper()
 	p := &pki{dir: dir}
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -244,12 +249,12 @@ func newPKI(t *testing.T, dir string) *pki {
 
 // issue makes a certificate with CommonName cn signed by the CA (a server
 // certificate for 127.0.0.1 when server is set) and returns the PEM file names.
-func (p *pki) issue(t *testing.T, cn string, server bool) (certFile, keyFile string) {
+func (p *pki) issue(t testing.TB, cn string, server bool) (certFile, keyFile string) {
 	t.Helper()
 	return issueWith(t, p.dir, p.caCert, p.caKey, cn, server)
 }
 
-func issueWith(t *testing.T, dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, server bool) (string, string) {
+func issueWith(t testing.TB, dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, server bool) (string, string) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
@@ -276,9 +281,38 @@ func issueWith(t *testing.T, dir string, ca *x509.Certificate, caKey *ecdsa.Priv
 	return certFile, keyFile
 }
 
-func writePEM(t *testing.T, path, typ string, der []byte) {
+func writePEM(t testing.TB, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// needTB is need for tests and benchmarks.
+func needTB(t testing.TB, prog, pkg string, extra ...string) string {
+	t.Helper()
+	if p, err := exec.LookPath(prog); err == nil {
+		return p
+	}
+	for _, p := range extra {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is required in CI: apt-get install -y %s", prog, pkg)
+	}
+	t.Skipf("%s not installed; run: apt-get install -y %s", prog, pkg)
+	return ""
+}
+
+// freePortTB is freePort for tests and benchmarks.
+func freePortTB(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -125,8 +125,10 @@ func TestProxyCutsAndStalls(t *testing.T) {
 	for i := 0; i < n; i++ {
 		switch i {
 		case n / 4, 3 * n / 4:
+			waitFor(t, "device online before the cut", 30*time.Second, d.link.Online)
 			p.cut()
 		case n / 2:
+			waitFor(t, "device online before the stall", 30*time.Second, d.link.Online)
 			p.stall(true)
 			waitFor(t, "keep-alive notices the stall", 30*time.Second, func() bool { return !d.link.Online() })
 			p.stall(false)
