@@ -1,6 +1,8 @@
 package store
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -123,4 +125,39 @@ func Compact(path string, timeout time.Duration) (before, after int64, err error
 		after = fi.Size()
 	}
 	return before, after, nil
+}
+
+// Check verifies the file's structure and the store's own invariants in one read
+// transaction: bbolt's page consistency, the outbox depth counter against the entries,
+// and that every id in the in-doubt index names a stored sale or refund. It returns
+// every problem found, joined.
+func (s *Store) Check() error {
+	var errs []error
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			errs = append(errs, fmt.Errorf("store: bbolt: %w", err))
+		}
+		n := 0
+		if err := tx.Bucket(bucketOutbox).ForEach(func(_, _ []byte) error { n++; return nil }); err != nil {
+			return err
+		}
+		var depth uint64
+		if v := tx.Bucket(bucketMeta).Get(keyDepth); len(v) == 8 {
+			depth = binary.BigEndian.Uint64(v)
+		}
+		if depth != uint64(n) {
+			errs = append(errs, fmt.Errorf("store: outbox depth counter %d, entries %d", depth, n))
+		}
+		sales, refunds := tx.Bucket(bucketSales), tx.Bucket(bucketRefunds)
+		return tx.Bucket(bucketUnsettled).ForEach(func(k, _ []byte) error {
+			if sales.Get(k) == nil && refunds.Get(k) == nil {
+				errs = append(errs, fmt.Errorf("store: in-doubt index names %s, which is not stored", k))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("store: check: %w", err))
+	}
+	return errors.Join(errs...)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -188,5 +189,26 @@ func TestCompact(t *testing.T) {
 	defer s2.Close()
 	if doc, err := s2.GetSale("7"); err != nil || len(doc) != 4096 {
 		t.Fatalf("sale after compaction: %d %v", len(doc), err)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	s, _ := open(t)
+	s.Update(func(tx *Tx) error {
+		tx.PutSale("a", []byte("{}"))
+		tx.SetUnsettled("a", "authorizing")
+		tx.Enqueue([]byte("m"))
+		return nil
+	})
+	if err := s.Check(); err != nil {
+		t.Fatalf("healthy store: %v", err)
+	}
+	s.db.Update(func(tx *bolt.Tx) error {
+		tx.Bucket(bucketMeta).Put(keyDepth, seqKey(5))
+		return tx.Bucket(bucketUnsettled).Put([]byte("ghost"), []byte("in_doubt"))
+	})
+	err := s.Check()
+	if err == nil || !strings.Contains(err.Error(), "depth counter 5, entries 1") || !strings.Contains(err.Error(), "ghost") {
+		t.Fatalf("Check = %v", err)
 	}
 }

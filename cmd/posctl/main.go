@@ -40,7 +40,7 @@ var commands = map[string]command{
 	"paycode":      {"decode payment codes: posctl paycode decode [-json] [CODE]", cmdPaycode},
 	"receipt":      {"render ESC/POS to PNG: posctl receipt preview IN.bin -o OUT.png", cmdReceipt},
 	"print-test":   {"print a self-test page: posctl print-test [-config FILE] [-printer SPEC]", cmdPrintTest},
-	"store":        {"offline database maintenance with posd stopped: posctl store compact", cmdStore},
+	"store":        {"offline database maintenance with posd stopped: posctl store compact|check", cmdStore},
 }
 
 // errUsage asks main to print usage and exit 2.

@@ -32,9 +32,13 @@ func TestStoreCompact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
 	if doc, err := s.GetSale("a"); err != nil || string(doc) != `{"id":"a"}` {
 		t.Fatalf("after compact: %s %v", doc, err)
+	}
+	out.Reset()
+	s.Close()
+	if code := run(context.Background(), []string{"store", "check", "-db", path}, nil, &out, &errb); code != 0 || !strings.Contains(out.String(), "ok (schema") {
+		t.Fatalf("check: %d %q %q", code, out.String(), errb.String())
 	}
 	if code := run(context.Background(), []string{"store"}, nil, &out, &errb); code != 2 {
 		t.Fatalf("usage: %d", code)

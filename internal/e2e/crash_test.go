@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/walletless/walletless/gateway"
+	"github.com/walletless/walletless/store"
 )
 
 // crashPosd is one run of posd -demo (embedded broker and posgw in the same process,
@@ -240,6 +241,16 @@ func TestCrashSafety(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	p.stop(t)
+
+	// The file itself: bbolt's page checks and the store's invariants.
+	st, err := store.Open(filepath.Join(dir, "data", "posd.db"), store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Check(); err != nil {
+		t.Errorf("posd.db after %d SIGKILLs: %v", kills, err)
+	}
+	st.Close()
 
 	// posgw's ledger: each sale at most once, under the key posd gave it.
 	ledger, err := gateway.OpenLedger(filepath.Join(dir, "data", "posgw.db"), true)
