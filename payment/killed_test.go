@@ -126,6 +126,9 @@ func TestKilledInState(t *testing.T) {
 			}
 			h.restart(time.Second, c.opts...) // killed here
 			h.setOnline(true)
+			if err := h.st.Check(); err != nil {
+				t.Fatalf("store after restart: %v", err)
+			}
 			got := h.mustGet(id)
 			if got.Status != c.state {
 				t.Fatalf("after restart: %s, want %s", got.Status, c.state)
@@ -138,6 +141,9 @@ func TestKilledInState(t *testing.T) {
 				if got := h.mustGet(id).Status; got != c.states[i] {
 					t.Fatalf("step %d: %s, want %s", i, got, c.states[i])
 				}
+			}
+			if err := h.st.Check(); err != nil {
+				t.Fatalf("store at the end: %v", err)
 			}
 			end := h.mustGet(id)
 			if !end.Status.Final() || !end.Synced || len(h.outboxKinds(id)) != 0 {
