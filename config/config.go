@@ -105,6 +105,7 @@ type Payment struct {
 	AuthTimeout     Duration `json:"auth_timeout"`         // without a result after this, a sale is in doubt
 	QueryTimeout    Duration `json:"query_timeout"`        // an in-doubt sale the status query has not settled after this follows its offline policy
 	CodeReuseWindow Duration `json:"code_reuse_window"`    // a one-time code seen again within this window is refused
+	OfflineAfter    Duration `json:"offline_after"`        // the cloud link down this long counts as offline (the offline policy applies)
 	PruneAfter      Duration `json:"prune_after"`          // final, synced sales older than this are deleted; "0s" keeps them
 	RulesFile       string   `json:"rules_file,omitempty"` // a wallet-code rule table (JSON, docs/paycode.md) replacing the built-in one
 	// Offline is the offline policy per scheme (paycode's scheme name, or
@@ -147,7 +148,7 @@ func Default() Config {
 		Printer:  Printer{Target: "none", Language: "en", Profile: "epson-80"},
 		Payment: Payment{
 			AuthTimeout: Duration(30 * time.Second), QueryTimeout: Duration(30 * time.Second),
-			CodeReuseWindow: Duration(24 * time.Hour), PruneAfter: Duration(90 * 24 * time.Hour),
+			CodeReuseWindow: Duration(24 * time.Hour), OfflineAfter: Duration(10 * time.Second), PruneAfter: Duration(90 * 24 * time.Hour),
 			// One-time wallet codes and EMVCo consumer QR cannot be authorized later.
 			Offline: OfflinePolicies{Default: OfflinePolicy{Action: "refuse"}},
 		},
@@ -246,8 +247,8 @@ func (c Config) Validate() error {
 	if c.Payment.QueryTimeout < Duration(time.Second) {
 		bad("payment.query_timeout", "must be at least 1s")
 	}
-	if c.Payment.CodeReuseWindow < 0 || c.Payment.PruneAfter < 0 {
-		bad("payment", "code_reuse_window and prune_after must not be negative")
+	if c.Payment.CodeReuseWindow < 0 || c.Payment.PruneAfter < 0 || c.Payment.OfflineAfter < 0 {
+		bad("payment", "code_reuse_window, offline_after and prune_after must not be negative")
 	}
 	checkPolicy := func(field string, p OfflinePolicy) {
 		if !oneOf(p.Action, "refuse", "defer") {

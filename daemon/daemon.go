@@ -16,6 +16,7 @@ import (
 	"github.com/walletless/walletless/api"
 	"github.com/walletless/walletless/broker"
 	"github.com/walletless/walletless/config"
+	"github.com/walletless/walletless/device"
 	"github.com/walletless/walletless/gateway"
 	"github.com/walletless/walletless/payment"
 	"github.com/walletless/walletless/printer"
@@ -107,12 +108,31 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 
-	prn, err := printer.Open(cfg.Printer.Target, log.With("component", "printer"))
+	profile, ok := printer.LookupProfile(cfg.Printer.Profile)
+	if !ok {
+		return fmt.Errorf("daemon: printer.profile %q is not one of %v", cfg.Printer.Profile, printer.ProfileNames())
+	}
+	prn, err := printer.OpenWith(cfg.Printer.Target, printer.Options{Log: log.With("component", "printer"), Profile: profile})
 	if err != nil {
 		return err
 	}
 	defer prn.Close()
-	receipts := newReceiptQueue(prn, cfg, log.With("component", "receipts"))
+	lights := device.NewIndicators(device.IndicatorConfig{Green: cfg.Indicators.Green, Red: cfg.Indicators.Red, Buzzer: cfg.Indicators.Buzzer}, log.With("component", "indicators"))
+	defer lights.Close()
+	receipts := newReceiptQueue(prn, profile, cfg, log.With("component", "receipts"))
+	scanStatus := new(scanner.Status)
+	framing, err := scanner.ParseFraming(cfg.Scanner.Framing)
+	if err != nil {
+		return fmt.Errorf("daemon: scanner.framing: %w", err)
+	}
+	keymap, err := scanner.ParseKeymap(cfg.Scanner.Keymap)
+	if err != nil {
+		return fmt.Errorf("daemon: scanner.keymap: %w", err)
+	}
+	pay, err := paymentSettingsFrom(cfg, opts.Demo)
+	if err != nil {
+		return err
+	}
 
 	var engine *payment.Engine
 	link, err := wsync.NewLink(wsync.Config{
@@ -122,9 +142,20 @@ func Run(ctx context.Context, opts Options) (err error) {
 		Password:    cfg.MQTT.Password,
 		Window:      cfg.MQTT.Window,
 		ResendAfter: time.Duration(cfg.MQTT.ResendAfter),
-		Session:     session,
-		Version:     opts.Version,
-		Outbox:      outbox{st},
+		Heartbeat:   time.Duration(cfg.MQTT.Heartbeat),
+		CAFile:      cfg.MQTT.CAFile,
+		CertFile:    cfg.MQTT.CertFile,
+		KeyFile:     cfg.MQTT.KeyFile,
+		Health: func() wsync.Health {
+			h := wsync.Health{Firmware: opts.Version, Scanner: "disconnected", Printer: cfg.Printer.Target}
+			if scanStatus.State().Connected {
+				h.Scanner = "ok"
+			}
+			return h
+		},
+		Session: session,
+		Version: opts.Version,
+		Outbox:  outbox{st},
 		OnResult: func(ctx context.Context, r wsync.PaymentResult) {
 			if err := engine.HandleResult(ctx, payment.Result{Key: r.Key, Kind: r.Kind, Status: r.Status, Reason: r.Reason}); err != nil && ctx.Err() == nil {
 				log.Error("apply result", "key", r.Key, "err", err)
@@ -135,13 +166,15 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
-	pay := paymentDefaults(cfg, opts.Demo)
-	online := newOnlineTracker(link.Online, onlineGrace)
+	online := newOnlineTracker(link.Online, time.Duration(cfg.Payment.OfflineAfter))
 	engine, err = payment.New(payment.Config{
-		Store:           st,
-		EncodeOutbox:    encodeOutbox(cfg.DeviceID),
-		Kick:            link.Kick,
-		Finished:        receipts.enqueue,
+		Store:        st,
+		EncodeOutbox: encodeOutbox(cfg.DeviceID),
+		Kick:         link.Kick,
+		Finished: func(sale payment.Sale) {
+			receipts.enqueue(sale)
+			signalOutcome(ctx, lights, sale)
+		},
 		Presented:       receipts.enqueue,
 		Online:          online.Online,
 		AuthTimeout:     time.Duration(cfg.Payment.AuthTimeout),
@@ -151,13 +184,13 @@ func Run(ctx context.Context, opts Options) (err error) {
 		MerchantCode:    pay.MerchantCode,
 		PruneAfter:      pay.PruneAfter,
 		ClockSynced:     payment.SystemClockSynced(),
+		Identify:        pay.Identify,
 		Log:             log.With("component", "payment"),
 	})
 	if err != nil {
 		return err
 	}
 
-	scanStatus := new(scanner.Status)
 	scans := make(chan scanner.Scan, 16)
 	stdin := opts.Stdin
 	if stdin == nil {
@@ -173,6 +206,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 			Baud:    cfg.Scanner.Baud,
 			MaxLine: cfg.Scanner.MaxLine,
 			Dedup:   time.Duration(cfg.Scanner.Dedup),
+			Framing: framing,
+			Gap:     time.Duration(cfg.Scanner.Gap),
+			AIM:     scanner.AIMMode(cfg.Scanner.AIM),
+			Keymap:  keymap,
+			EAN13:   cfg.Scanner.EAN13,
 			Status:  scanStatus,
 		}, stdin, log.With("component", "scanner"), scans)
 	})
@@ -238,4 +276,19 @@ func (o outbox) Pending(max int, skip func(uint64) bool) ([]wsync.Pending, error
 		out[i] = wsync.Pending{Seq: e.Seq, Data: e.Data}
 	}
 	return out, nil
+}
+
+// signalOutcome shows a sale's outcome on the status lights; it never blocks the
+// engine.
+func signalOutcome(ctx context.Context, lights *device.Indicators, s payment.Sale) {
+	var p device.Pattern
+	switch s.Status {
+	case payment.StatusApproved, payment.StatusStoredOffline:
+		p = device.PatternApproved
+	case payment.StatusDeclined, payment.StatusRefused, payment.StatusCancelled:
+		p = device.PatternDeclined
+	default:
+		p = device.PatternError
+	}
+	go lights.Signal(ctx, p) //nolint:errcheck // a missing light is logged once by device
 }

@@ -33,6 +33,12 @@ type thinPath struct {
 
 func startThinPath(t *testing.T, dir string, brokerURL string) *thinPath {
 	t.Helper()
+	return startThinPathWith(t, dir, brokerURL, nil)
+}
+
+// startThinPathWith is startThinPath with a hook that adjusts the configuration.
+func startThinPathWith(t *testing.T, dir string, brokerURL string, adjust func(*config.Config)) *thinPath {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = filepath.Join(dir, "posd")
 	cfg.API.Addr = "127.0.0.1:0"
@@ -41,6 +47,9 @@ func startThinPath(t *testing.T, dir string, brokerURL string) *thinPath {
 	cfg.Scanner.Source = "stdin"
 	cfg.Scanner.Dedup = 0
 	cfg.Printer.Target = "emulator:" + filepath.Join(dir, "receipts")
+	if adjust != nil {
+		adjust(&cfg)
+	}
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan Info, 1)

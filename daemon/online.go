@@ -6,12 +6,12 @@ import (
 	"time"
 )
 
-// onlineGrace is how long the cloud link may be down before the sale engine treats
-// the terminal as offline and applies the offline policy. A link that is reconnecting
-// (or still connecting after a start) for less than this keeps sales authorizing: the
-// request waits in the outbox and the in-doubt flow covers a longer outage. Refusing
-// every sale during a two-second reconnect would be honest but useless.
-const onlineGrace = 10 * time.Second
+// The grace (config payment.offline_after, default 10s) is how long the cloud link may
+// be down before the sale engine treats the terminal as offline and applies the
+// offline policy. A link that is reconnecting (or still connecting after a start) for
+// less than this keeps sales authorizing: the request waits in the outbox and the
+// in-doubt flow covers a longer outage. Refusing every sale during a two-second
+// reconnect would be honest but useless.
 
 // onlineTracker remembers when the link was last seen up.
 type onlineTracker struct {

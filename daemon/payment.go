@@ -3,6 +3,7 @@ package daemon
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/walletless/walletless/config"
@@ -11,21 +12,19 @@ import (
 	wsync "github.com/walletless/walletless/sync"
 )
 
-// paymentSettings are the sale engine's settings that config.Config does not carry
-// yet. They are filled from defaults here, in one place, until the configuration
-// schema grows the fields (payment.query_timeout, payment.present_timeout,
-// payment.offline, payment.offline_after, payment.code_reuse_window,
-// payment.prune_after, merchant.emv_template); see docs/sales.md. The demo gets a
-// made-up merchant account so the merchant-presented flow can be tried.
+// paymentSettings are the sale engine's settings derived from the configuration.
+// The demo gets a made-up merchant account so the merchant-presented flow can be
+// tried; elsewhere that flow stays off until a merchant template is configured.
 type paymentSettings struct {
 	MerchantCode    *paycode.MPM
 	QueryTimeout    time.Duration
 	Offline         payment.Policies
 	CodeReuseWindow time.Duration
 	PruneAfter      time.Duration
+	Identify        func(string) (paycode.Result, error)
 }
 
-func paymentDefaults(cfg config.Config, demo bool) paymentSettings {
+func paymentSettingsFrom(cfg config.Config, demo bool) (paymentSettings, error) {
 	var mc *paycode.MPM
 	if demo {
 		// A demo merchant account: posgw approves the request as if the customer paid.
@@ -38,15 +37,41 @@ func paymentDefaults(cfg config.Config, demo bool) paymentSettings {
 			mc.MerchantName = "Walletless demo"
 		}
 	}
-	return paymentSettings{
-		MerchantCode: mc,
-		// The query gets as long as the payment request had.
-		QueryTimeout: time.Duration(cfg.Payment.AuthTimeout),
-		// Refuse for every scheme: one-time wallet codes and EMVCo CPM cryptograms
-		// cannot be authorized later by anyone.
-		Offline:         payment.Policies{Default: payment.OfflinePolicy{Action: payment.Refuse}},
-		CodeReuseWindow: 24 * time.Hour,
-		PruneAfter:      90 * 24 * time.Hour,
+	ps := paymentSettings{
+		MerchantCode:    mc,
+		QueryTimeout:    time.Duration(cfg.Payment.QueryTimeout),
+		Offline:         payment.Policies{Default: offlinePolicy(cfg.Payment.Offline.Default)},
+		CodeReuseWindow: time.Duration(cfg.Payment.CodeReuseWindow),
+		PruneAfter:      time.Duration(cfg.Payment.PruneAfter),
+		Identify:        paycode.Identify,
+	}
+	if len(cfg.Payment.Offline.ByScheme) > 0 {
+		ps.Offline.ByScheme = make(map[string]payment.OfflinePolicy, len(cfg.Payment.Offline.ByScheme))
+		for name, p := range cfg.Payment.Offline.ByScheme {
+			ps.Offline.ByScheme[name] = offlinePolicy(p)
+		}
+	}
+	if cfg.Payment.RulesFile != "" {
+		raw, err := os.ReadFile(cfg.Payment.RulesFile)
+		if err != nil {
+			return ps, fmt.Errorf("daemon: payment.rules_file: %w", err)
+		}
+		rules, err := paycode.ParseRules(raw)
+		if err != nil {
+			return ps, fmt.Errorf("daemon: payment.rules_file %s: %w", cfg.Payment.RulesFile, err)
+		}
+		ps.Identify = rules.Identify
+	}
+	return ps, nil
+}
+
+func offlinePolicy(p config.OfflinePolicy) payment.OfflinePolicy {
+	return payment.OfflinePolicy{
+		Action:         payment.OfflineAction(p.Action),
+		MaxAmountMinor: p.MaxAmountMinor,
+		MaxTotalMinor:  p.MaxTotalMinor,
+		MaxCount:       p.MaxCount,
+		MaxAge:         time.Duration(p.MaxAge),
 	}
 }
 

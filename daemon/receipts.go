@@ -20,8 +20,8 @@ type receiptQueue struct {
 	q       chan payment.Sale
 }
 
-func newReceiptQueue(prn printer.Printer, cfg config.Config, log *slog.Logger) *receiptQueue {
-	return &receiptQueue{prn: prn, cfg: cfg, profile: printer.DefaultProfile(), log: log, q: make(chan payment.Sale, 64)}
+func newReceiptQueue(prn printer.Printer, profile printer.Profile, cfg config.Config, log *slog.Logger) *receiptQueue {
+	return &receiptQueue{prn: prn, cfg: cfg, profile: profile, log: log, q: make(chan payment.Sale, 64)}
 }
 
 // enqueue hands a finished sale to the printer; it never blocks.
