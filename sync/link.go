@@ -271,7 +271,6 @@ func (l *Link) Run(ctx context.Context) error {
 		SetPingTimeout(l.cfg.Timeout).
 		SetConnectTimeout(l.cfg.Timeout).
 		SetWriteTimeout(l.cfg.Timeout).
-		SetMaxResumePubInFlight(l.cfg.Window).
 		SetBinaryWill(StatusTopic(l.cfg.DeviceID), l.status("offline"), 1, true).
 		SetDefaultPublishHandler(l.onMessage) // results queued for a persistent session before we subscribe
 	if l.cfg.Username != "" {
