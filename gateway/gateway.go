@@ -170,6 +170,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.tls != nil {
 		opts.SetTLSConfig(g.tls)
 	}
+	if open := wsync.OpenConnection(g.cfg.BrokerURL, g.tls); open != nil {
+		opts.SetCustomOpenConnectionFn(open)
+	}
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
 		go func() { // paho's handlers must not block
 			t := c.SubscribeMultiple(filters, g.onMessage)

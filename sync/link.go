@@ -279,6 +279,9 @@ func (l *Link) Run(ctx context.Context) error {
 	if l.tls != nil {
 		opts.SetTLSConfig(l.tls)
 	}
+	if open := OpenConnection(l.cfg.BrokerURL, l.tls); open != nil {
+		opts.SetCustomOpenConnectionFn(open)
+	}
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		l.online.Store(false)
 		select {
