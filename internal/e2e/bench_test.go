@@ -101,7 +101,7 @@ func BenchmarkSaleRoundTrip(b *testing.B) {
 func BenchmarkDrain10k(b *testing.B) {
 	const n = 10_000
 	pub := needTB(b, "mosquitto_pub", "mosquitto-clients")
-	for _, window := range []int{32, 256} {
+	for _, window := range []int{32, 256, 1024} {
 		b.Run(fmt.Sprintf("window=%d", window), func(b *testing.B) {
 			m := newMosquitto(b, mosqOpts{persistence: true, users: []string{"dev-dr"}})
 			startGateways(b, m.URL(), 1)
