@@ -88,7 +88,11 @@ type Gateway struct {
 	reqs  chan mqtt.Message
 	stats gwStats
 	wg    stdsync.WaitGroup // PUBACK waiters
+	ready atomic.Bool       // subscribed on the current connection
 }
+
+// Ready reports whether the gateway is connected and subscribed.
+func (g *Gateway) Ready() bool { return g.ready.Load() }
 
 type gwStats struct {
 	decided, replayed, answered, ignored atomic.Uint64
@@ -181,10 +185,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 				c.Disconnect(0)
 				return
 			}
+			g.ready.Store(true)
 			g.log.Info("gateway subscribed", "group", g.cfg.Group, "broker", g.cfg.BrokerURL)
 		}()
 	})
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		g.ready.Store(false)
 		g.log.Warn("broker connection lost", "err", err)
 	})
 	client := mqtt.NewClient(opts)

@@ -208,6 +208,9 @@ func startGateways(t testing.TB, brokerURL string, n int) *testGateway {
 		wg.Add(1)
 		go func() { defer wg.Done(); gw.Run(ctx) }()
 	}
+	for _, gw := range tg.gws {
+		waitFor(t, "posgw subscribed", 30*time.Second, gw.Ready)
+	}
 	var once sync.Once
 	tg.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
 	t.Cleanup(func() { tg.stop(); ledger.Close() })
