@@ -342,7 +342,14 @@ func (l *Link) Run(ctx context.Context) error {
 
 // connect makes one connection attempt, subscribes and publishes the birth message.
 func (l *Link) connect(c mqtt.Client) error {
-	if err := l.wait(c.Connect()); err != nil {
+	// paho bounds the attempt with ConnectTimeout; the wait gives it time to say so
+	// before another attempt starts on the same client.
+	t := c.Connect()
+	if !t.WaitTimeout(l.cfg.Timeout + 2*time.Second) {
+		c.Disconnect(0)
+		return fmt.Errorf("sync: connect: no answer from the broker within %s", l.cfg.Timeout)
+	}
+	if err := t.Error(); err != nil {
 		return fmt.Errorf("sync: connect: %w", err)
 	}
 	if err := l.wait(c.Subscribe(ResultTopic(l.cfg.DeviceID), 1, l.onMessage)); err != nil {
@@ -490,6 +497,9 @@ func (l *Link) drain(c mqtt.Client, now time.Time) {
 	}
 	toks := make([]sent, 0, len(batch))
 	for _, p := range batch {
+		if !c.IsConnectionOpen() {
+			break // the rest goes out on the next connection
+		}
 		var m OutboxMessage
 		if err := json.Unmarshal(p.Data, &m); err != nil || m.Key == "" {
 			l.log.Error("skipping unreadable outbox entry", "seq", p.Seq, "err", err)

@@ -146,6 +146,7 @@ func TestLinkReconnectsAndAcksInBatches(t *testing.T) {
 	defer func() { gcancel(); <-gdone }()
 
 	waitFor(t, "outbox drained", 30*time.Second, func() bool { d, _ := ob.Depth(); return d == 0 })
+	waitFor(t, "acks counted", 10*time.Second, func() bool { return link.Stats().Acked >= n+2 })
 	mu.Lock()
 	defer mu.Unlock()
 	if len(got) != n+2 {

@@ -200,6 +200,7 @@ func TestResultsDuplicatedReorderedUnknownMalformed(t *testing.T) {
 		t.Errorf("%d log lines for the invalid result", got)
 	}
 	waitFor(t, "duplicates applied", 20*time.Second, func() bool { return d.link.Stats().Results == 2*n+1 })
+	waitFor(t, "acks counted", 20*time.Second, func() bool { return d.link.Stats().Acked >= n })
 	s := d.link.Stats()
 	if s.Acked != n {
 		t.Errorf("link stats %+v: want %d entries marked synced once each", s, n)
