@@ -1,12 +1,22 @@
 // Package sync is the terminal's link to the cloud over MQTT (paho.mqtt.golang) and the
-// wire contract shared with posgw: topic names and versioned JSON payloads.
+// wire contract shared with posgw: topic names and versioned JSON payloads for every
+// message kind (payment, query, reversal, refund, attempt, batch), results, the
+// retained status and the heartbeat.
 //
-// The device side drains the durable outbox in FIFO order with a bounded in-flight
-// window at QoS 1. An outbox entry is finished only when the cloud's result for its
-// idempotency key arrives (a PUBACK only means the broker took the message); until
-// then it is resent after ResendAfter, and the cloud deduplicates by key. The link
-// announces itself with a retained birth message and a retained last will on the same
-// topic, both carrying a session counter.
+// The device side (Link) drains the durable outbox in FIFO order with a bounded
+// in-flight window at QoS 1. An outbox entry is finished only when the cloud's result
+// for its kind and idempotency key arrives (a PUBACK only means the broker took it);
+// until then it is resent after ResendAfter and on every reconnect, and the cloud
+// deduplicates by key. When the Outbox also implements Acker, the link marks answered
+// entries synced itself, off its loop, many per call (one bbolt transaction for all
+// that were answered during the previous one).
+//
+// The link owns its reconnects: exponential backoff with ±25% jitter, a persistent
+// session (CleanSession=false, stable client id), the result subscription made again on
+// every connect, a retained birth and a retained last will on the same topic carrying a
+// session counter, and a heartbeat with queue depth, oldest unsynced age and the health
+// reported by Config.Health. Every wait for the broker is bounded by Config.Timeout.
+// TLS and mutual TLS come from Config.TLS or the CAFile/CertFile/KeyFile names.
 //
 // docs/protocol.md is the human-readable form of this contract.
 //
@@ -14,4 +24,9 @@
 //
 // The folder shadows the standard library's sync: import that one as stdsync.
 // paho drops QoS 0 messages while reconnecting, so nothing that matters uses QoS 0.
+// paho reads packet headers one byte per system call; OpenConnection dials through a
+// read buffer instead (tcp and TLS schemes; websockets keep paho's own dialer).
+// Results are matched to entries sent during this process's life: a result that
+// arrives for an entry the link has not sent since it started is still given to
+// OnResult(s), but only the owner of the outbox can finish that entry.
 package sync
