@@ -213,6 +213,11 @@ func (w *writer) finish(approved bool) {
 	}
 }
 
+// asciiFallback spells punctuation that a code page may lack in plain ASCII.
+var asciiFallback = map[rune]string{
+	'…': "...", '–': "-", '—': "-", '‘': "'", '’': "'", '“': "\"", '”': "\"", '•': "*", '·': ".",
+}
+
 // text appends s: runs the code table can print go as single bytes, the rest through
 // the multibyte mode when the profile has one, and anything else as '?'.
 func (w *writer) text(s string) {
@@ -250,6 +255,9 @@ func (w *writer) text(s string) {
 			multi = true
 		default:
 			rs = "?"
+			if alt, ok := asciiFallback[r]; ok {
+				rs = alt // e.g. the ellipsis of a masked code on a code page without one
+			}
 		}
 		if multi != inMulti {
 			flush()
