@@ -27,7 +27,7 @@ func TestPosdKilledWhileDraining(t *testing.T) {
 	brokerURL := startMosquitto(t, dir)
 	bins := build(t, dir, "posd", "posgw")
 	gwData := filepath.Join(dir, "gw-data")
-	gw := start(t, nil, bins["posgw"], "-broker", brokerURL, "-data", gwData)
+	gw := start(t, nil, bins["posgw"], "-broker", brokerURL, "-data", gwData, "-instances", "2")
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	api := "http://" + apiAddr
 	posd := func() *proc {
