@@ -32,7 +32,8 @@ type JobInfo struct {
 
 type job struct {
 	JobInfo
-	data []byte
+	data     []byte
+	printing bool // guarded by Queue.mu: Run is sending it now
 }
 
 // Queue prints jobs in order from a single goroutine ([Queue.Run]). A job the printer
@@ -72,7 +73,8 @@ func NewQueue(p Printer, opt QueueOptions) *Queue {
 }
 
 // Submit queues a job and returns at once. A job with the name of one still waiting
-// replaces it (a reprint request for a receipt not yet printed prints it once). It
+// (not being printed at this moment) replaces it: a reprint request for a receipt not
+// yet printed prints it once. It
 // fails with ErrQueueFull when MaxJobs jobs are waiting, ErrName for a bad name, and
 // ErrClosed after Run has returned.
 func (q *Queue) Submit(name string, data []byte) error {
@@ -86,7 +88,8 @@ func (q *Queue) Submit(name string, data []byte) error {
 	}
 	d := append([]byte(nil), data...)
 	for _, j := range q.jobs {
-		if j.Name == name {
+		// A job being printed is not replaced: the new one prints after it.
+		if j.Name == name && !j.printing {
 			j.data, j.Bytes = d, len(d)
 			q.signal()
 			return nil
@@ -160,6 +163,7 @@ func (q *Queue) Run(ctx context.Context) error {
 		}
 		q.mu.Lock()
 		name, data := head.Name, head.data
+		head.printing = true
 		q.mu.Unlock()
 		jctx, cancel := context.WithTimeout(ctx, q.opt.JobTimeout)
 		err := q.p.Print(jctx, name, data)
@@ -167,23 +171,30 @@ func (q *Queue) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		// Finishing a job and leaving the printing state happen under one lock, so a
+		// Submit of the same name either sees it printing (and queues a new job) or
+		// does not see it at all.
 		q.mu.Lock()
+		head.printing = false
 		head.Attempts++
+		attempts := head.Attempts
 		if err != nil {
 			head.LastError = err.Error()
+		}
+		finished := err == nil || permanent(err)
+		if finished {
+			q.removeLocked(head)
 		}
 		q.mu.Unlock()
 		switch {
 		case err == nil:
-			q.remove(head)
 			if failures > 0 {
-				q.log.Info("printer recovered", "job", name, "attempts", head.Attempts)
+				q.log.Info("printer recovered", "job", name, "attempts", attempts)
 			}
 			failures = 0
 			q.done(name, nil)
 			continue
-		case permanent(err):
-			q.remove(head)
+		case finished:
 			q.log.Error("job dropped", "job", name, "err", err)
 			q.done(name, err)
 			continue
@@ -205,9 +216,8 @@ func (q *Queue) Run(ctx context.Context) error {
 	}
 }
 
-func (q *Queue) remove(j *job) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
+// removeLocked takes j out of the queue; q.mu must be held.
+func (q *Queue) removeLocked(j *job) {
 	for i, x := range q.jobs {
 		if x == j {
 			q.jobs = append(q.jobs[:i], q.jobs[i+1:]...)

@@ -193,3 +193,39 @@ func TestQueueClosedAfterRun(t *testing.T) {
 		t.Errorf("Submit after Run = %v", err)
 	}
 }
+
+// blockingPrinter holds each Print until released.
+type blockingPrinter struct {
+	started chan string
+	release chan struct{}
+}
+
+func (b *blockingPrinter) Print(ctx context.Context, name string, data []byte) error {
+	b.started <- name
+	<-b.release
+	return nil
+}
+func (b *blockingPrinter) Close() error { return nil }
+
+// TestQueueResubmitWhilePrinting: a reprint requested while the same receipt is being
+// printed is printed again, not dropped with the finished job.
+func TestQueueResubmitWhilePrinting(t *testing.T) {
+	bp := &blockingPrinter{started: make(chan string), release: make(chan struct{})}
+	var d doneLog
+	q := NewQueue(bp, QueueOptions{Done: d.add})
+	runQueue(t, q)
+	if err := q.Submit("S1", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	<-bp.started // S1 is printing
+	if err := q.Submit("S1", []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	if n := q.Len(); n != 2 {
+		t.Errorf("Len = %d, want 2 (printing + reprint)", n)
+	}
+	bp.release <- struct{}{}
+	<-bp.started // the reprint
+	bp.release <- struct{}{}
+	waitFor(t, "both prints", func() bool { return d.count() == 2 })
+}
