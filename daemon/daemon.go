@@ -292,3 +292,9 @@ func signalOutcome(ctx context.Context, lights *device.Indicators, s payment.Sal
 	}
 	go lights.Signal(ctx, p) //nolint:errcheck // a missing light is logged once by device
 }
+
+// Depth reports how many outbox entries wait, for the heartbeat.
+func (o outbox) Depth() (int, error) {
+	d, _, err := o.st.OutboxStats()
+	return d, err
+}
