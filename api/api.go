@@ -36,6 +36,8 @@ type Sales interface {
 type Server struct {
 	// Merchant heads the Z report; set it before serving.
 	Merchant string
+	// Reprint queues a sale's receipt again; nil answers 501.
+	Reprint func(id string) error
 
 	sales  Sales
 	status func() any
@@ -54,6 +56,7 @@ func New(sales Sales, status func() any, log *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /v1/sales/{id}/cancel", s.cancelSale)
 	s.mux.HandleFunc("POST /v1/sales/{id}/code", s.scanCode)
 	s.mux.HandleFunc("POST /v1/sales/{id}/refunds", s.createRefund)
+	s.mux.HandleFunc("POST /v1/sales/{id}/reprint", s.reprint)
 	s.mux.HandleFunc("GET /v1/refunds/{id}", s.getRefund)
 	s.mux.HandleFunc("GET /v1/batches/current", s.currentBatch)
 	s.mux.HandleFunc("POST /v1/batches/close", s.closeBatch)
@@ -359,4 +362,26 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// reprint queues a sale's receipt again: 202 once queued.
+func (s *Server) reprint(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !payment.ValidID(id) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no sale with id %q", id))
+		return
+	}
+	if s.Reprint == nil {
+		writeError(w, http.StatusNotImplemented, "this terminal has no printer queue")
+		return
+	}
+	if err := s.Reprint(id); err != nil {
+		if errors.Is(err, payment.ErrNotFound) {
+			s.writeEngineError(w, err)
+			return
+		}
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"id": id, "status": "queued"})
 }

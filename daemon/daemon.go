@@ -119,7 +119,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	defer prn.Close()
 	lights := device.NewIndicators(device.IndicatorConfig{Green: cfg.Indicators.Green, Red: cfg.Indicators.Red, Buzzer: cfg.Indicators.Buzzer}, log.With("component", "indicators"))
 	defer lights.Close()
-	receipts := newReceiptQueue(prn, profile, cfg, log.With("component", "receipts"))
+	receipts := newReceipts(prn, profile, cfg, log.With("component", "receipts"))
 	scanStatus := new(scanner.Status)
 	framing, err := scanner.ParseFraming(cfg.Scanner.Framing)
 	if err != nil {
@@ -236,7 +236,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			"outbox_depth": depth,
 			"in_flight":    link.InFlight(),
 			"scanner":      scanStatus.State(),
-			"printer":      cfg.Printer.Target,
+			"printer":      map[string]any{"target": cfg.Printer.Target, "profile": profile.Name, "queued": receipts.q.Pending()},
 			"time":         time.Now().UTC(),
 		}
 		if sales.Waiting != "" {
@@ -247,6 +247,13 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	srv := api.New(engine, status, log.With("component", "api"))
 	srv.Merchant = cfg.Merchant.Name
+	srv.Reprint = func(id string) error {
+		sale, err := engine.Get(id)
+		if err != nil {
+			return err
+		}
+		return receipts.reprint(sale)
+	}
 	g.Go(func() error { return srv.Serve(ctx, ln) })
 
 	if opts.Ready != nil {

@@ -204,6 +204,16 @@ func TestThinPathEmbeddedBroker(t *testing.T) {
 	// The receipt of the approved sale was rendered.
 	waitFile(t, filepath.Join(dir, "receipts", id+".png"))
 
+	// A reprint renders the receipt again; unknown sales are 404.
+	os.Remove(filepath.Join(dir, "receipts", id+".png"))
+	if code, m := tp.do("POST", "/v1/sales/"+id+"/reprint", ""); code != http.StatusAccepted {
+		t.Fatalf("reprint: %d %v", code, m)
+	}
+	waitFile(t, filepath.Join(dir, "receipts", id+".png"))
+	if code, _ := tp.do("POST", "/v1/sales/0190b7a4-0000-7000-8000-000000000000/reprint", ""); code != http.StatusNotFound {
+		t.Errorf("reprint of an unknown sale: %d", code)
+	}
+
 	tp.shutdown()
 
 	// The ledger holds each network sale exactly once.

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -10,60 +11,65 @@ import (
 	"github.com/walletless/walletless/printer"
 )
 
-// receiptQueue prints receipts off the engine's goroutine: a slow or stuck printer
-// never blocks a sale.
-type receiptQueue struct {
-	prn     printer.Printer
+// receipts encodes finished sales and hands them to the printer queue, which keeps
+// what cannot be printed and prints it when the printer recovers: a slow, stuck or
+// paperless printer never blocks a sale.
+type receipts struct {
+	q       *printer.Queue
 	cfg     config.Config
 	profile printer.Profile
 	log     *slog.Logger
-	q       chan payment.Sale
 }
 
-func newReceiptQueue(prn printer.Printer, profile printer.Profile, cfg config.Config, log *slog.Logger) *receiptQueue {
-	return &receiptQueue{prn: prn, cfg: cfg, profile: profile, log: log, q: make(chan payment.Sale, 64)}
+func newReceipts(prn printer.Printer, profile printer.Profile, cfg config.Config, log *slog.Logger) *receipts {
+	r := &receipts{cfg: cfg, profile: profile, log: log}
+	r.q = printer.NewQueue(prn, printer.QueueOptions{
+		Log: log,
+		Done: func(name string, err error) {
+			if err != nil {
+				log.Error("receipt dropped as unprintable (reprint it through the API)", "job", name, "err", err)
+				return
+			}
+			log.Info("receipt printed", "job", name)
+		},
+	})
+	return r
 }
 
-// enqueue hands a finished sale to the printer; it never blocks.
-func (r *receiptQueue) enqueue(s payment.Sale) {
-	select {
-	case r.q <- s:
-	default:
-		r.log.Error("receipt queue full; receipt not printed (reprint from the sale id)", "id", s.ID)
-	}
-}
+func (r *receipts) run(ctx context.Context) error { return r.q.Run(ctx) }
 
-func (r *receiptQueue) run(ctx context.Context) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case s := <-r.q:
-			r.print(ctx, s)
-		}
-	}
-}
-
-func (r *receiptQueue) print(ctx context.Context, s payment.Sale) {
-	header := append([]string{r.cfg.Merchant.Name}, r.cfg.Merchant.Lines...)
-	if s.QR != "" && s.Status == payment.StatusAuthorizing {
-		// A merchant-presented sale: print the slip the customer scans to pay.
-		data, err := printer.EncodeMerchantQR(printer.MerchantQR{Header: header, SaleID: s.ID, Payload: s.QR,
-			AmountMinor: s.AmountMinor, Currency: s.Currency, Language: r.cfg.Printer.Language}, r.profile)
-		if err != nil {
-			r.log.Error("encode merchant QR slip", "id", s.ID, "err", err)
-			return
-		}
-		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := r.prn.Print(pctx, s.ID+"-qr", data); err != nil {
-			r.log.Error("print merchant QR slip", "id", s.ID, "err", err)
-			return
-		}
-		r.log.Info("merchant QR slip printed", "id", s.ID)
+// enqueue hands a finished sale to the printer queue; it never blocks.
+func (r *receipts) enqueue(s payment.Sale) {
+	name, data, err := r.encode(s)
+	if err != nil {
+		r.log.Error("encode receipt", "id", s.ID, "err", err)
 		return
 	}
-	data, err := printer.EncodeReceipt(printer.Receipt{
+	if err := r.q.Submit(name, data); err != nil {
+		r.log.Error("queue receipt", "id", s.ID, "err", err)
+	}
+}
+
+// reprint queues the receipt of a sale again (a customer's copy, or after paper ran
+// out and the job was dropped).
+func (r *receipts) reprint(s payment.Sale) error {
+	if s.Status == payment.StatusWaitingForCode {
+		return fmt.Errorf("daemon: sale %s has no receipt yet", s.ID)
+	}
+	r.enqueue(s)
+	r.q.Retry()
+	return nil
+}
+
+func (r *receipts) encode(s payment.Sale) (name string, data []byte, err error) {
+	header := append([]string{r.cfg.Merchant.Name}, r.cfg.Merchant.Lines...)
+	if s.QR != "" && s.Status == payment.StatusAuthorizing {
+		// A merchant-presented sale: the slip the customer scans to pay.
+		data, err = printer.EncodeMerchantQR(printer.MerchantQR{Header: header, SaleID: s.ID, Payload: s.QR,
+			AmountMinor: s.AmountMinor, Currency: s.Currency, Language: r.cfg.Printer.Language}, r.profile)
+		return s.ID + "-qr", data, err
+	}
+	data, err = printer.EncodeReceipt(printer.Receipt{
 		Header:      header,
 		SaleID:      s.ID,
 		Time:        s.UpdatedAt.In(time.Local),
@@ -76,15 +82,5 @@ func (r *receiptQueue) print(ctx context.Context, s payment.Sale) {
 		Reason:      s.Reason,
 		Language:    r.cfg.Printer.Language,
 	}, r.profile)
-	if err != nil {
-		r.log.Error("encode receipt", "id", s.ID, "err", err)
-		return
-	}
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := r.prn.Print(pctx, s.ID, data); err != nil {
-		r.log.Error("print receipt", "id", s.ID, "err", err)
-		return
-	}
-	r.log.Info("receipt printed", "id", s.ID, "status", s.Status)
+	return s.ID, data, err
 }
