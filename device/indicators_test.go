@@ -11,25 +11,16 @@ import (
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
-	"periph.io/x/conn/v3/physic"
+	"periph.io/x/conn/v3/gpio/gpiotest"
 )
 
-// recPin is a fake output line that records every level it is set to. (periph's
-// gpiotest.Pin would do, but it needs a module this repository does not carry.)
+// recPin is periph's gpiotest.Pin with a record of every level it was set to, so a
+// test can check a whole light or beep pattern, not only the last level.
 type recPin struct {
-	name string
+	gpiotest.Pin
 	mu   sync.Mutex
-	hist []gpio.Level
-	fail bool
-}
-
-func (p *recPin) String() string   { return p.name }
-func (p *recPin) Halt() error      { return nil }
-func (p *recPin) Name() string     { return p.name }
-func (p *recPin) Number() int      { return 0 }
-func (p *recPin) Function() string { return "Out" }
-func (p *recPin) PWM(gpio.Duty, physic.Frequency) error {
-	return errors.New("no PWM")
+	hist []gpio.Level // guarded by mu
+	fail bool         // set before the pin is used: Out fails like a broken line
 }
 
 func (p *recPin) Out(l gpio.Level) error {
@@ -39,7 +30,7 @@ func (p *recPin) Out(l gpio.Level) error {
 		return errors.New("line broken")
 	}
 	p.hist = append(p.hist, l)
-	return nil
+	return p.Pin.Out(l)
 }
 
 func (p *recPin) levels() []gpio.Level {
@@ -74,12 +65,16 @@ type board struct {
 }
 
 func newBoard() *board {
-	return &board{&recPin{name: "GPIO17"}, &recPin{name: "GPIO27"}, &recPin{name: "GPIO22"}}
+	return &board{newRecPin("GPIO17", 17), newRecPin("GPIO27", 27), newRecPin("GPIO22", 22)}
+}
+
+func newRecPin(name string, num int) *recPin {
+	return &recPin{Pin: gpiotest.Pin{N: name, Num: num, Fn: "Out"}}
 }
 
 func (b *board) lookup(name string) (gpio.PinOut, error) {
 	for _, p := range []*recPin{b.green, b.red, b.buzz} {
-		if p.name == name {
+		if p.Name() == name {
 			return p, nil
 		}
 	}
