@@ -167,6 +167,15 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	online := newOnlineTracker(link.Online, time.Duration(cfg.Payment.OfflineAfter))
+	online.changed = func(up bool) {
+		if up {
+			log.Info("cloud link back: sales authorize online again")
+			go lights.Signal(ctx, device.PatternOff) //nolint:errcheck // logged by device
+			return
+		}
+		log.Warn("cloud link down: the offline policy applies to new sales")
+		go lights.Signal(ctx, device.PatternOffline) //nolint:errcheck // logged by device
+	}
 	engine, err = payment.New(payment.Config{
 		Store:        st,
 		EncodeOutbox: encodeOutbox(cfg.DeviceID),

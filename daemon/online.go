@@ -18,6 +18,8 @@ type onlineTracker struct {
 	up       func() bool
 	grace    time.Duration
 	lastSeen atomic.Int64 // unix nanoseconds
+	// changed, if set, is called from run when Online's answer changes.
+	changed func(online bool)
 }
 
 func newOnlineTracker(up func() bool, grace time.Duration) *onlineTracker {
@@ -39,12 +41,18 @@ func (o *onlineTracker) Online() bool {
 func (o *onlineTracker) run(ctx context.Context) error {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	was := true
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			o.Online()
+			if now := o.Online(); now != was {
+				was = now
+				if o.changed != nil {
+					o.changed(now)
+				}
+			}
 		}
 	}
 }
