@@ -100,7 +100,7 @@ func BenchmarkSaleRoundTrip(b *testing.B) {
 // the same broker.
 func BenchmarkDrain10k(b *testing.B) {
 	const n = 10_000
-	pub := needTB(b, "mosquitto_pub", "mosquitto-clients")
+	pub := need(b, "mosquitto_pub", "mosquitto-clients")
 	for _, window := range []int{32, 256, 1024} {
 		b.Run(fmt.Sprintf("window=%d", window), func(b *testing.B) {
 			m := newMosquitto(b, mosqOpts{persistence: true, users: []string{"dev-dr"}})

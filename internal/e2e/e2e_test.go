@@ -18,7 +18,7 @@ import (
 )
 
 // need finds a program or skips (fails under CI) with an install hint.
-func need(t *testing.T, prog, pkg string, extra ...string) string {
+func need(t testing.TB, prog, pkg string, extra ...string) string {
 	t.Helper()
 	if p, err := exec.LookPath(prog); err == nil {
 		return p
@@ -35,7 +35,7 @@ func need(t *testing.T, prog, pkg string, extra ...string) string {
 	return ""
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -50,12 +50,12 @@ type mosq struct {
 // newMosquitto writes the configuration and starts the broker.
 func newMosquitto(t testing.TB, o mosqOpts) *mosq {
 	t.Helper()
-	bin := needTB(t, "mosquitto", "mosquitto", "/usr/sbin/mosquitto")
-	passwd := needTB(t, "mosquitto_passwd", "mosquitto")
+	bin := need(t, "mosquitto", "mosquitto", "/usr/sbin/mosquitto")
+	passwd := need(t, "mosquitto_passwd", "mosquitto")
 	dir := t.TempDir()
-	m := &mosq{t: t, bin: bin, dir: dir, port: freePortTB(t)}
+	m := &mosq{t: t, bin: bin, dir: dir, port: freePort(t)}
 	if o.tls {
-		m.tlsPort = freePortTB(t)
+		m.tlsPort = freePort(t)
 		m.pki = newPKI(t, dir)
 	}
 	pwFile := filepath.Join(dir, "passwd")
@@ -286,33 +286,4 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// needTB is need for tests and benchmarks.
-func needTB(t testing.TB, prog, pkg string, extra ...string) string {
-	t.Helper()
-	if p, err := exec.LookPath(prog); err == nil {
-		return p
-	}
-	for _, p := range extra {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is required in CI: apt-get install -y %s", prog, pkg)
-	}
-	t.Skipf("%s not installed; run: apt-get install -y %s", prog, pkg)
-	return ""
-}
-
-// freePortTB is freePort for tests and benchmarks.
-func freePortTB(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
