@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 CMDS     := posd posctl posgw
 DIST     := dist
 
-.PHONY: help demo build test test-short vet fmt-check bench fuzz cross clean
+.PHONY: help demo build test test-short vet bench fuzz cross clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -27,8 +27,8 @@ test: vet ## vet, then every test with the race detector (integration tests need
 test-short: ## quick tests without the race detector
 	$(GO) test -short -count=1 ./...
 
-bench: ## benchmarks with figures (decoder, encoder, store, MQTT)
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+bench: ## benchmarks with figures, one package at a time (decoder beside zbar/zxing-cpp, encoder, store, MQTT beside mosquitto_pub)
+	$(GO) test -p 1 -run '^$$' -bench . -benchmem -count=1 ./...
 
 fuzz: ## run each fuzz target for FUZZTIME (default 20s)
 	@for pkg in $$($(GO) list ./...); do \
