@@ -143,7 +143,7 @@ func Default() Config {
 		DeviceID: "pos-1",
 		DataDir:  "/var/lib/walletless",
 		API:      API{Addr: "127.0.0.1:8080"},
-		MQTT:     MQTT{Broker: "tcp://127.0.0.1:1883", Window: 32, ResendAfter: Duration(15 * time.Second), Heartbeat: Duration(time.Minute)},
+		MQTT:     MQTT{Broker: "tcp://127.0.0.1:1883", Window: 256, ResendAfter: Duration(15 * time.Second), Heartbeat: Duration(time.Minute)},
 		Scanner:  Scanner{Source: "stdin", Baud: 9600, MaxLine: 512, Dedup: Duration(2 * time.Second), Framing: "auto", Gap: Duration(50 * time.Millisecond), AIM: "auto", Keymap: "us"},
 		Printer:  Printer{Target: "none", Language: "en", Profile: "epson-80"},
 		Payment: Payment{

@@ -332,26 +332,50 @@ func (g *Gateway) handleBatch(c mqtt.Client, batch []mqtt.Message) {
 	}
 	g.stats.decided.Add(decided)
 	g.stats.replayed.Add(replayed)
-	toks := make([]mqtt.Token, 0, len(jobs))
+	// One message per device answers everything this batch decided for it: a single
+	// PaymentResult, or a ResultBatch of up to MaxBatchResults.
+	var (
+		devices []string
+		answers = map[string][]wsync.PaymentResult{}
+	)
 	for _, j := range jobs {
 		if !j.answer {
 			continue
 		}
 		j.res.V, j.res.Key, j.res.Kind = wsync.Version, j.key, j.kind
-		raw, _ := json.Marshal(j.res)
-		toks = append(toks, c.Publish(wsync.ResultTopic(j.device), 1, false, raw))
+		if _, ok := answers[j.device]; !ok {
+			devices = append(devices, j.device)
+		}
+		answers[j.device] = append(answers[j.device], j.res)
+	}
+	toks := make([]mqtt.Token, 0, len(devices))
+	counts := make([]int, 0, len(devices))
+	for _, d := range devices {
+		rs := answers[d]
+		for len(rs) > 0 {
+			n := min(len(rs), wsync.MaxBatchResults)
+			var raw []byte
+			if n == 1 {
+				raw, _ = json.Marshal(rs[0])
+			} else {
+				raw, _ = json.Marshal(wsync.ResultBatch{V: wsync.Version, Results: rs[:n]})
+			}
+			toks = append(toks, c.Publish(wsync.ResultTopic(d), 1, false, raw))
+			counts = append(counts, n)
+			rs = rs[n:]
+		}
 	}
 	// PUBACKs are awaited off the loop so the next batch's transaction overlaps them.
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
 		deadline := time.Now().Add(g.cfg.Timeout)
-		for _, t := range toks {
+		for i, t := range toks {
 			if !t.WaitTimeout(time.Until(deadline)) || t.Error() != nil {
-				g.log.Warn("result publish not acknowledged; the device will resend", "err", t.Error())
+				g.log.Warn("result publish not acknowledged; the device will resend", "results", counts[i], "err", t.Error())
 				continue
 			}
-			g.stats.answered.Add(1)
+			g.stats.answered.Add(uint64(counts[i]))
 		}
 	}()
 }

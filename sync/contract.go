@@ -161,6 +161,64 @@ type PaymentResult struct {
 	DecidedAt time.Time `json:"decided_at"`
 }
 
+// ErrInvalidResult marks a well-formed result whose fields are not acceptable.
+var ErrInvalidResult = errors.New("sync: invalid result")
+
+// MaxBatchResults bounds the results in one ResultBatch (well inside MaxPayload).
+const MaxBatchResults = 200
+
+// ResultBatch carries several results for one device in one message on ResultTopic,
+// so a cloud answering a window of requests does not pay one MQTT round trip per
+// result. A device accepts a single PaymentResult and a ResultBatch alike.
+type ResultBatch struct {
+	V       int             `json:"v"`
+	Results []PaymentResult `json:"results"`
+}
+
+// DecodeResults parses a message on ResultTopic: one PaymentResult or a ResultBatch.
+// It returns the valid results and one error per invalid element (a malformed
+// element does not spoil its valid neighbours); a malformed message gives no results
+// and its error.
+func DecodeResults(payload []byte) ([]PaymentResult, []error) {
+	var probe struct {
+		Results json.RawMessage `json:"results"`
+	}
+	if len(payload) <= MaxPayload && json.Unmarshal(payload, &probe) == nil && probe.Results != nil {
+		var b ResultBatch
+		if err := Decode(payload, &b); err != nil {
+			return nil, []error{err}
+		}
+		if len(b.Results) > MaxBatchResults {
+			return nil, []error{fmt.Errorf("%w: %d results in one batch (at most %d)", ErrMalformed, len(b.Results), MaxBatchResults)}
+		}
+		out := make([]PaymentResult, 0, len(b.Results))
+		var errs []error
+		for _, r := range b.Results {
+			if r.V == 0 {
+				r.V = b.V
+			}
+			if r.V != Version {
+				errs = append(errs, fmt.Errorf("%w: %d", ErrBadVersion, r.V))
+				continue
+			}
+			if err := r.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("%w: %w", ErrInvalidResult, err))
+				continue
+			}
+			out = append(out, r)
+		}
+		return out, errs
+	}
+	var r PaymentResult
+	if err := Decode(payload, &r); err != nil {
+		return nil, []error{err}
+	}
+	if err := r.Validate(); err != nil {
+		return nil, []error{fmt.Errorf("%w: %w", ErrInvalidResult, err)}
+	}
+	return []PaymentResult{r}, nil
+}
+
 // Status is the retained presence message. Session grows with every start of posd, so
 // a consumer ignores a message whose Session is lower than one it has seen.
 type Status struct {
@@ -201,6 +259,7 @@ func Decode(payload []byte, v interface{ version() int }) error {
 
 func (p *PaymentRequest) version() int { return p.V }
 func (p *PaymentResult) version() int  { return p.V }
+func (p *ResultBatch) version() int    { return p.V }
 func (p *Status) version() int         { return p.V }
 func (p *QueryRequest) version() int   { return p.V }
 func (p *ReversalRequest) version() int {

@@ -74,7 +74,7 @@ type Config struct {
 	CertFile string
 	KeyFile  string
 
-	Window      int           // entries in flight at once; default 32
+	Window      int           // entries in flight at once; default 256
 	ResendAfter time.Duration // resend an unanswered entry after this; default 15s
 	Session     uint64        // persistent session counter for birth and will
 	Version     string        // firmware version reported in the birth message
@@ -172,7 +172,7 @@ func NewLink(cfg Config) (*Link, error) {
 		cfg.ClientID = "posd-" + cfg.DeviceID
 	}
 	if cfg.Window <= 0 {
-		cfg.Window = 32
+		cfg.Window = 256
 	}
 	if cfg.ResendAfter <= 0 {
 		cfg.ResendAfter = 15 * time.Second
@@ -554,23 +554,21 @@ func (l *Link) forget(seq uint64) {
 func (l *Link) handleResults(ctx context.Context, m mqtt.Message) {
 	var rs []PaymentResult
 	add := func(m mqtt.Message) {
-		var r PaymentResult
-		if err := Decode(m.Payload(), &r); err != nil {
-			l.stats.ignored.Add(1)
-			l.log.Warn("ignoring malformed result", "topic", m.Topic(), "bytes", len(m.Payload()), "err", err)
-			return
-		}
-		if err := r.Validate(); err != nil {
-			l.stats.ignored.Add(1)
-			l.log.Warn("ignoring invalid result", "topic", m.Topic(), "err", err)
-			return
-		}
 		if m.Topic() != ResultTopic(l.cfg.DeviceID) {
 			l.stats.ignored.Add(1)
 			l.log.Warn("ignoring result on a foreign topic", "topic", m.Topic())
 			return
 		}
-		rs = append(rs, r)
+		got, errs := DecodeResults(m.Payload())
+		for _, err := range errs {
+			l.stats.ignored.Add(1)
+			if errors.Is(err, ErrInvalidResult) {
+				l.log.Warn("ignoring invalid result", "topic", m.Topic(), "err", err)
+				continue
+			}
+			l.log.Warn("ignoring malformed result", "topic", m.Topic(), "bytes", len(m.Payload()), "err", err)
+		}
+		rs = append(rs, got...)
 	}
 	add(m)
 	for len(rs) < 4*l.cfg.Window {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	stdsync "sync"
 	"testing"
 	"time"
@@ -204,6 +205,51 @@ func FuzzDecodeResult(f *testing.F) {
 		var q wsync.PaymentRequest
 		if err := wsync.Decode(b, &q); err == nil {
 			_ = q.Validate()
+		}
+	})
+}
+
+func TestDecodeResultsBatch(t *testing.T) {
+	one := `{"v":1,"key":"a","status":"approved","decided_at":"2026-01-01T00:00:00Z"}`
+	rs, errs := wsync.DecodeResults([]byte(one))
+	if len(rs) != 1 || len(errs) != 0 || rs[0].Key != "a" {
+		t.Fatalf("single: %+v %v", rs, errs)
+	}
+	// A bad element is reported alone; its neighbours still count.
+	batch := `{"v":1,"results":[` + one + `,{"v":1,"key":"b","status":"maybe"},{"v":2,"key":"c","status":"approved"},{"v":1,"key":"d","kind":"refund","status":"declined","reason":"x"}]}`
+	rs, errs = wsync.DecodeResults([]byte(batch))
+	if len(rs) != 2 || rs[0].Key != "a" || rs[1].Key != "d" || len(errs) != 2 {
+		t.Fatalf("batch: %+v %v", rs, errs)
+	}
+	for _, bad := range []string{
+		`{"v":1,"results":[{"v":1,"key":"a","status":"approved","extra":1}]}`, // unknown field anywhere spoils the message
+		`{"v":2,"results":[]}`,
+		`{"v":1,"results":"no"}`,
+		`{"v":1,"results":[]} trailing`,
+	} {
+		if rs, errs := wsync.DecodeResults([]byte(bad)); len(rs) != 0 || len(errs) == 0 {
+			t.Errorf("%s: accepted %+v", bad, rs)
+		}
+	}
+	var many []string
+	for i := 0; i <= wsync.MaxBatchResults; i++ {
+		many = append(many, fmt.Sprintf(`{"v":1,"key":"k%d","status":"approved"}`, i))
+	}
+	if rs, errs := wsync.DecodeResults([]byte(`{"v":1,"results":[` + strings.Join(many, ",") + `]}`)); len(rs) != 0 || len(errs) != 1 {
+		t.Errorf("oversize batch: %d results, %v", len(rs), errs)
+	}
+}
+
+func FuzzDecodeResults(f *testing.F) {
+	f.Add([]byte(`{"v":1,"results":[{"v":1,"key":"a","status":"approved"}]}`))
+	f.Add([]byte(`{"v":1,"key":"a","status":"declined","reason":"r"}`))
+	f.Add([]byte(`{"results":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rs, _ := wsync.DecodeResults(b)
+		for _, r := range rs {
+			if r.V != wsync.Version || r.Validate() != nil {
+				t.Fatalf("accepted an invalid result %+v", r)
+			}
 		}
 	})
 }
