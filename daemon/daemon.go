@@ -156,10 +156,13 @@ func Run(ctx context.Context, opts Options) (err error) {
 		Session: session,
 		Version: opts.Version,
 		Outbox:  outbox{st},
-		OnResult: func(ctx context.Context, r wsync.PaymentResult) {
-			if err := engine.HandleResult(ctx, payment.Result{Key: r.Key, Kind: r.Kind, Status: r.Status, Reason: r.Reason}); err != nil && ctx.Err() == nil {
-				log.Error("apply result", "key", r.Key, "err", err)
+		// Results that arrive together are applied in one store transaction.
+		OnResults: func(ctx context.Context, rs []wsync.PaymentResult) error {
+			prs := make([]payment.Result, len(rs))
+			for i, r := range rs {
+				prs[i] = payment.Result{Key: r.Key, Kind: r.Kind, Status: r.Status, Reason: r.Reason}
 			}
+			return engine.HandleResults(ctx, prs)
 		},
 		Log: log.With("component", "sync"),
 	})

@@ -229,7 +229,7 @@ func (e *Engine) CloseBatch(ctx context.Context) (Batch, error) {
 
 func (e *Engine) batchResult(res Result) error {
 	var b *batchRecord
-	err := e.cfg.Store.View(func(tx *store.Tx) error {
+	err := e.view(func(tx *store.Tx) error {
 		var err error
 		b, err = loadBatch(tx, res.Key)
 		return err

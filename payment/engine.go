@@ -89,6 +89,11 @@ type Engine struct {
 	exposure  exposure
 	batch     *batchRecord
 	lastPrune time.Time
+	// While HandleResults applies a group of results in one transaction, batchTx is
+	// that transaction and finishedQ collects the Finished callbacks, which run only
+	// once it has committed.
+	batchTx   *store.Tx
+	finishedQ *[]Sale
 }
 
 type offlineSale struct {
@@ -217,6 +222,26 @@ func (e *Engine) recover() error {
 	return e.openBatch(now)
 }
 
+// view reads through the open result transaction when there is one (bbolt must not
+// open a read transaction beside a write transaction on the same goroutine), else
+// through a read transaction of its own.
+func (e *Engine) view(fn func(tx *store.Tx) error) error {
+	if e.batchTx != nil {
+		return fn(e.batchTx)
+	}
+	return e.cfg.Store.View(fn)
+}
+
+// finished reports a sale's clerk-facing outcome, after the open result transaction
+// commits when there is one.
+func (e *Engine) finished(s Sale) {
+	if e.finishedQ != nil {
+		*e.finishedQ = append(*e.finishedQ, s)
+		return
+	}
+	e.cfg.Finished(s)
+}
+
 // do runs f on the engine goroutine and waits for it.
 func (e *Engine) do(ctx context.Context, f func()) error {
 	done := make(chan struct{})
@@ -290,7 +315,7 @@ func (e *Engine) Get(id string) (Sale, error) {
 
 func (e *Engine) load(id string) (*record, error) {
 	var r *record
-	err := e.cfg.Store.View(func(tx *store.Tx) error {
+	err := e.view(func(tx *store.Tx) error {
 		var err error
 		r, err = loadSale(tx, id)
 		return err
@@ -436,7 +461,7 @@ func (e *Engine) scan(id, code string) (Sale, bool, error) {
 		}
 		e.waiting = nil
 		e.log.Info("sale declined locally", "id", r.ID, "code", r.MaskedCode, "reason", r.Reason)
-		e.cfg.Finished(r.Sale)
+		e.finished(r.Sale)
 		e.cfg.Kick()
 		return r.Sale, true, nil
 	}
@@ -500,10 +525,10 @@ func (e *Engine) scan(id, code string) (Sale, bool, error) {
 	case StatusStoredOffline:
 		e.storedOffline(&r)
 		e.log.Warn("sale stored offline under a defer policy", "id", r.ID, "scheme", r.Scheme, "amount_minor", r.AmountMinor, "currency", r.Currency)
-		e.cfg.Finished(r.Sale)
+		e.finished(r.Sale)
 	default:
 		e.log.Warn("sale refused: offline", "id", r.ID, "scheme", r.Scheme, "reason", r.Reason)
-		e.cfg.Finished(r.Sale)
+		e.finished(r.Sale)
 	}
 	e.cfg.Kick()
 	return r.Sale, true, nil
@@ -603,6 +628,9 @@ func putSale(tx *store.Tx, r *record) error {
 
 // commit runs fn in one store transaction and wraps a failure for the API.
 func (e *Engine) commit(fn func(tx *store.Tx) error) error {
+	if e.batchTx != nil {
+		return fn(e.batchTx)
+	}
 	if err := e.cfg.Store.Update(fn); err != nil {
 		if errors.Is(err, ErrOverflow) {
 			return err

@@ -106,7 +106,7 @@ func (e *Engine) present(amountMinor int64, cur paycode.Currency) (Sale, error) 
 		e.cfg.Presented(r.Sale)
 	} else {
 		e.log.Warn("merchant-presented sale refused: offline", "id", r.ID)
-		e.cfg.Finished(r.Sale)
+		e.finished(r.Sale)
 	}
 	e.cfg.Kick()
 	return r.Sale, nil

@@ -144,7 +144,7 @@ func (e *Engine) GetRefund(id string) (Refund, error) {
 
 func (e *Engine) refundResult(res Result) error {
 	var f *refundRecord
-	err := e.cfg.Store.View(func(tx *store.Tx) error {
+	err := e.view(func(tx *store.Tx) error {
 		var err error
 		f, err = loadRefund(tx, res.Key)
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/walletless/walletless/store"
@@ -18,6 +19,52 @@ func (e *Engine) HandleResult(ctx context.Context, res Result) error {
 		return derr
 	}
 	return err
+}
+
+// HandleResults applies several results in one store transaction (one fsync), as the
+// cloud link delivers them while a backlog drains. Finished callbacks run after the
+// commit. If the transaction fails, nothing of it is stored, the engine reloads its
+// state from the store, and the error is returned so the link resends the requests.
+func (e *Engine) HandleResults(ctx context.Context, rs []Result) error {
+	if len(rs) == 1 {
+		return e.HandleResult(ctx, rs[0])
+	}
+	var err error
+	if derr := e.do(ctx, func() { err = e.applyResults(rs) }); derr != nil {
+		return derr
+	}
+	return err
+}
+
+func (e *Engine) applyResults(rs []Result) error {
+	var finished []Sale
+	e.finishedQ = &finished
+	err := e.cfg.Store.Update(func(tx *store.Tx) error {
+		e.batchTx = tx
+		defer func() { e.batchTx = nil }()
+		for _, r := range rs {
+			if err := e.applyResult(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	e.finishedQ = nil
+	if err != nil {
+		e.log.Error("results not stored; reloading state, the requests will be resent", "count", len(rs), "err", err)
+		e.waiting, e.batch = nil, nil
+		e.pending = make(map[string]pending)
+		e.offline = make(map[string]offlineSale)
+		e.exposure = exposure{total: make(map[string]int64)}
+		if rerr := e.recover(); rerr != nil {
+			return fmt.Errorf("payment: reload after a failed result transaction: %w (after %w)", rerr, err)
+		}
+		return fmt.Errorf("%w: %w", errStoreFailed, err)
+	}
+	for _, s := range finished {
+		e.cfg.Finished(s)
+	}
+	return nil
 }
 
 func (e *Engine) applyResult(res Result) error {
@@ -152,7 +199,7 @@ func (e *Engine) finish(r *record, st Status, why string) error {
 	}
 	e.log.Info("sale "+string(st), "id", r.ID, "reason", r.Reason)
 	if was != StatusStoredOffline {
-		e.cfg.Finished(r.Sale)
+		e.finished(r.Sale)
 	}
 	return nil
 }
@@ -197,7 +244,7 @@ func (e *Engine) settleUnknown(r *record, why string) error {
 	} else {
 		e.log.Warn("in-doubt sale not settled by the query; reversal queued", "id", r.ID, "why", why)
 	}
-	e.cfg.Finished(r.Sale)
+	e.finished(r.Sale)
 	e.cfg.Kick()
 	return nil
 }
