@@ -81,6 +81,8 @@ type Engine struct {
 	reqs chan func()
 	// started is closed once Run has recovered the stored state.
 	started chan struct{}
+	// stopped is closed when Run returns: queued work will never run after it.
+	stopped chan struct{}
 
 	// Owned by the Run goroutine.
 	waiting   *record                // the sale waiting for a code, if any
@@ -152,7 +154,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Engine{
-		cfg: cfg, log: cfg.Log, reqs: make(chan func(), 64), started: make(chan struct{}),
+		cfg: cfg, log: cfg.Log, reqs: make(chan func(), 64), started: make(chan struct{}), stopped: make(chan struct{}),
 		pending: make(map[string]pending), offline: make(map[string]offlineSale),
 		exposure: exposure{total: make(map[string]int64)},
 	}, nil
@@ -160,6 +162,7 @@ func New(cfg Config) (*Engine, error) {
 
 // Run owns the sales until ctx is done; a cancelled context returns nil.
 func (e *Engine) Run(ctx context.Context) error {
+	defer close(e.stopped)
 	if err := e.recover(); err != nil {
 		return err
 	}
@@ -242,19 +245,28 @@ func (e *Engine) finished(s Sale) {
 	e.cfg.Finished(s)
 }
 
-// do runs f on the engine goroutine and waits for it.
+// do runs f on the engine goroutine and waits for it. Once f is handed over, do
+// waits until f has run or the engine has stopped (then f never runs), even if ctx
+// ends meanwhile: f writes the caller's variables, so returning early would race.
 func (e *Engine) do(ctx context.Context, f func()) error {
 	done := make(chan struct{})
 	select {
 	case e.reqs <- func() { f(); close(done) }:
+	case <-e.stopped:
+		return ErrStopped
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	select {
 	case <-done:
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-e.stopped:
+		select {
+		case <-done: // f ran just before Run returned
+			return nil
+		default:
+			return ErrStopped
+		}
 	}
 }
 
