@@ -98,8 +98,9 @@ type Config struct {
 	// return once the result is durably applied (or found to be stale).
 	OnResult func(ctx context.Context, r PaymentResult)
 	// OnResults, if set, is used instead of OnResult: it receives every result that
-	// arrived together, so it can apply them in one transaction. When it returns an
-	// error nothing of the batch is acknowledged and the requests are resent later.
+	// arrived together, so it can apply them in one transaction. It runs on a goroutine
+	// of its own, so the window refills while it syncs; calls never overlap. When it
+	// returns an error nothing of the group is acknowledged and the requests are resent.
 	OnResults func(ctx context.Context, rs []PaymentResult) error
 	Log       *slog.Logger
 }
@@ -122,6 +123,7 @@ type Link struct {
 	bykey    map[string]uint64  // guarded by mu: flightKey → seq of inflight
 	acking   map[uint64]bool    // guarded by mu: answered, waiting for the Acker
 	ackq     chan []uint64
+	applyq   chan applyJob
 
 	stats linkStats
 }
@@ -211,6 +213,7 @@ func NewLink(cfg Config) (*Link, error) {
 		bykey:    make(map[string]uint64),
 		acking:   make(map[uint64]bool),
 		ackq:     make(chan []uint64, 64),
+		applyq:   make(chan applyJob, 64),
 	}, nil
 }
 
@@ -294,6 +297,10 @@ func (l *Link) Run(ctx context.Context) error {
 	if a, ok := l.cfg.Outbox.(Acker); ok {
 		l.wg.Add(1)
 		go func() { defer l.wg.Done(); l.acker(ctx, a) }()
+	}
+	if l.cfg.OnResults != nil {
+		l.wg.Add(1)
+		go func() { defer l.wg.Done(); l.applier(ctx) }()
 	}
 	l.log.Info("link starting", "broker", l.cfg.BrokerURL, "device", l.cfg.DeviceID, "session", l.cfg.Session)
 
@@ -585,16 +592,29 @@ func (l *Link) handleResults(ctx context.Context, m mqtt.Message) {
 	}
 	l.stats.results.Add(uint64(len(rs)))
 	if l.cfg.OnResults != nil {
-		if err := l.cfg.OnResults(ctx, rs); err != nil {
-			if ctx.Err() == nil {
-				l.log.Error("results not applied; the requests will be resent", "count", len(rs), "err", err)
-			}
-			return
-		}
-	} else {
+		// Applied off this loop by the applier, many groups per call, so the window
+		// refills while the device's store syncs. The answered entries leave the
+		// window now and are not read from the outbox again while they are applied.
+		job := applyJob{rs: rs}
+		l.mu.Lock()
 		for _, r := range rs {
-			l.cfg.OnResult(ctx, r)
+			seq, ok := l.bykey[flightKey(r.Kind, r.Key)]
+			if !ok {
+				continue // a duplicate, or a result for an entry we never sent in this run
+			}
+			l.forget(seq)
+			l.acking[seq] = true
+			job.seqs = append(job.seqs, seq)
 		}
+		l.mu.Unlock()
+		select {
+		case l.applyq <- job:
+		case <-ctx.Done():
+		}
+		return
+	}
+	for _, r := range rs {
+		l.cfg.OnResult(ctx, r)
 	}
 	if ctx.Err() != nil {
 		return // the callbacks may have been cut short: leave the entries in the outbox
@@ -625,6 +645,54 @@ func (l *Link) handleResults(ctx context.Context, m mqtt.Message) {
 // acker marks answered entries synced off the link's loop, so the window refills
 // while bbolt syncs: every batch that queued up during one fsync goes into the next
 // transaction (group commit).
+// applyJob is a group of results and the outbox entries they answer.
+type applyJob struct {
+	rs   []PaymentResult
+	seqs []uint64
+}
+
+// applier hands results to Config.OnResults off the link's loop, joining every group
+// that queued up meanwhile into one call (one store transaction on the device: group
+// commit). When OnResults fails, the entries become sendable again and are resent.
+func (l *Link) applier(ctx context.Context) {
+	_, acks := l.cfg.Outbox.(Acker)
+	for {
+		var job applyJob
+		select {
+		case <-ctx.Done():
+			return
+		case job = <-l.applyq:
+		}
+	more:
+		for {
+			select {
+			case j := <-l.applyq:
+				job.rs = append(job.rs, j.rs...)
+				job.seqs = append(job.seqs, j.seqs...)
+			default:
+				break more
+			}
+		}
+		err := l.cfg.OnResults(ctx, job.rs)
+		if err == nil && ctx.Err() == nil && acks && len(job.seqs) > 0 {
+			select {
+			case l.ackq <- job.seqs: // the acker marks them synced and releases them
+				continue
+			case <-ctx.Done():
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			l.log.Error("results not applied; the requests will be resent", "count", len(job.rs), "err", err)
+		}
+		l.mu.Lock()
+		for _, seq := range job.seqs {
+			delete(l.acking, seq)
+		}
+		l.mu.Unlock()
+		l.Kick()
+	}
+}
+
 func (l *Link) acker(ctx context.Context, a Acker) {
 	for {
 		var seqs []uint64
