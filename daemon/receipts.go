@@ -19,10 +19,11 @@ type receipts struct {
 	cfg     config.Config
 	profile printer.Profile
 	log     *slog.Logger
+	sales   chan payment.Sale // finished sales waiting to be encoded
 }
 
 func newReceipts(prn printer.Printer, profile printer.Profile, cfg config.Config, log *slog.Logger) *receipts {
-	r := &receipts{cfg: cfg, profile: profile, log: log}
+	r := &receipts{cfg: cfg, profile: profile, log: log, sales: make(chan payment.Sale, 1024)}
 	r.q = printer.NewQueue(prn, printer.QueueOptions{
 		Log: log,
 		Done: func(name string, err error) {
@@ -36,10 +37,31 @@ func newReceipts(prn printer.Printer, profile printer.Profile, cfg config.Config
 	return r
 }
 
-func (r *receipts) run(ctx context.Context) error { return r.q.Run(ctx) }
+// run encodes finished sales and runs the printer queue until ctx is done.
+func (r *receipts) run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- r.q.Run(ctx) }()
+	for {
+		select {
+		case <-ctx.Done():
+			return <-errc
+		case s := <-r.sales:
+			r.submit(s)
+		}
+	}
+}
 
-// enqueue hands a finished sale to the printer queue; it never blocks.
+// enqueue hands a finished sale to the receipt goroutine. The sale engine calls it:
+// it never blocks, and encoding happens off the engine's goroutine.
 func (r *receipts) enqueue(s payment.Sale) {
+	select {
+	case r.sales <- s:
+	default:
+		r.log.Error("receipt backlog full; receipt not printed (reprint it through the API)", "id", s.ID)
+	}
+}
+
+func (r *receipts) submit(s payment.Sale) {
 	name, data, err := r.encode(s)
 	if err != nil {
 		r.log.Error("encode receipt", "id", s.ID, "err", err)
