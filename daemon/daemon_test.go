@@ -39,6 +39,12 @@ func startThinPath(t *testing.T, dir string, brokerURL string) *thinPath {
 // startThinPathWith is startThinPath with a hook that adjusts the configuration.
 func startThinPathWith(t *testing.T, dir string, brokerURL string, adjust func(*config.Config)) *thinPath {
 	t.Helper()
+	return startPosd(t, dir, brokerURL, false, adjust)
+}
+
+// startPosd runs posd (in demo mode when demo is set) with the test configuration.
+func startPosd(t *testing.T, dir string, brokerURL string, demo bool, adjust func(*config.Config)) *thinPath {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = filepath.Join(dir, "posd")
 	cfg.API.Addr = "127.0.0.1:0"
@@ -55,7 +61,7 @@ func startThinPathWith(t *testing.T, dir string, brokerURL string, adjust func(*
 	ready := make(chan Info, 1)
 	tp := &thinPath{t: t, scan: pw, dir: dir, stop: cancel, done: make(chan error, 1), brokerU: brokerURL}
 	go func() {
-		tp.done <- Run(ctx, Options{Config: cfg, Stdin: pr, Version: "test", Ready: func(i Info) { ready <- i }})
+		tp.done <- Run(ctx, Options{Config: cfg, Demo: demo, Stdin: pr, Version: "test", Ready: func(i Info) { ready <- i }})
 	}()
 	select {
 	case i := <-ready:

@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"context"
-	"io"
 	"net/http"
 	"path/filepath"
 	"runtime"
@@ -97,27 +95,7 @@ func TestMerchantPresentedDemo(t *testing.T) {
 	before := runtime.NumGoroutine()
 	defer checkNoLeftovers(t, before)
 	dir := t.TempDir()
-	cfg := config.Default()
-	cfg.DataDir = filepath.Join(dir, "posd")
-	cfg.API.Addr = "127.0.0.1:0"
-	cfg.DeviceID = "demo-9"
-	cfg.Scanner.Source = "stdin"
-	cfg.Printer.Target = "emulator:" + filepath.Join(dir, "receipts")
-	pr, pw := io.Pipe()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan Info, 1)
-	tp := &thinPath{t: t, scan: pw, dir: dir, stop: cancel, done: make(chan error, 1)}
-	go func() {
-		tp.done <- Run(ctx, Options{Config: cfg, Demo: true, Stdin: pr, Version: "test", Ready: func(i Info) { ready <- i }})
-	}()
-	select {
-	case i := <-ready:
-		tp.api = i.APIURL
-	case err := <-tp.done:
-		t.Fatalf("posd did not start: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("posd did not become ready")
-	}
+	tp := startPosd(t, dir, config.Default().MQTT.Broker, true, func(c *config.Config) { c.DeviceID = "demo-9"; c.Scanner.Dedup = config.Default().Scanner.Dedup })
 	defer tp.shutdown()
 	code, m := tp.do("POST", "/v1/sales", `{"amount_minor": 4500, "currency": "KRW", "flow": "merchant_presented"}`)
 	if code != http.StatusCreated || m["status"] != "authorizing" || !strings.HasPrefix(m["qr"].(string), "000201010212") {
