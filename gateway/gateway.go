@@ -274,27 +274,44 @@ type job struct {
 	answer            bool
 }
 
-// parse decodes and checks one message; nil means it was ignored (and logged once).
-func (g *Gateway) parse(m mqtt.Message) *job {
+// parse decodes and checks one message, which may be a bundle of several; an
+// ignored message or bundle item is logged once and left out.
+func (g *Gateway) parse(m mqtt.Message, jobs []*job) []*job {
+	device, err := wsync.DeviceFromTopic(m.Topic())
+	if err == nil && m.Topic() == wsync.BundleTopic(device) {
+		claimed, msgs, errs := wsync.DecodeBundle(m.Payload())
+		for _, err := range errs {
+			g.stats.ignored.Add(1)
+			g.log.Warn("ignoring malformed bundle or bundle item", "device", device, "bytes", len(m.Payload()), "err", err)
+		}
+		if len(msgs) > 0 && claimed != device {
+			g.stats.ignored.Add(uint64(len(msgs)))
+			g.log.Warn("ignoring bundle whose device differs from its topic", "topic_device", device, "items", len(msgs))
+			return jobs
+		}
+		for _, u := range msgs {
+			jobs = append(jobs, &job{kind: u.Kind, device: device, key: u.Key, msg: u.Msg})
+		}
+		return jobs
+	}
 	kind, err := wsync.KindFromTopic(m.Topic())
 	if err != nil {
 		g.stats.ignored.Add(1)
 		g.log.Warn("ignoring message on unexpected topic", "topic", m.Topic())
-		return nil
+		return jobs
 	}
-	device, _ := wsync.DeviceFromTopic(m.Topic())
 	msg, key, claimed, err := wsync.DecodeUp(kind, m.Payload())
 	if err != nil {
 		g.stats.ignored.Add(1)
 		g.log.Warn("ignoring malformed message", "device", device, "kind", kind, "bytes", len(m.Payload()), "err", err)
-		return nil
+		return jobs
 	}
 	if claimed != device {
 		g.stats.ignored.Add(1)
 		g.log.Warn("ignoring message whose device differs from its topic", "topic_device", device, "kind", kind)
-		return nil
+		return jobs
 	}
-	return &job{kind: kind, device: device, key: key, msg: msg}
+	return append(jobs, &job{kind: kind, device: device, key: key, msg: msg})
 }
 
 // handleBatch applies every message in one ledger transaction, then publishes the
@@ -302,9 +319,7 @@ func (g *Gateway) parse(m mqtt.Message) *job {
 func (g *Gateway) handleBatch(c mqtt.Client, batch []mqtt.Message) {
 	jobs := make([]*job, 0, len(batch))
 	for _, m := range batch {
-		if j := g.parse(m); j != nil {
-			jobs = append(jobs, j)
-		}
+		jobs = g.parse(m, jobs)
 	}
 	if len(jobs) == 0 {
 		return

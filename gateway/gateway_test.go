@@ -49,10 +49,11 @@ func send(t *testing.T, g *Gateway, device, kind string, v any) (wsync.PaymentRe
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := g.parse(fakeMsg{topic, raw})
-	if j == nil {
+	jobs := g.parse(fakeMsg{topic, raw}, nil)
+	if len(jobs) == 0 {
 		return wsync.PaymentResult{}, false
 	}
+	j := jobs[0]
 	if err := g.cfg.Ledger.Update(func(tx *Tx) error { _, err := g.apply(tx, j, time.Now().UTC()); return err }); err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +171,7 @@ func TestIgnored(t *testing.T) {
 		t.Errorf("ignored %d, want 8", n)
 	}
 	// A message on a topic that is not a device message.
-	if g.parse(fakeMsg{"walletless/v1/devices/d1/payments/result", []byte(`{}`)}) != nil {
+	if g.parse(fakeMsg{"walletless/v1/devices/d1/payments/result", []byte(`{}`)}, nil) != nil {
 		t.Error("result topic parsed as a request")
 	}
 	var n int
@@ -186,6 +187,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("batches/close", []byte(`{"v":1,"key":"b","device":"d1","opened_at":"2026-01-01T00:00:00Z","closed_at":"2026-01-02T00:00:00Z","totals":[{"scheme":"alipay","currency":"KRW","sales_count":1,"sales_minor":1,"refunds_count":0,"refunds_minor":0}]}`))
 	f.Add("audit/attempt", []byte(`{"v":1,"key":"a","device":"d1","amount_minor":1,"currency":"KRW","outcome":"cancelled","created_at":"2026-01-01T00:00:00Z"}`))
 	f.Add("payments/query", []byte(`{"v":1,"key":"k","device":"d1"}`))
+	f.Add("bundle", []byte(`{"v":1,"device":"d1","items":[{"kind":"query","payload":{"v":1,"key":"k","device":"d1"}},{"kind":"payment","payload":{"v":1}}]}`))
 	f.Add("payments/reversal", []byte(`{"v":1,"key":"k","device":"d1","amount_minor":0,"currency":"","created_at":"2026-01-01T00:00:00Z"}`))
 	l, err := OpenLedger(filepath.Join(f.TempDir(), "posgw.db"), false)
 	if err != nil {
@@ -197,12 +199,63 @@ func FuzzParse(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, sub string, payload []byte) {
-		j := g.parse(fakeMsg{"walletless/v1/devices/d1/" + sub, payload})
-		if j == nil {
-			return
-		}
-		if err := l.Update(func(tx *Tx) error { _, err := g.apply(tx, j, time.Now()); return err }); err != nil {
+		jobs := g.parse(fakeMsg{"walletless/v1/devices/d1/" + sub, payload}, nil)
+		if err := l.Update(func(tx *Tx) error {
+			for _, j := range jobs {
+				if _, err := g.apply(tx, j, time.Now()); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestBundle: the items of a bundle are handled as if each had arrived alone; a bad
+// item is dropped alone, and a bundle on another device's topic is dropped whole.
+func TestBundle(t *testing.T) {
+	g := newTestGateway(t)
+	item := func(kind string, v any) wsync.BundleItem {
+		raw, _ := json.Marshal(v)
+		return wsync.BundleItem{Kind: kind, Payload: raw}
+	}
+	raw, err := wsync.EncodeBundle("d1", []wsync.BundleItem{
+		item(wsync.KindPayment, sale("d1", "b1", 1000, "KRW", t0)),
+		item(wsync.KindPayment, sale("d1", "b2", 0, "KRW", t0)),    // invalid: zero amount
+		item(wsync.KindPayment, sale("d2", "b3", 1000, "KRW", t0)), // another device inside d1's bundle
+		item(wsync.KindQuery, wsync.QueryRequest{V: 1, Key: "b1", Device: "d1"}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := g.parse(fakeMsg{wsync.BundleTopic("d1"), raw}, nil)
+	if len(jobs) != 2 || jobs[0].key != "b1" || jobs[0].kind != wsync.KindPayment || jobs[1].kind != wsync.KindQuery {
+		t.Fatalf("jobs = %+v", jobs)
+	}
+	if err := g.cfg.Ledger.Update(func(tx *Tx) error {
+		for _, j := range jobs {
+			if _, err := g.apply(tx, j, t0); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if jobs[0].res.Status != wsync.ResultApproved || jobs[1].res.Status != wsync.ResultApproved {
+		t.Errorf("results %+v %+v", jobs[0].res, jobs[1].res)
+	}
+	if n := g.Stats().Ignored; n != 2 {
+		t.Errorf("ignored %d, want 2", n)
+	}
+	if jobs := g.parse(fakeMsg{wsync.BundleTopic("d2"), raw}, nil); len(jobs) != 0 {
+		t.Errorf("d1's bundle on d2's topic gave %d jobs", len(jobs))
+	}
+	for _, bad := range []string{`{"v":1,"device":"d1","items":[]}`, `{"v":2,"device":"d1","items":[{"kind":"query","payload":{}}]}`, `garbage`} {
+		if jobs := g.parse(fakeMsg{wsync.BundleTopic("d1"), []byte(bad)}, nil); len(jobs) != 0 {
+			t.Errorf("%s gave %d jobs", bad, len(jobs))
+		}
+	}
 }

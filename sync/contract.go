@@ -67,13 +67,13 @@ func HeartbeatTopic(device string) string { return TopicPrefix + device + "/hear
 const AllRequests = TopicPrefix + "+/payments/request"
 
 // CloudFilters are the filters a cloud subscribes to (each wrapped in $share/GROUP/):
-// one per outbox kind, so a cloud never receives its own results.
+// one per outbox kind and one for bundles, so a cloud never receives its own results.
 func CloudFilters() []string {
-	out := make([]string, 0, len(kindTopics))
+	out := make([]string, 0, len(kindTopics)+1)
 	for _, k := range Kinds() {
 		out = append(out, TopicPrefix+"+/"+kindTopics[k])
 	}
-	return out
+	return append(out, TopicPrefix+"+/"+bundleTopic)
 }
 
 // Kinds lists the outbox message kinds in a fixed order.
