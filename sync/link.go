@@ -315,7 +315,7 @@ func (l *Link) Run(ctx context.Context) error {
 		}
 		err := l.connect(client)
 		if err != nil {
-			d := jitter(backoff)
+			d := Jitter(backoff)
 			if attempt == 1 || attempt%10 == 0 {
 				l.log.Warn("broker unreachable; retrying", "broker", l.cfg.BrokerURL, "attempt", attempt, "in", d.Round(time.Millisecond), "err", err)
 			}
@@ -727,8 +727,9 @@ func (l *Link) acker(ctx context.Context, a Acker) {
 	}
 }
 
-// jitter returns d ± 25%.
-func jitter(d time.Duration) time.Duration {
+// Jitter returns d ± 25%, so a fleet that lost its broker at once does not come back
+// at once. Reconnect loops of devices and gateways use it.
+func Jitter(d time.Duration) time.Duration {
 	if d <= 0 {
 		return 0
 	}

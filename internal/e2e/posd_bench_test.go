@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"runtime/pprof"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,6 +48,11 @@ func BenchmarkPosdDrain10k(b *testing.B) {
 		stop()
 		api, stop = runPosd(b, dir, m.URL())
 		b.StartTimer()
+		if f := os.Getenv("WL_DRAINPROF"); f != "" {
+			pf, _ := os.Create(f)
+			pprof.StartCPUProfile(pf)
+			defer pprof.StopCPUProfile()
+		}
 		t0 := time.Now()
 		deadline := t0.Add(5 * time.Minute)
 		for {
