@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"sort"
-	"strings"
 	stdsync "sync"
 	"sync/atomic"
 	"time"
@@ -67,10 +65,13 @@ type Config struct {
 	CAFile    string      // PEM bundle for the broker's certificate
 	CertFile  string      // client certificate for mutual TLS
 	KeyFile   string
-	ClientID  string // default "posgw-" + random
+	ClientID  string // default "posgw-" + random; keep it stable (persistent session)
 	Group     string // shared subscription group; default "posgw"
-	Ledger    *Ledger
-	Rules     Rules
+	// Applier decides and records messages: a *Local on this process's ledger or a
+	// *Remote on another posgw's. When nil, Ledger and Rules make a Local.
+	Applier Applier
+	Ledger  *Ledger
+	Rules   Rules
 	// Batch bounds how many messages are handled in one ledger transaction; default 512.
 	Batch int
 	// Linger is how long a batch waits for one more message before its transaction
@@ -78,44 +79,60 @@ type Config struct {
 	// much latency under load for fewer fsyncs; a lone message never waits.
 	Linger  time.Duration
 	Timeout time.Duration // bound of every wait for the broker; default 10s
-	Log     *slog.Logger
+	// KeepAlive is the MQTT keep-alive; default 30s.
+	KeepAlive time.Duration
+	// BackoffMin and BackoffMax bound the wait between connection attempts, which
+	// doubles after each failure with ±25% jitter (wsync.Jitter); defaults 500ms and 30s.
+	BackoffMin time.Duration
+	BackoffMax time.Duration
+	Log        *slog.Logger
 }
 
 // Gateway is a running posgw.
 type Gateway struct {
-	cfg   Config
-	log   *slog.Logger
-	tls   *tls.Config
-	reqs  chan mqtt.Message
-	stats gwStats
-	wg    stdsync.WaitGroup // PUBACK waiters
-	ready atomic.Bool       // subscribed on the current connection
+	cfg     Config
+	log     *slog.Logger
+	tls     *tls.Config
+	applier Applier
+	reqs    chan mqtt.Message
+	lost    chan error
+	stats   gwStats
+	wg      stdsync.WaitGroup // PUBACK waiters
+	ready   atomic.Bool       // subscribed on the current connection
+	running atomic.Bool
+
+	// Owned by Run's goroutine: the ledger failure burst in progress.
+	ledgerDown   bool
+	ledgerFailed int
 }
 
 // Ready reports whether the gateway is connected and subscribed.
 func (g *Gateway) Ready() bool { return g.ready.Load() }
 
 type gwStats struct {
-	decided, replayed, answered, ignored atomic.Uint64
+	decided, replayed, answered, ignored, connects, unanswered atomic.Uint64
 }
 
 // Stats are a gateway's counters since it started.
 type Stats struct {
-	Decided  uint64 // messages that changed the ledger for the first time (new keys, reversals)
-	Replayed uint64 // messages answered from the ledger without a new decision
-	Answered uint64 // results published
-	Ignored  uint64 // malformed, invalid or foreign messages dropped
+	Decided    uint64 // messages that changed the ledger for the first time (new keys, reversals)
+	Replayed   uint64 // messages answered from the ledger without a new decision
+	Answered   uint64 // results published
+	Ignored    uint64 // malformed, invalid or foreign messages dropped
+	Unanswered uint64 // messages not answered because the ledger failed (the devices resend)
+	Connects   uint64 // successful connections to the broker
 }
 
 // Stats returns the gateway's counters.
 func (g *Gateway) Stats() Stats {
-	return Stats{Decided: g.stats.decided.Load(), Replayed: g.stats.replayed.Load(), Answered: g.stats.answered.Load(), Ignored: g.stats.ignored.Load()}
+	return Stats{Decided: g.stats.decided.Load(), Replayed: g.stats.replayed.Load(), Answered: g.stats.answered.Load(),
+		Ignored: g.stats.ignored.Load(), Unanswered: g.stats.unanswered.Load(), Connects: g.stats.connects.Load()}
 }
 
 // New returns a Gateway; start it with Run.
 func New(cfg Config) (*Gateway, error) {
-	if cfg.BrokerURL == "" || cfg.Ledger == nil {
-		return nil, fmt.Errorf("gateway: BrokerURL and Ledger are required")
+	if cfg.BrokerURL == "" || (cfg.Ledger == nil && cfg.Applier == nil) {
+		return nil, fmt.Errorf("gateway: BrokerURL and a Ledger or an Applier are required")
 	}
 	if cfg.ClientID == "" {
 		var b [4]byte
@@ -131,6 +148,15 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 30 * time.Second
+	}
+	if cfg.BackoffMin <= 0 {
+		cfg.BackoffMin = 500 * time.Millisecond
+	}
+	if cfg.BackoffMax < cfg.BackoffMin {
+		cfg.BackoffMax = max(30*time.Second, cfg.BackoffMin)
+	}
 	if cfg.Linger == 0 {
 		cfg.Linger = 300 * time.Microsecond
 	}
@@ -141,7 +167,12 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	return &Gateway{cfg: cfg, log: cfg.Log, tls: tc, reqs: make(chan mqtt.Message, 2*cfg.Batch)}, nil
+	a := cfg.Applier
+	if a == nil {
+		a = NewLocal(cfg.Ledger, cfg.Rules, cfg.Log)
+	}
+	return &Gateway{cfg: cfg, log: cfg.Log, tls: tc, applier: a,
+		reqs: make(chan mqtt.Message, 2*cfg.Batch), lost: make(chan error, 1)}, nil
 }
 
 // Filters are the shared-subscription filters the gateway subscribes to.
@@ -153,22 +184,46 @@ func (g *Gateway) Filters() map[string]byte {
 	return m
 }
 
-// Run serves until ctx is done; a cancelled context returns nil.
+// backoff is the wait between connection attempts: it doubles from min to max after
+// each failure, each wait jittered by ±25% so a fleet of gateways does not reconnect
+// in lock-step, and starts over after a successful connection.
+type backoff struct {
+	min, max, cur time.Duration
+	jitter        func(time.Duration) time.Duration
+}
+
+func newBackoff(lo, hi time.Duration) *backoff {
+	return &backoff{min: lo, max: hi, cur: lo, jitter: wsync.Jitter}
+}
+
+// next returns the wait before the next attempt and doubles the base.
+func (b *backoff) next() time.Duration {
+	d := b.jitter(b.cur)
+	b.cur = min(2*b.cur, b.max)
+	return d
+}
+
+func (b *backoff) reset() { b.cur = b.min }
+
+// Run serves until ctx is done, reconnecting with backoff and jitter whenever the
+// connection fails and subscribing again on every connection. A cancelled context is
+// a clean stop and returns nil. Run may be called once.
 func (g *Gateway) Run(ctx context.Context) error {
-	filters := g.Filters()
+	if !g.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("gateway: Run called twice")
+	}
 	opts := mqtt.NewClientOptions().
 		AddBroker(g.cfg.BrokerURL).
 		SetClientID(g.cfg.ClientID).
 		SetCleanSession(false).
 		SetOrderMatters(false).
-		SetAutoReconnect(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(10 * time.Second).
-		SetKeepAlive(30 * time.Second).
+		SetAutoReconnect(false). // reconnects are ours: backoff with jitter, subscriptions again
+		SetConnectRetry(false).
+		SetKeepAlive(g.cfg.KeepAlive).
+		SetPingTimeout(g.cfg.Timeout).
 		SetConnectTimeout(g.cfg.Timeout).
 		SetWriteTimeout(g.cfg.Timeout).
-		SetDefaultPublishHandler(g.onMessage)
+		SetDefaultPublishHandler(g.onMessage) // requests queued for the persistent session before we subscribe
 	if g.cfg.Username != "" {
 		opts.SetUsername(g.cfg.Username).SetPassword(g.cfg.Password)
 	}
@@ -178,34 +233,105 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if open := wsync.OpenConnection(g.cfg.BrokerURL, g.tls); open != nil {
 		opts.SetCustomOpenConnectionFn(open)
 	}
-	opts.SetOnConnectHandler(func(c mqtt.Client) {
-		go func() { // paho's handlers must not block
-			t := c.SubscribeMultiple(filters, g.onMessage)
-			if !t.WaitTimeout(g.cfg.Timeout) || t.Error() != nil {
-				g.log.Error("subscribe failed; reconnecting", "err", t.Error())
-				c.Disconnect(0)
-				return
-			}
-			g.ready.Store(true)
-			g.log.Info("gateway subscribed", "group", g.cfg.Group, "broker", g.cfg.BrokerURL)
-		}()
-	})
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		g.ready.Store(false)
-		g.log.Warn("broker connection lost", "err", err)
+		select {
+		case g.lost <- err:
+		default:
+		}
 	})
 	client := mqtt.NewClient(opts)
-	client.Connect() // with ConnectRetry the token completes only once connected
-	defer client.Disconnect(250)
-	defer g.wg.Wait()
+	defer g.wg.Wait() // PUBACK waiters are bounded by Timeout
+	g.log.Info("gateway starting", "broker", g.cfg.BrokerURL, "group", g.cfg.Group, "client_id", g.cfg.ClientID)
+	bo := newBackoff(g.cfg.BackoffMin, g.cfg.BackoffMax)
 	batch := make([]mqtt.Message, 0, g.cfg.Batch)
+	for attempt := 1; ; attempt++ {
+		if ctx.Err() != nil {
+			return nil
+		}
+		select { // a loss reported for an earlier connection is stale now
+		case <-g.lost:
+		default:
+		}
+		if err := g.connect(client); err != nil {
+			d := bo.next()
+			if attempt == 1 || attempt%10 == 0 {
+				g.log.Warn("broker unreachable; retrying", "broker", g.cfg.BrokerURL, "attempt", attempt, "in", d.Round(time.Millisecond), "err", err)
+			}
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			continue
+		}
+		attempt = 0
+		bo.reset()
+		g.stats.connects.Add(1)
+		g.ready.Store(true)
+		g.log.Info("gateway subscribed", "group", g.cfg.Group, "broker", g.cfg.BrokerURL)
+		lostErr := g.serve(ctx, client, batch)
+		g.ready.Store(false)
+		if lostErr == nil { // ctx done
+			g.wg.Wait()
+			client.Disconnect(250)
+			return nil
+		}
+		g.log.Warn("broker connection lost; reconnecting", "err", lostErr)
+		client.Disconnect(0)
+	}
+}
+
+// connect makes one connection attempt and subscribes the shared filters, each wait
+// bounded.
+func (g *Gateway) connect(c mqtt.Client) error {
+	// paho bounds the attempt with ConnectTimeout; the wait gives it time to say so
+	// before another attempt starts on the same client.
+	t := c.Connect()
+	if !t.WaitTimeout(g.cfg.Timeout + 2*time.Second) {
+		c.Disconnect(0)
+		return fmt.Errorf("gateway: connect: no answer from the broker within %s", g.cfg.Timeout)
+	}
+	if err := t.Error(); err != nil {
+		return fmt.Errorf("gateway: connect: %w", err)
+	}
+	st := c.SubscribeMultiple(g.Filters(), g.onMessage)
+	if !st.WaitTimeout(g.cfg.Timeout) {
+		c.Disconnect(0)
+		return fmt.Errorf("gateway: subscribe: no answer from the broker within %s", g.cfg.Timeout)
+	}
+	if err := st.Error(); err != nil {
+		c.Disconnect(0)
+		return fmt.Errorf("gateway: subscribe: %w", err)
+	}
+	if res, ok := st.(*mqtt.SubscribeToken); ok {
+		for f, q := range res.Result() {
+			if q == 0x80 {
+				c.Disconnect(0)
+				return fmt.Errorf("gateway: subscribe: the broker refused %s", f)
+			}
+		}
+	}
+	return nil
+}
+
+// serve handles requests on one connection until ctx is done (nil) or the connection
+// is lost (its error).
+func (g *Gateway) serve(ctx context.Context, c mqtt.Client, batch []mqtt.Message) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-g.lost:
+			if err == nil {
+				err = fmt.Errorf("gateway: connection lost")
+			}
+			return err
 		case m := <-g.reqs:
 			batch = g.collect(append(batch[:0], m), len(batch) > 1)
-			g.handleBatch(client, batch)
+			g.handleBatch(ctx, c, batch)
 		}
 	}
 }
@@ -266,107 +392,101 @@ func (g *Gateway) onMessage(_ mqtt.Client, m mqtt.Message) {
 	}
 }
 
-// job is one parsed device message.
-type job struct {
-	kind, device, key string
-	msg               any
-	res               wsync.PaymentResult
-	answer            bool
-}
-
 // parse decodes and checks one message, which may be a bundle of several; an
 // ignored message or bundle item is logged once and left out.
-func (g *Gateway) parse(m mqtt.Message, jobs []*job) []*job {
+func (g *Gateway) parse(m mqtt.Message, msgs []Message) []Message {
 	device, err := wsync.DeviceFromTopic(m.Topic())
 	if err == nil && m.Topic() == wsync.BundleTopic(device) {
-		claimed, msgs, errs := wsync.DecodeBundle(m.Payload())
+		claimed, items, errs := wsync.DecodeBundle(m.Payload())
 		for _, err := range errs {
 			g.stats.ignored.Add(1)
 			g.log.Warn("ignoring malformed bundle or bundle item", "device", device, "bytes", len(m.Payload()), "err", err)
 		}
-		if len(msgs) > 0 && claimed != device {
-			g.stats.ignored.Add(uint64(len(msgs)))
-			g.log.Warn("ignoring bundle whose device differs from its topic", "topic_device", device, "items", len(msgs))
-			return jobs
+		if len(items) > 0 && claimed != device {
+			g.stats.ignored.Add(uint64(len(items)))
+			g.log.Warn("ignoring bundle whose device differs from its topic", "topic_device", device, "items", len(items))
+			return msgs
 		}
-		for _, u := range msgs {
-			jobs = append(jobs, &job{kind: u.Kind, device: device, key: u.Key, msg: u.Msg})
+		for _, u := range items {
+			msgs = append(msgs, Message{Kind: u.Kind, Device: device, Key: u.Key, Msg: u.Msg})
 		}
-		return jobs
+		return msgs
 	}
 	kind, err := wsync.KindFromTopic(m.Topic())
 	if err != nil {
 		g.stats.ignored.Add(1)
 		g.log.Warn("ignoring message on unexpected topic", "topic", m.Topic())
-		return jobs
+		return msgs
 	}
 	msg, key, claimed, err := wsync.DecodeUp(kind, m.Payload())
 	if err != nil {
 		g.stats.ignored.Add(1)
 		g.log.Warn("ignoring malformed message", "device", device, "kind", kind, "bytes", len(m.Payload()), "err", err)
-		return jobs
+		return msgs
 	}
 	if claimed != device {
 		g.stats.ignored.Add(1)
 		g.log.Warn("ignoring message whose device differs from its topic", "topic_device", device, "kind", kind)
-		return jobs
+		return msgs
 	}
-	return append(jobs, &job{kind: kind, device: device, key: key, msg: msg})
+	return append(msgs, Message{Kind: kind, Device: device, Key: key, Msg: msg})
 }
 
-// handleBatch applies every message in one ledger transaction, then publishes the
-// answers. When the transaction fails nothing is answered: the devices resend.
-func (g *Gateway) handleBatch(c mqtt.Client, batch []mqtt.Message) {
-	jobs := make([]*job, 0, len(batch))
+// handleBatch applies every message in one ledger transaction (the Applier's), then
+// publishes the answers. When the ledger fails nothing is answered: the devices
+// resend. A failure is logged once per burst of failures, and its end once.
+func (g *Gateway) handleBatch(ctx context.Context, c mqtt.Client, batch []mqtt.Message) {
+	msgs := make([]Message, 0, len(batch))
 	for _, m := range batch {
-		jobs = g.parse(m, jobs)
+		msgs = g.parse(m, msgs)
 	}
-	if len(jobs) == 0 {
+	if len(msgs) == 0 {
 		return
 	}
-	now := time.Now().UTC()
-	var decided, replayed uint64
-	err := g.cfg.Ledger.Update(func(tx *Tx) error {
-		decided, replayed = 0, 0
-		for _, j := range jobs {
-			fresh, err := g.apply(tx, j, now)
-			if err != nil {
-				return err
-			}
-			if fresh {
-				decided++
-			} else {
-				replayed++
-			}
-		}
-		return nil
-	})
+	answers, err := g.applier.Apply(ctx, msgs)
+	if err == nil && len(answers) != len(msgs) {
+		err = fmt.Errorf("gateway: ledger gave %d answers for %d messages", len(answers), len(msgs))
+	}
 	if err != nil {
-		g.log.Error("ledger write failed; not answering (the devices resend)", "messages", len(jobs), "err", err)
+		g.stats.unanswered.Add(uint64(len(msgs)))
+		g.ledgerFailed++
+		if !g.ledgerDown && ctx.Err() == nil {
+			g.log.Error("ledger failed; not answering until it works again (the devices resend)", "messages", len(msgs), "err", err)
+		}
+		g.ledgerDown = true
 		return
 	}
-	g.stats.decided.Add(decided)
-	g.stats.replayed.Add(replayed)
+	if g.ledgerDown {
+		g.log.Info("ledger works again", "failed_batches", g.ledgerFailed)
+		g.ledgerDown, g.ledgerFailed = false, 0
+	}
 	// One message per device answers everything this batch decided for it: a single
 	// PaymentResult, or a ResultBatch of up to MaxBatchResults.
 	var (
 		devices []string
-		answers = map[string][]wsync.PaymentResult{}
+		results = map[string][]wsync.PaymentResult{}
 	)
-	for _, j := range jobs {
-		if !j.answer {
+	for i, a := range answers {
+		if a.Ignored != "" {
+			g.stats.ignored.Add(1)
+			g.log.Warn("ledger refused a message", "device", msgs[i].Device, "kind", msgs[i].Kind, "reason", a.Ignored)
 			continue
 		}
-		j.res.V, j.res.Key, j.res.Kind = wsync.Version, j.key, j.kind
-		if _, ok := answers[j.device]; !ok {
-			devices = append(devices, j.device)
+		if a.Fresh {
+			g.stats.decided.Add(1)
+		} else {
+			g.stats.replayed.Add(1)
 		}
-		answers[j.device] = append(answers[j.device], j.res)
+		d := msgs[i].Device
+		if _, ok := results[d]; !ok {
+			devices = append(devices, d)
+		}
+		results[d] = append(results[d], a.Result)
 	}
 	toks := make([]mqtt.Token, 0, len(devices))
 	counts := make([]int, 0, len(devices))
 	for _, d := range devices {
-		rs := answers[d]
+		rs := results[d]
 		for len(rs) > 0 {
 			n := min(len(rs), wsync.MaxBatchResults)
 			var raw []byte
@@ -393,242 +513,4 @@ func (g *Gateway) handleBatch(c mqtt.Client, batch []mqtt.Message) {
 			g.stats.answered.Add(uint64(counts[i]))
 		}
 	}()
-}
-
-// apply handles one message inside tx and fills j.res. It reports whether the ledger
-// learnt something new (false: a replay answered from the ledger or a query).
-func (g *Gateway) apply(tx *Tx, j *job, now time.Time) (bool, error) {
-	j.answer = true
-	j.res.DecidedAt = now
-	switch m := j.msg.(type) {
-	case *wsync.PaymentRequest:
-		return g.applyPayment(tx, j, m, now)
-	case *wsync.QueryRequest:
-		e, ok, err := tx.Entry(m.Key)
-		if err != nil {
-			return false, err
-		}
-		if !ok || e.Device != j.device || !e.IsSale() {
-			j.res.Status = wsync.ResultUnknown
-			return false, nil
-		}
-		j.res.Status, j.res.Reason, j.res.DecidedAt = e.Status, e.Reason, e.DecidedAt
-		return false, nil
-	case *wsync.ReversalRequest:
-		return g.applyReversal(tx, j, m, now)
-	case *wsync.RefundRequest:
-		return g.applyRefund(tx, j, m, now)
-	case *wsync.AttemptRecord:
-		j.res.Status = wsync.ResultRecorded
-		if _, ok, err := tx.Attempt(m.Key); err != nil || ok {
-			return false, err
-		}
-		g.log.Info("attempt recorded", "key", m.Key, "device", j.device, "outcome", m.Outcome)
-		return true, tx.PutAttempt(Attempt{
-			Key: m.Key, Device: m.Device, AmountMinor: m.AmountMinor, Currency: m.Currency, Kind: m.Kind,
-			Scheme: m.Scheme, MaskedCode: paycode.Mask(m.MaskedCode), Outcome: m.Outcome, Reason: m.Reason,
-			CreatedAt: m.CreatedAt, RecordedAt: now,
-		})
-	case *wsync.BatchClose:
-		return g.applyBatch(tx, j, m, now)
-	}
-	return false, fmt.Errorf("gateway: no handler for %T", j.msg)
-}
-
-func (g *Gateway) applyPayment(tx *Tx, j *job, req *wsync.PaymentRequest, now time.Time) (bool, error) {
-	e, seen, err := tx.Entry(req.Key)
-	if err != nil {
-		return false, err
-	}
-	if seen && (e.Device != j.device || !e.IsSale()) {
-		// Never answer with another device's (or a refund's) record.
-		j.res.Status, j.res.Reason = wsync.ResultDeclined, "idempotency key already used"
-		g.log.Warn("payment key collides with another record", "key", req.Key, "device", j.device)
-		return false, nil
-	}
-	if seen {
-		e.Requests++
-		if err := tx.PutEntry(e); err != nil {
-			return false, err
-		}
-		g.log.Debug("duplicate request answered from the ledger", "key", req.Key, "device", j.device, "status", e.Status)
-	} else {
-		status, reason := g.cfg.Rules.Decide(*req)
-		e = Entry{
-			Key: req.Key, Type: TypeSale, Device: j.device, AmountMinor: req.AmountMinor, Currency: req.Currency,
-			Scheme: req.Scheme, MaskedCode: paycode.Mask(req.Code), Status: status, Reason: reason,
-			CreatedAt: req.CreatedAt.UTC(), DecidedAt: now, Requests: 1,
-		}
-		if err := tx.PutEntry(e); err != nil {
-			return false, err
-		}
-		g.log.Info("payment decided", "key", req.Key, "device", j.device, "amount_minor", req.AmountMinor,
-			"currency", req.Currency, "scheme", req.Scheme, "code", e.MaskedCode, "status", e.Status)
-	}
-	j.res.Status, j.res.Reason, j.res.DecidedAt = e.Status, e.Reason, e.DecidedAt
-	return !seen, nil
-}
-
-func (g *Gateway) applyReversal(tx *Tx, j *job, m *wsync.ReversalRequest, now time.Time) (bool, error) {
-	e, ok, err := tx.Entry(m.Key)
-	if err != nil {
-		return false, err
-	}
-	j.res.Status = wsync.ResultReversed
-	switch {
-	case !ok:
-		// Never seen: remember the key as reversed so a late request with it is refused.
-		e = Entry{Key: m.Key, Type: TypeSale, Device: j.device, AmountMinor: m.AmountMinor, Currency: m.Currency,
-			Status: wsync.ResultReversed, Reason: "reversed before the payment request arrived",
-			DecidedAt: now, ReversedAt: now, CreatedAt: m.CreatedAt.UTC()}
-		j.res.Reason = "no payment with this key; recorded as reversed"
-		g.log.Info("reversal of an unseen key recorded", "key", m.Key, "device", j.device)
-		return true, tx.PutEntry(e)
-	case e.Device != j.device || !e.IsSale():
-		j.res.Status, j.res.Reason = wsync.ResultDeclined, "not a sale of this device"
-		return false, nil
-	case e.Status == wsync.ResultReversed:
-		j.res.Reason = "already reversed"
-		return false, nil
-	case e.Status == wsync.ResultDeclined:
-		j.res.Reason = "the payment was declined; nothing was charged"
-		return false, nil
-	case e.RefundedMinor > 0:
-		j.res.Status, j.res.Reason = wsync.ResultDeclined, "the payment was partly refunded; refund the rest instead"
-		return false, nil
-	}
-	e.Status, e.Reason, e.ReversedAt = wsync.ResultReversed, "reversed by the device", now
-	if m.Reason != "" {
-		e.Reason = "reversed: " + m.Reason
-	}
-	g.log.Info("payment reversed", "key", m.Key, "device", j.device, "amount_minor", e.AmountMinor, "currency", e.Currency)
-	return true, tx.PutEntry(e)
-}
-
-func (g *Gateway) applyRefund(tx *Tx, j *job, m *wsync.RefundRequest, now time.Time) (bool, error) {
-	e, seen, err := tx.Entry(m.Key)
-	if err != nil {
-		return false, err
-	}
-	if seen {
-		if e.Device != j.device || e.IsSale() || e.OriginalKey != m.OriginalKey {
-			j.res.Status, j.res.Reason = wsync.ResultDeclined, "idempotency key already used"
-			return false, nil
-		}
-		e.Requests++
-		j.res.Status, j.res.Reason, j.res.DecidedAt = e.Status, e.Reason, e.DecidedAt
-		return false, tx.PutEntry(e)
-	}
-	orig, ok, err := tx.Entry(m.OriginalKey)
-	if err != nil {
-		return false, err
-	}
-	status, reason := wsync.ResultApproved, ""
-	switch {
-	case !ok || orig.Device != j.device || !orig.IsSale():
-		status, reason = wsync.ResultDeclined, "original sale unknown"
-	case orig.Status != wsync.ResultApproved:
-		status, reason = wsync.ResultDeclined, "original sale is "+orig.Status
-	case orig.Currency != m.Currency:
-		status, reason = wsync.ResultDeclined, "currency differs from the original sale"
-	case m.AmountMinor > orig.AmountMinor-orig.RefundedMinor:
-		status, reason = wsync.ResultDeclined, fmt.Sprintf("refund exceeds the refundable rest of %d minor units", orig.AmountMinor-orig.RefundedMinor)
-	}
-	if status == wsync.ResultApproved {
-		orig.RefundedMinor += m.AmountMinor
-		if err := tx.PutEntry(orig); err != nil {
-			return false, err
-		}
-	}
-	e = Entry{Key: m.Key, Type: TypeRefund, Device: j.device, AmountMinor: m.AmountMinor, Currency: m.Currency,
-		Scheme: orig.Scheme, Status: status, Reason: reason, CreatedAt: m.CreatedAt.UTC(), DecidedAt: now,
-		Requests: 1, OriginalKey: m.OriginalKey}
-	g.log.Info("refund decided", "key", m.Key, "original", m.OriginalKey, "device", j.device, "amount_minor", m.AmountMinor, "status", status)
-	j.res.Status, j.res.Reason = status, reason
-	return true, tx.PutEntry(e)
-}
-
-func (g *Gateway) applyBatch(tx *Tx, j *job, m *wsync.BatchClose, now time.Time) (bool, error) {
-	if b, ok, err := tx.Batch(m.Key); err != nil || ok {
-		if ok {
-			if b.Device != j.device {
-				j.res.Status, j.res.Reason = wsync.ResultDeclined, "idempotency key already used"
-			} else {
-				j.res.Status, j.res.Reason, j.res.DecidedAt = b.Status, b.Reason, b.RecordedAt
-			}
-		}
-		return false, err
-	}
-	// The ledger's view of the same window, from the device's own created_at.
-	type sk = [2]string
-	ours := map[sk]*BatchLine{}
-	line := func(scheme, cur string) *BatchLine {
-		l := ours[sk{scheme, cur}]
-		if l == nil {
-			l = &BatchLine{Scheme: scheme, Currency: cur}
-			ours[sk{scheme, cur}] = l
-		}
-		return l
-	}
-	err := tx.ForEach(func(e Entry) error {
-		if e.Device != j.device || e.Status != wsync.ResultApproved || e.CreatedAt.Before(m.OpenedAt) || !e.CreatedAt.Before(m.ClosedAt) {
-			return nil
-		}
-		l := line(e.Scheme, e.Currency)
-		if e.IsSale() {
-			l.SalesCount++
-			l.SalesMinor += e.AmountMinor
-		} else {
-			l.RefundsCount++
-			l.RefundsMinor += e.AmountMinor
-		}
-		return nil
-	})
-	if err != nil {
-		return false, err
-	}
-	theirs := map[sk]BatchLine{}
-	lines := make([]BatchLine, 0, len(m.Totals))
-	for _, t := range m.Totals {
-		bl := BatchLine(t)
-		theirs[sk{t.Scheme, t.Currency}] = bl
-		lines = append(lines, bl)
-	}
-	var diffs []string
-	keys := map[sk]bool{}
-	for k := range ours {
-		keys[k] = true
-	}
-	for k := range theirs {
-		keys[k] = true
-	}
-	sorted := make([]sk, 0, len(keys))
-	for k := range keys {
-		sorted = append(sorted, k)
-	}
-	sort.Slice(sorted, func(a, b int) bool {
-		return sorted[a][0]+"/"+sorted[a][1] < sorted[b][0]+"/"+sorted[b][1]
-	})
-	for _, k := range sorted {
-		var o BatchLine
-		if p := ours[k]; p != nil {
-			o = *p
-		}
-		t := theirs[k]
-		o.Scheme, o.Currency, t.Scheme, t.Currency = "", "", "", ""
-		if o != t {
-			diffs = append(diffs, fmt.Sprintf("%s/%s: device %d sales %d, %d refunds %d; ledger %d sales %d, %d refunds %d",
-				k[0], k[1], t.SalesCount, t.SalesMinor, t.RefundsCount, t.RefundsMinor, o.SalesCount, o.SalesMinor, o.RefundsCount, o.RefundsMinor))
-		}
-	}
-	b := Batch{Key: m.Key, Device: j.device, OpenedAt: m.OpenedAt, ClosedAt: m.ClosedAt, Totals: lines, Status: wsync.ResultRecorded, RecordedAt: now}
-	if len(diffs) > 0 {
-		if len(diffs) > 4 {
-			diffs = append(diffs[:4], fmt.Sprintf("and %d more", len(diffs)-4))
-		}
-		b.Status, b.Reason = wsync.ResultDeclined, "totals differ: "+strings.Join(diffs, "; ")
-	}
-	g.log.Info("batch reconciled", "key", m.Key, "device", j.device, "status", b.Status, "reason", b.Reason)
-	j.res.Status, j.res.Reason, j.res.DecidedAt = b.Status, b.Reason, now
-	return true, tx.PutBatch(b)
 }

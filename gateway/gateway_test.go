@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"path/filepath"
 	"strings"
@@ -49,16 +50,15 @@ func send(t *testing.T, g *Gateway, device, kind string, v any) (wsync.PaymentRe
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobs := g.parse(fakeMsg{topic, raw}, nil)
-	if len(jobs) == 0 {
+	msgs := g.parse(fakeMsg{topic, raw}, nil)
+	if len(msgs) == 0 {
 		return wsync.PaymentResult{}, false
 	}
-	j := jobs[0]
-	if err := g.cfg.Ledger.Update(func(tx *Tx) error { _, err := g.apply(tx, j, time.Now().UTC()); return err }); err != nil {
+	answers, err := g.applier.Apply(context.Background(), msgs[:1])
+	if err != nil {
 		t.Fatal(err)
 	}
-	j.res.Kind, j.res.Key = j.kind, j.key
-	return j.res, true
+	return answers[0].Result, true
 }
 
 var t0 = time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
@@ -67,14 +67,17 @@ func sale(dev, key string, amount int64, cur string, at time.Time) wsync.Payment
 	return wsync.PaymentRequest{V: 1, Key: key, Device: dev, AmountMinor: amount, Currency: cur, Kind: "wallet", Scheme: "alipay", Code: "281234567890123456", MaskedCode: "…3456", CreatedAt: at}
 }
 
-func TestKinds(t *testing.T) {
-	g := newTestGateway(t)
-	steps := []struct {
-		name           string
-		device, kind   string
-		msg            any
-		status, reason string // reason: substring
-	}{
+// kindStep is one device message and the answer it must get.
+type kindStep struct {
+	name           string
+	device, kind   string
+	msg            any
+	status, reason string // reason: substring
+}
+
+// kindSteps exercise every kind of message and rule, in order.
+func kindSteps() []kindStep {
+	return []kindStep{
 		{"sale approved", "d1", wsync.KindPayment, sale("d1", "k1", 10000, "KRW", t0), "approved", ""},
 		{"resend answered from ledger", "d1", wsync.KindPayment, sale("d1", "k1", 10000, "KRW", t0), "approved", ""},
 		{"over limit declined", "d1", wsync.KindPayment, sale("d1", "k2", 2_000_000, "KRW", t0), "declined", "limit"},
@@ -107,7 +110,11 @@ func TestKinds(t *testing.T) {
 		}}, "declined", "alipay/KRW: device 2 sales 10900"},
 		{"batch resend keeps its answer", "d1", wsync.KindBatch, wsync.BatchClose{V: 1, Key: "b2", Device: "d1", OpenedAt: t0.Add(-time.Hour), ClosedAt: t0.Add(time.Hour)}, "declined", "10900"},
 	}
-	for _, s := range steps {
+}
+
+func TestKinds(t *testing.T) {
+	g := newTestGateway(t)
+	for _, s := range kindSteps() {
 		res, ok := send(t, g, s.device, s.kind, s.msg)
 		if !ok {
 			t.Errorf("%s: ignored", s.name)
@@ -199,15 +206,8 @@ func FuzzParse(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, sub string, payload []byte) {
-		jobs := g.parse(fakeMsg{"walletless/v1/devices/d1/" + sub, payload}, nil)
-		if err := l.Update(func(tx *Tx) error {
-			for _, j := range jobs {
-				if _, err := g.apply(tx, j, time.Now()); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
+		msgs := g.parse(fakeMsg{"walletless/v1/devices/d1/" + sub, payload}, nil)
+		if _, err := g.applier.Apply(context.Background(), msgs); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -230,22 +230,16 @@ func TestBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobs := g.parse(fakeMsg{wsync.BundleTopic("d1"), raw}, nil)
-	if len(jobs) != 2 || jobs[0].key != "b1" || jobs[0].kind != wsync.KindPayment || jobs[1].kind != wsync.KindQuery {
-		t.Fatalf("jobs = %+v", jobs)
+	msgs := g.parse(fakeMsg{wsync.BundleTopic("d1"), raw}, nil)
+	if len(msgs) != 2 || msgs[0].Key != "b1" || msgs[0].Kind != wsync.KindPayment || msgs[1].Kind != wsync.KindQuery {
+		t.Fatalf("msgs = %+v", msgs)
 	}
-	if err := g.cfg.Ledger.Update(func(tx *Tx) error {
-		for _, j := range jobs {
-			if _, err := g.apply(tx, j, t0); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
+	answers, err := g.applier.Apply(context.Background(), msgs)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if jobs[0].res.Status != wsync.ResultApproved || jobs[1].res.Status != wsync.ResultApproved {
-		t.Errorf("results %+v %+v", jobs[0].res, jobs[1].res)
+	if answers[0].Result.Status != wsync.ResultApproved || answers[1].Result.Status != wsync.ResultApproved {
+		t.Errorf("results %+v %+v", answers[0].Result, answers[1].Result)
 	}
 	if n := g.Stats().Ignored; n != 2 {
 		t.Errorf("ignored %d, want 2", n)
