@@ -73,6 +73,7 @@ type MQTT struct {
 	Username    string   `json:"username,omitempty"`
 	Password    string   `json:"password,omitempty"`
 	Window      int      `json:"window"`              // requests in flight at once
+	Bundle      int      `json:"bundle"`              // most requests in one MQTT publish (1: one each)
 	ResendAfter Duration `json:"resend_after"`        // resend an unanswered request after this
 	Heartbeat   Duration `json:"heartbeat"`           // heartbeat interval
 	CAFile      string   `json:"ca_file,omitempty"`   // PEM CA bundle for the broker's certificate (TLS)
@@ -143,7 +144,7 @@ func Default() Config {
 		DeviceID: "pos-1",
 		DataDir:  "/var/lib/walletless",
 		API:      API{Addr: "127.0.0.1:8080"},
-		MQTT:     MQTT{Broker: "tcp://127.0.0.1:1883", Window: 256, ResendAfter: Duration(15 * time.Second), Heartbeat: Duration(time.Minute)},
+		MQTT:     MQTT{Broker: "tcp://127.0.0.1:1883", Window: 256, Bundle: 32, ResendAfter: Duration(15 * time.Second), Heartbeat: Duration(time.Minute)},
 		Scanner:  Scanner{Source: "stdin", Baud: 9600, MaxLine: 512, Dedup: Duration(2 * time.Second), Framing: "auto", Gap: Duration(50 * time.Millisecond), AIM: "auto", Keymap: "us"},
 		Printer:  Printer{Target: "none", Language: "en", Profile: "epson-80"},
 		Payment: Payment{
@@ -219,6 +220,9 @@ func (c Config) Validate() error {
 	}
 	if c.MQTT.Window < 1 || c.MQTT.Window > 1024 {
 		bad("mqtt.window", "%d is not between 1 and 1024", c.MQTT.Window)
+	}
+	if c.MQTT.Bundle < 1 || c.MQTT.Bundle > 128 {
+		bad("mqtt.bundle", "%d is not between 1 and 128", c.MQTT.Bundle)
 	}
 	if c.MQTT.ResendAfter < Duration(time.Second) {
 		bad("mqtt.resend_after", "must be at least 1s")

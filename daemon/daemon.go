@@ -141,6 +141,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		Username:    cfg.MQTT.Username,
 		Password:    cfg.MQTT.Password,
 		Window:      cfg.MQTT.Window,
+		Bundle:      cfg.MQTT.Bundle,
 		ResendAfter: time.Duration(cfg.MQTT.ResendAfter),
 		Heartbeat:   time.Duration(cfg.MQTT.Heartbeat),
 		CAFile:      cfg.MQTT.CAFile,

@@ -74,7 +74,11 @@ type Config struct {
 	CertFile string
 	KeyFile  string
 
-	Window      int           // entries in flight at once; default 256
+	Window int // entries in flight at once; default 256
+	// Bundle is the most outbox entries sent in one publish (a Bundle on BundleTopic)
+	// when several are due at once; default DefaultBundle. 1 sends each entry on its
+	// own kind's topic, for a cloud that does not implement bundles.
+	Bundle      int
 	ResendAfter time.Duration // resend an unanswered entry after this; default 15s
 	Session     uint64        // persistent session counter for birth and will
 	Version     string        // firmware version reported in the birth message
@@ -143,12 +147,13 @@ type flight struct {
 }
 
 type linkStats struct {
-	published, resent, results, acked, ignored, connects atomic.Uint64
+	published, publishes, resent, results, acked, ignored, connects atomic.Uint64
 }
 
 // Stats are counters since the link started.
 type Stats struct {
-	Published uint64 // publishes of outbox entries, first sends and resends
+	Published uint64 // outbox entries sent, first sends and resends
+	Publishes uint64 // MQTT publishes that carried them (a Bundle carries several)
 	Resent    uint64 // of which resends
 	Results   uint64 // valid results received (duplicates included)
 	Acked     uint64 // outbox entries marked synced by the link (Acker only)
@@ -176,6 +181,10 @@ func NewLink(cfg Config) (*Link, error) {
 	if cfg.Window <= 0 {
 		cfg.Window = 256
 	}
+	if cfg.Bundle <= 0 {
+		cfg.Bundle = DefaultBundle
+	}
+	cfg.Bundle = min(cfg.Bundle, MaxBundleItems)
 	if cfg.ResendAfter <= 0 {
 		cfg.ResendAfter = 15 * time.Second
 	}
@@ -238,7 +247,7 @@ func (l *Link) InFlight() int {
 // Stats returns the link's counters.
 func (l *Link) Stats() Stats {
 	return Stats{
-		Published: l.stats.published.Load(), Resent: l.stats.resent.Load(), Results: l.stats.results.Load(),
+		Published: l.stats.published.Load(), Publishes: l.stats.publishes.Load(), Resent: l.stats.resent.Load(), Results: l.stats.results.Load(),
 		Acked: l.stats.acked.Load(), Ignored: l.stats.ignored.Load(), Connects: l.stats.connects.Load(),
 	}
 }
@@ -498,22 +507,19 @@ func (l *Link) drain(c mqtt.Client, now time.Time) {
 	if len(batch) == 0 {
 		return
 	}
-	type sent struct {
-		seq uint64
-		tok mqtt.Token
+	type item struct {
+		seq  uint64
+		kind string
+		data []byte
 	}
-	toks := make([]sent, 0, len(batch))
+	items := make([]item, 0, len(batch))
 	for _, p := range batch {
-		if !c.IsConnectionOpen() {
-			break // the rest goes out on the next connection
-		}
 		var m OutboxMessage
 		if err := json.Unmarshal(p.Data, &m); err != nil || m.Key == "" {
 			l.log.Error("skipping unreadable outbox entry", "seq", p.Seq, "err", err)
 			continue
 		}
-		topic, err := UpTopic(l.cfg.DeviceID, m.Kind)
-		if err != nil {
+		if _, err := UpTopic(l.cfg.DeviceID, m.Kind); err != nil {
 			l.log.Error("skipping outbox entry", "seq", p.Seq, "err", err)
 			continue
 		}
@@ -525,9 +531,67 @@ func (l *Link) drain(c mqtt.Client, now time.Time) {
 		l.inflight[p.Seq] = &flight{key: fk, sent: now}
 		l.bykey[fk] = p.Seq
 		l.mu.Unlock()
-		toks = append(toks, sent{p.Seq, c.Publish(topic, 1, false, []byte(m.Payload))})
+		items = append(items, item{p.Seq, m.Kind, m.Payload})
 	}
-	l.stats.published.Add(uint64(len(toks)))
+	type sent struct {
+		seqs []uint64
+		tok  mqtt.Token
+	}
+	var toks []sent
+	// Consecutive entries go out together as a Bundle of up to Config.Bundle items that
+	// fits MaxPayload; an entry alone goes to its own kind's topic.
+	for len(items) > 0 {
+		if !c.IsConnectionOpen() {
+			// The rest goes out on the next connection (or after ResendAfter).
+			l.mu.Lock()
+			for _, it := range items {
+				if f, ok := l.inflight[it.seq]; ok {
+					f.sent = time.Time{}
+				}
+			}
+			l.mu.Unlock()
+			break
+		}
+		n, size := 1, len(items[0].data)
+		for n < len(items) && n < l.cfg.Bundle && size+len(items[n].data)+bundleOverhead(n+1) <= MaxPayload {
+			size += len(items[n].data)
+			n++
+		}
+		group := items[:n]
+		items = items[n:]
+		seqs := make([]uint64, n)
+		for i, it := range group {
+			seqs[i] = it.seq
+		}
+		var topic string
+		var payload []byte
+		if n == 1 {
+			topic, _ = UpTopic(l.cfg.DeviceID, group[0].kind)
+			payload = group[0].data
+		} else {
+			bis := make([]BundleItem, n)
+			for i, it := range group {
+				bis[i] = BundleItem{Kind: it.kind, Payload: it.data}
+			}
+			raw, err := EncodeBundle(l.cfg.DeviceID, bis)
+			if err != nil { // cannot happen within the bounds above; send them one by one
+				l.log.Error("bundle", "err", err)
+				for _, it := range group {
+					t, _ := UpTopic(l.cfg.DeviceID, it.kind)
+					toks = append(toks, sent{[]uint64{it.seq}, c.Publish(t, 1, false, it.data)})
+				}
+				continue
+			}
+			topic, payload = BundleTopic(l.cfg.DeviceID), raw
+		}
+		toks = append(toks, sent{seqs, c.Publish(topic, 1, false, payload)})
+	}
+	var published uint64
+	for _, s := range toks {
+		published += uint64(len(s.seqs))
+	}
+	l.stats.published.Add(published)
+	l.stats.publishes.Add(uint64(len(toks)))
 	// PUBACKs are awaited off the loop so results keep flowing; a publish the broker
 	// did not take is due again at once (and paho resends it itself on reconnect).
 	l.wg.Add(1)
@@ -536,10 +600,12 @@ func (l *Link) drain(c mqtt.Client, now time.Time) {
 		deadline := time.Now().Add(l.cfg.Timeout)
 		for _, s := range toks {
 			if !s.tok.WaitTimeout(time.Until(deadline)) || s.tok.Error() != nil {
-				l.log.Debug("publish not acknowledged by broker; will resend", "seq", s.seq, "err", s.tok.Error())
-				select {
-				case l.failed <- s.seq:
-				default: // the resend timer catches it
+				l.log.Debug("publish not acknowledged by broker; will resend", "entries", len(s.seqs), "err", s.tok.Error())
+				for _, seq := range s.seqs {
+					select {
+					case l.failed <- seq:
+					default: // the resend timer catches it
+					}
 				}
 			}
 		}

@@ -156,6 +156,7 @@ func TestResultsDuplicatedReorderedUnknownMalformed(t *testing.T) {
 	cloud.sub(t, wsync.RequestTopic("dev-x"))
 	d := newTestDevice(t, filepath.Join(t.TempDir(), "posd.db"), wsync.Config{
 		BrokerURL: m.URL(), DeviceID: "dev-x", Username: "dev-x", Password: password, ResendAfter: time.Minute,
+		Bundle: 1, // this cloud reads single requests only
 	})
 	stop := d.run()
 	defer stop()
