@@ -37,7 +37,7 @@ func TestDeployACLConfinesDevices(t *testing.T) {
 	reqA, reqB := wsync.RequestTopic("dev-a"), wsync.RequestTopic("dev-b")
 
 	gw := mustConnect(t, m.URL(), "posgw", "posgw-acl")
-	gw.sub(t, "walletless/v1/devices/+/payments/request")
+	gw.sub(t, "walletless/v1/devices/+/payments/request", "walletless/v1/devices/+/bundle")
 	fleet := mustConnect(t, m.URL(), "posfleet", "fleet-acl")
 	fleet.sub(t, "walletless/v1/devices/+/status", "walletless/v1/devices/+/heartbeat")
 	devB := mustConnect(t, m.URL(), "dev-b", "posd-dev-b")
@@ -65,8 +65,13 @@ func TestDeployACLConfinesDevices(t *testing.T) {
 		t.Errorf("device A read %v", topicsOf(got))
 	}
 
-	// A cannot write B's requests, status or heartbeat.
+	// B may write its own bundles.
+	devB.pub(t, wsync.BundleTopic("dev-b"), false, "bundle-of-b")
+	gw.waitPayload(t, "bundle-of-b")
+
+	// A cannot write B's requests, bundles, status or heartbeat.
 	devA.pub(t, reqB, false, "spoofed-request")
+	devA.pub(t, wsync.BundleTopic("dev-b"), false, "spoofed-bundle")
 	devA.pub(t, wsync.StatusTopic("dev-b"), true, "spoofed-status")
 	devA.pub(t, wsync.HeartbeatTopic("dev-b"), false, "spoofed-heartbeat")
 	devA.pub(t, reqA, false, "marker-3")
