@@ -463,8 +463,9 @@ func (g *Gateway) handleBatch(ctx context.Context, c mqtt.Client, batch []mqtt.M
 	// One message per device answers everything this batch decided for it: a single
 	// PaymentResult, or a ResultBatch of up to MaxBatchResults.
 	var (
-		devices []string
-		results = map[string][]wsync.PaymentResult{}
+		devices          []string
+		results          = map[string][]wsync.PaymentResult{}
+		decided, replays int
 	)
 	for i, a := range answers {
 		if a.Ignored != "" {
@@ -473,8 +474,10 @@ func (g *Gateway) handleBatch(ctx context.Context, c mqtt.Client, batch []mqtt.M
 			continue
 		}
 		if a.Fresh {
+			decided++
 			g.stats.decided.Add(1)
 		} else {
+			replays++
 			g.stats.replayed.Add(1)
 		}
 		d := msgs[i].Device
@@ -483,6 +486,7 @@ func (g *Gateway) handleBatch(ctx context.Context, c mqtt.Client, batch []mqtt.M
 		}
 		results[d] = append(results[d], a.Result)
 	}
+	g.log.Debug("batch answered", "messages", len(msgs), "decided", decided, "replayed", replays, "devices", len(devices))
 	toks := make([]mqtt.Token, 0, len(devices))
 	counts := make([]int, 0, len(devices))
 	for _, d := range devices {
