@@ -101,28 +101,28 @@ type dupSender struct {
 func newDupSender(t *testing.T, url, id string) *dupSender {
 	t.Helper()
 	d := &dupSender{id: id, results: map[string][]wsync.PaymentResult{}}
-	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID("posd-"+id).SetUsername(id).SetPassword(password).
+	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID("posd-" + id).SetUsername(id).SetPassword(password).
 		SetCleanSession(false).SetAutoReconnect(true).SetConnectTimeout(5 * time.Second)
-	opts.SetOnConnectHandler(func(c mqtt.Client) {
-		go c.Subscribe(wsync.ResultTopic(id), 1, func(_ mqtt.Client, m mqtt.Message) {
-			rs, errs := wsync.DecodeResults(m.Payload())
-			d.mu.Lock()
-			defer d.mu.Unlock()
-			if len(errs) > 0 {
-				t.Errorf("%s: bad result message: %v", id, errs)
-			}
-			for _, r := range rs {
-				d.results[r.Key] = append(d.results[r.Key], r)
-			}
-		})
-	})
 	d.c = mqtt.NewClient(opts)
 	if tok := d.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect %s: %v", id, tok.Error())
 	}
 	t.Cleanup(func() { d.c.Disconnect(0) })
-	waitFor(t, id+" subscribed", 10*time.Second, func() bool { return d.c.IsConnectionOpen() })
-	time.Sleep(200 * time.Millisecond) // the subscribe above is asynchronous
+	// The persistent session keeps the subscription if the connection drops.
+	tok := d.c.Subscribe(wsync.ResultTopic(id), 1, func(_ mqtt.Client, m mqtt.Message) {
+		rs, errs := wsync.DecodeResults(m.Payload())
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if len(errs) > 0 {
+			t.Errorf("%s: bad result message: %v", id, errs)
+		}
+		for _, r := range rs {
+			d.results[r.Key] = append(d.results[r.Key], r)
+		}
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", id, tok.Error())
+	}
 	return d
 }
 
