@@ -19,17 +19,41 @@
 //   - a batch close is compared with the ledger's own totals for the device's sales
 //     and refunds created in [opened_at, closed_at).
 //
-// # Caveats
+// The ledger work sits behind Applier: "apply this batch of device messages in one
+// transaction and return each answer". Local is this process's bbolt Ledger with the
+// Rules; Remote is an HTTP client of a Server, which serves a Local to other posgw
+// processes.
+//
+// # Several processes, one ledger
 //
 // The ledger is one bbolt file and bbolt allows one process per file: a second posgw
-// on the same data directory fails fast with ErrLocked. Several Gateways share one
-// Ledger safely inside one process (posgw -instances N): bbolt serializes the write
-// transactions and each key is looked up and decided inside one, so a resend that the
-// broker hands to another instance is answered from the ledger, never decided twice.
-// Several posgw processes on different machines, each with its own ledger, would each
-// decide a key that reached both (a resend is not sticky to one member of a shared
-// subscription): that deployment needs one shared transactional ledger (a SQL database
-// with a unique key constraint, for instance), which this reference does not provide.
+// on the same data directory fails fast with ErrLocked. Gateways share one Ledger
+// safely inside one process (posgw -instances N): bbolt serializes the write
+// transactions and each key is looked up and decided inside one.
+//
+// Several posgw processes (on one machine or several) share a ledger through its
+// owner: one process opens the file and serves it (Server; posgw -ledger-listen), the
+// others decide through it (Remote; posgw -ledger-url). A resend that the broker hands
+// to another member of the shared subscription is therefore decided against the same
+// ledger and never twice. The server decodes and validates every message again and
+// applies the decision rules itself (a client's Rules are not used); each request is
+// one transaction. Calls carry a shared bearer token (ReadToken), compared in
+// constant time; a listener on a non-loopback address without a token is refused
+// (CheckListen).
+//
+// # Caveats
+//
+// The ledger link is plain HTTP: the token and the requests (payment codes included)
+// travel in clear text. Keep it on a private network or behind a TLS-terminating
+// proxy (a Remote accepts https:// URLs).
+//
+// The owner is a single point of failure: while it is down the other processes
+// answer nothing (the devices keep their requests and resend), and they log that once
+// per outage. Nothing is lost or decided twice, but nothing is decided either.
+//
+// A Remote splits a batch larger than MaxApplyMessages or MaxApplyBody into several
+// requests, each its own transaction; when a later one fails, the earlier ones are
+// recorded but unanswered until the devices resend.
 //
 // Batch reconciliation scans the whole ledger; fine for a reference gateway, not for a
 // fleet.
