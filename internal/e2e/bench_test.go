@@ -97,12 +97,14 @@ func BenchmarkSaleRoundTrip(b *testing.B) {
 // BenchmarkDrain10k stores 10,000 sales while the device is offline, then connects
 // and measures until every one is answered by posgw and durably marked synced. The
 // same run measures mosquitto_pub sending 10,000 QoS 1 messages of the same size to
-// the same broker.
+// the same broker. Bundles are on (the default, 32 sales per publish) except in the
+// bundle=1 case.
 func BenchmarkDrain10k(b *testing.B) {
 	const n = 10_000
 	pub := need(b, "mosquitto_pub", "mosquitto-clients")
-	for _, window := range []int{32, 256, 1024} {
-		b.Run(fmt.Sprintf("window=%d", window), func(b *testing.B) {
+	for _, c := range []struct{ window, bundle int }{{32, 32}, {256, 1}, {256, 32}, {1024, 32}} {
+		window := c.window
+		b.Run(fmt.Sprintf("window=%d/bundle=%d", window, c.bundle), func(b *testing.B) {
 			m := newMosquitto(b, mosqOpts{persistence: true, users: []string{"dev-dr"}})
 			startGateways(b, m.URL(), 1)
 
@@ -142,7 +144,7 @@ func BenchmarkDrain10k(b *testing.B) {
 				ob := ackOutbox{storeOutbox{st}, make(chan int, n)}
 				d := &testDevice{id: "dev-dr", st: st, results: map[string]wsync.PaymentResult{}, seen: map[string]int{}}
 				link, err := wsync.NewLink(wsync.Config{BrokerURL: m.URL(), DeviceID: "dev-dr", Username: "dev-dr", Password: password,
-					Outbox: ob, OnResults: d.linkOnResults(), Window: window, Heartbeat: -1, ClientID: fmt.Sprintf("posd-dev-dr-%d-%d", window, it)})
+					Outbox: ob, OnResults: d.linkOnResults(), Window: window, Bundle: c.bundle, Heartbeat: -1, ClientID: fmt.Sprintf("posd-dev-dr-%d-%d", window, it)})
 				if err != nil {
 					b.Fatal(err)
 				}

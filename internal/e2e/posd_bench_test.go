@@ -23,12 +23,21 @@ import (
 // 10,000 sales while its broker is unreachable (they wait in its outbox as
 // authorizing), then restarts against mosquitto and posgw; the clock runs until every
 // sale is approved and its outbox entry is gone. mosquitto_pub's QoS 1 rate on the
-// same broker is measured in the same run.
+// same broker is measured in the same run. bundle=1 sends one publish per sale,
+// bundle=32 is the default (up to 32 sales per publish).
+//
+// WL_DRAINPROF=file writes a CPU profile of the drain phase alone.
 func BenchmarkPosdDrain10k(b *testing.B) {
-	const n = 10_000
 	pub := need(b, "mosquitto_pub", "mosquitto-clients")
 	m := newMosquitto(b, mosqOpts{persistence: true, users: []string{"dev-pd"}})
 	startGateways(b, m.URL(), 1)
+	for _, bundle := range []int{1, 32} {
+		b.Run(fmt.Sprint("bundle=", bundle), func(b *testing.B) { benchPosdDrain(b, pub, m, bundle) })
+	}
+}
+
+func benchPosdDrain(b *testing.B, pub string, m *mosq, bundle int) {
+	const n = 10_000
 	pubRate := mosquittoPubRate(b, pub, m, n)
 
 	var total time.Duration
@@ -40,13 +49,13 @@ func BenchmarkPosdDrain10k(b *testing.B) {
 		ln.Close()
 		// Offline phase: the link cannot connect; offline_after is long, so sales wait
 		// as authorizing instead of being refused.
-		api, stop := runPosd(b, dir, dead)
+		api, stop := runPosd(b, dir, dead, bundle)
 		for i := 0; i < n; i++ {
 			id := post(b, api+"/v1/sales", fmt.Sprintf(`{"amount_minor": %d, "currency": "KRW"}`, 1000+i))["id"].(string)
 			post(b, api+"/v1/sales/"+id+"/code", fmt.Sprintf(`{"code": "28%016d"}`, int64(it)*n+int64(i)))
 		}
 		stop()
-		api, stop = runPosd(b, dir, m.URL())
+		api, stop = runPosd(b, dir, m.URL(), bundle)
 		b.StartTimer()
 		if f := os.Getenv("WL_DRAINPROF"); f != "" {
 			pf, _ := os.Create(f)
@@ -88,7 +97,7 @@ func mosquittoPubRate(b *testing.B, pub string, m *mosq, n int) float64 {
 	return float64(n) / time.Since(t0).Seconds()
 }
 
-func runPosd(b *testing.B, dir, brokerURL string) (api string, stop func()) {
+func runPosd(b *testing.B, dir, brokerURL string, bundle int) (api string, stop func()) {
 	b.Helper()
 	cfg := config.Default()
 	cfg.DataDir = filepath.Join(dir, "posd")
@@ -96,6 +105,7 @@ func runPosd(b *testing.B, dir, brokerURL string) (api string, stop func()) {
 	cfg.DeviceID = "dev-pd"
 	cfg.MQTT.Broker = brokerURL
 	cfg.MQTT.Username, cfg.MQTT.Password = "dev-pd", password
+	cfg.MQTT.Bundle = bundle
 	cfg.Payment.OfflineAfter = config.Duration(time.Hour)
 	cfg.Payment.AuthTimeout = config.Duration(time.Hour)
 	cfg.Payment.QueryTimeout = config.Duration(time.Hour)
