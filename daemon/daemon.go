@@ -260,12 +260,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	srv := api.New(engine, status, log.With("component", "api"))
 	srv.Merchant = cfg.Merchant.Name
-	srv.Reprint = func(id string) error {
-		sale, err := engine.Get(id)
-		if err != nil {
-			return err
+	if !receipts.none { // without a printer, reprint answers 501
+		srv.Reprint = func(id string) error {
+			sale, err := engine.Get(id)
+			if err != nil {
+				return err
+			}
+			return receipts.reprint(sale)
 		}
-		return receipts.reprint(sale)
 	}
 	g.Go(func() error { return srv.Serve(ctx, ln) })
 

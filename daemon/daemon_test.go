@@ -267,3 +267,18 @@ func waitFile(t *testing.T, path string) {
 	}
 	t.Fatalf("%s was not written", path)
 }
+
+// TestNoPrinter: with printer.target "none" a finished sale encodes no receipt and a
+// reprint answers 501, saying there is no printer.
+func TestNoPrinter(t *testing.T) {
+	tp := startThinPathWith(t, t.TempDir(), "tcp://127.0.0.1:1", func(c *config.Config) { c.Printer.Target = "none" })
+	defer tp.shutdown()
+	m := tp.sale(500, "KRW", "hello-not-a-code") // declined locally: no network needed
+	if m["status"] != "declined" {
+		t.Fatalf("sale = %v", m)
+	}
+	code, r := tp.do("POST", "/v1/sales/"+m["id"].(string)+"/reprint", "")
+	if code != http.StatusNotImplemented || r["error"] == "" {
+		t.Errorf("reprint without a printer: %d %v", code, r)
+	}
+}

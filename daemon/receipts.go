@@ -20,10 +20,11 @@ type receipts struct {
 	profile printer.Profile
 	log     *slog.Logger
 	sales   chan payment.Sale // finished sales waiting to be encoded
+	none    bool              // printer.target "none": nothing to print, nothing to encode
 }
 
 func newReceipts(prn printer.Printer, profile printer.Profile, cfg config.Config, log *slog.Logger) *receipts {
-	r := &receipts{cfg: cfg, profile: profile, log: log, sales: make(chan payment.Sale, 1024)}
+	r := &receipts{cfg: cfg, profile: profile, log: log, sales: make(chan payment.Sale, 1024), none: cfg.Printer.Target == "none"}
 	r.q = printer.NewQueue(prn, printer.QueueOptions{
 		Log: log,
 		Done: func(name string, err error) {
@@ -54,6 +55,9 @@ func (r *receipts) run(ctx context.Context) error {
 // enqueue hands a finished sale to the receipt goroutine. The sale engine calls it:
 // it never blocks, and encoding happens off the engine's goroutine.
 func (r *receipts) enqueue(s payment.Sale) {
+	if r.none {
+		return
+	}
 	select {
 	case r.sales <- s:
 	default:
