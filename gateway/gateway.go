@@ -184,27 +184,6 @@ func (g *Gateway) Filters() map[string]byte {
 	return m
 }
 
-// backoff is the wait between connection attempts: it doubles from min to max after
-// each failure, each wait jittered by ±25% so a fleet of gateways does not reconnect
-// in lock-step, and starts over after a successful connection.
-type backoff struct {
-	min, max, cur time.Duration
-	jitter        func(time.Duration) time.Duration
-}
-
-func newBackoff(lo, hi time.Duration) *backoff {
-	return &backoff{min: lo, max: hi, cur: lo, jitter: wsync.Jitter}
-}
-
-// next returns the wait before the next attempt and doubles the base.
-func (b *backoff) next() time.Duration {
-	d := b.jitter(b.cur)
-	b.cur = min(2*b.cur, b.max)
-	return d
-}
-
-func (b *backoff) reset() { b.cur = b.min }
-
 // Run serves until ctx is done, reconnecting with backoff and jitter whenever the
 // connection fails and subscribing again on every connection. A cancelled context is
 // a clean stop and returns nil. Run may be called once.
@@ -243,32 +222,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 	client := mqtt.NewClient(opts)
 	defer g.wg.Wait() // PUBACK waiters are bounded by Timeout
 	g.log.Info("gateway starting", "broker", g.cfg.BrokerURL, "group", g.cfg.Group, "client_id", g.cfg.ClientID)
-	bo := newBackoff(g.cfg.BackoffMin, g.cfg.BackoffMax)
 	batch := make([]mqtt.Message, 0, g.cfg.Batch)
-	for attempt := 1; ; attempt++ {
-		if ctx.Err() != nil {
-			return nil
-		}
+	connect := func() error {
 		select { // a loss reported for an earlier connection is stale now
 		case <-g.lost:
 		default:
 		}
-		if err := g.connect(client); err != nil {
-			d := bo.next()
-			if attempt == 1 || attempt%10 == 0 {
-				g.log.Warn("broker unreachable; retrying", "broker", g.cfg.BrokerURL, "attempt", attempt, "in", d.Round(time.Millisecond), "err", err)
-			}
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil
-			case <-t.C:
-			}
-			continue
-		}
-		attempt = 0
-		bo.reset()
+		return g.connect(client)
+	}
+	serve := func() error {
 		g.stats.connects.Add(1)
 		g.ready.Store(true)
 		g.log.Info("gateway subscribed", "group", g.cfg.Group, "broker", g.cfg.BrokerURL)
@@ -281,7 +243,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		g.log.Warn("broker connection lost; reconnecting", "err", lostErr)
 		client.Disconnect(0)
+		return lostErr
 	}
+	wsync.Reconnect(ctx, g.log, g.cfg.BrokerURL, &wsync.Backoff{Min: g.cfg.BackoffMin, Max: g.cfg.BackoffMax}, connect, serve)
+	return nil
 }
 
 // connect makes one connection attempt and subscribes the shared filters, each wait

@@ -489,46 +489,6 @@ func (l lockedBuf) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
-// TestBackoffGrowsAndJitters: the base doubles from min to max and stays there,
-// every wait is within ±25% of its base, the waits are not all the base itself
-// (jitter), and reset starts over.
-func TestBackoffGrowsAndJitters(t *testing.T) {
-	const lo, hi = 100 * time.Millisecond, 3 * time.Second
-	var bases []time.Duration
-	b := newBackoff(lo, hi)
-	b.jitter = func(d time.Duration) time.Duration { bases = append(bases, d); return d }
-	for i := 0; i < 8; i++ {
-		b.next()
-	}
-	want := []time.Duration{lo, 2 * lo, 4 * lo, 8 * lo, 16 * lo, hi, hi, hi}
-	if fmt.Sprint(bases) != fmt.Sprint(want) {
-		t.Errorf("bases %v, want %v", bases, want)
-	}
-	b.reset()
-	if b.next(); bases[len(bases)-1] != lo {
-		t.Errorf("after reset the base is %v", bases[len(bases)-1])
-	}
-	// The real jitter.
-	distinct := map[time.Duration]bool{}
-	for round := 0; round < 50; round++ {
-		b := newBackoff(lo, hi)
-		base := lo
-		for i := 0; i < 8; i++ {
-			d := b.next()
-			if d < base*3/4 || d > base*5/4 {
-				t.Fatalf("wait %v outside ±25%% of %v", d, base)
-			}
-			if i == 0 {
-				distinct[d] = true
-			}
-			base = min(2*base, hi)
-		}
-	}
-	if len(distinct) < 10 {
-		t.Errorf("first waits of 50 backoffs took only %d values: not jittered", len(distinct))
-	}
-}
-
 // FuzzDecodeApply: the ledger server's request decoder never panics, every message
 // it accepts is valid on its own, and the handler answers 200 with one answer per
 // message or a 4xx.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	stdsync "sync"
 	"sync/atomic"
@@ -313,32 +312,14 @@ func (l *Link) Run(ctx context.Context) error {
 	}
 	l.log.Info("link starting", "broker", l.cfg.BrokerURL, "device", l.cfg.DeviceID, "session", l.cfg.Session)
 
-	backoff := l.cfg.BackoffMin
-	for attempt := 1; ; attempt++ {
-		if ctx.Err() != nil {
-			return nil
-		}
+	connect := func() error {
 		select { // a loss reported for an earlier connection is stale now
 		case <-l.lost:
 		default:
 		}
-		err := l.connect(client)
-		if err != nil {
-			d := Jitter(backoff)
-			if attempt == 1 || attempt%10 == 0 {
-				l.log.Warn("broker unreachable; retrying", "broker", l.cfg.BrokerURL, "attempt", attempt, "in", d.Round(time.Millisecond), "err", err)
-			}
-			backoff = min(2*backoff, l.cfg.BackoffMax)
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil
-			case <-t.C:
-			}
-			continue
-		}
-		attempt, backoff = 0, l.cfg.BackoffMin
+		return l.connect(client)
+	}
+	serve := func() error {
 		l.stats.connects.Add(1)
 		l.online.Store(true)
 		l.log.Info("broker connected", "broker", l.cfg.BrokerURL)
@@ -353,7 +334,10 @@ func (l *Link) Run(ctx context.Context) error {
 		}
 		l.log.Warn("broker connection lost", "err", lostErr)
 		client.Disconnect(0)
+		return lostErr
 	}
+	Reconnect(ctx, l.log, l.cfg.BrokerURL, &Backoff{Min: l.cfg.BackoffMin, Max: l.cfg.BackoffMax}, connect, serve)
+	return nil
 }
 
 // connect makes one connection attempt, subscribes and publishes the birth message.
@@ -791,14 +775,4 @@ func (l *Link) acker(ctx context.Context, a Acker) {
 		l.mu.Unlock()
 		l.Kick()
 	}
-}
-
-// Jitter returns d ± 25%, so a fleet that lost its broker at once does not come back
-// at once. Reconnect loops of devices and gateways use it.
-func Jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	q := int64(d) / 4
-	return time.Duration(int64(d) - q + rand.Int64N(2*q+1))
 }
