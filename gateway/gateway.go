@@ -252,15 +252,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 // connect makes one connection attempt and subscribes the shared filters, each wait
 // bounded.
 func (g *Gateway) connect(c mqtt.Client) error {
-	// paho bounds the attempt with ConnectTimeout; the wait gives it time to say so
-	// before another attempt starts on the same client.
-	t := c.Connect()
-	if !t.WaitTimeout(g.cfg.Timeout + 2*time.Second) {
-		c.Disconnect(0)
-		return fmt.Errorf("gateway: connect: no answer from the broker within %s", g.cfg.Timeout)
-	}
-	if err := t.Error(); err != nil {
-		return fmt.Errorf("gateway: connect: %w", err)
+	if err := wsync.Dial(c, g.cfg.Timeout); err != nil {
+		return fmt.Errorf("gateway: %w", err)
 	}
 	st := c.SubscribeMultiple(g.Filters(), g.onMessage)
 	if !st.WaitTimeout(g.cfg.Timeout) {

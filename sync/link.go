@@ -342,15 +342,8 @@ func (l *Link) Run(ctx context.Context) error {
 
 // connect makes one connection attempt, subscribes and publishes the birth message.
 func (l *Link) connect(c mqtt.Client) error {
-	// paho bounds the attempt with ConnectTimeout; the wait gives it time to say so
-	// before another attempt starts on the same client.
-	t := c.Connect()
-	if !t.WaitTimeout(l.cfg.Timeout + 2*time.Second) {
-		c.Disconnect(0)
-		return fmt.Errorf("sync: connect: no answer from the broker within %s", l.cfg.Timeout)
-	}
-	if err := t.Error(); err != nil {
-		return fmt.Errorf("sync: connect: %w", err)
+	if err := Dial(c, l.cfg.Timeout); err != nil {
+		return err
 	}
 	if err := l.wait(c.Subscribe(ResultTopic(l.cfg.DeviceID), 1, l.onMessage)); err != nil {
 		c.Disconnect(0)

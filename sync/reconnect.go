@@ -2,9 +2,12 @@ package sync
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
 
 // Backoff is the wait between connection attempts: it doubles from Min to Max after
@@ -64,6 +67,21 @@ func Reconnect(ctx context.Context, log *slog.Logger, broker string, b *Backoff,
 			return
 		}
 	}
+}
+
+// Dial makes one connection attempt with c. paho bounds the attempt with the client's
+// ConnectTimeout; the wait here gives it two seconds more to say so, so that no
+// second attempt starts on the same client while the first still runs.
+func Dial(c mqtt.Client, timeout time.Duration) error {
+	t := c.Connect()
+	if !t.WaitTimeout(timeout + 2*time.Second) {
+		c.Disconnect(0)
+		return fmt.Errorf("sync: connect: no answer from the broker within %s", timeout)
+	}
+	if err := t.Error(); err != nil {
+		return fmt.Errorf("sync: connect: %w", err)
+	}
+	return nil
 }
 
 // Jitter returns d ± 25%, so a fleet that lost its broker at once does not come back
