@@ -23,8 +23,9 @@ import (
 	wsync "github.com/walletless/walletless/sync"
 )
 
-// The ledger server's HTTP interface (JSON, every call with "Authorization: Bearer
-// TOKEN" when the server has a token):
+// The ledger server's HTTP interface (HTTP or HTTPS, optionally with client
+// certificates; JSON, every call with "Authorization: Bearer TOKEN" when the server
+// has a token):
 //
 //	POST /v1/apply                  {"v":1,"messages":[{"kind","device","payload"}…]}
 //	                                → {"v":1,"answers":[{"result","fresh","ignored"}…]}
@@ -55,8 +56,16 @@ var (
 	ErrUnauthorized = errors.New("gateway: ledger server refused the token")
 	// ErrBadLedgerAnswer: the ledger server's answer does not fit the request.
 	ErrBadLedgerAnswer = errors.New("gateway: bad answer from the ledger server")
-	// ErrInsecureListen: a ledger listener on a non-loopback address needs a token.
-	ErrInsecureListen = errors.New("gateway: a ledger listener on a non-loopback address needs a token")
+	// ErrLedgerTLS: the TLS handshake with the ledger server failed (its certificate
+	// does not verify, it refused this client's certificate, or one side does not
+	// speak TLS). Permanent until the certificates or URLs agree.
+	ErrLedgerTLS = errors.New("gateway: TLS with the ledger server failed")
+	// ErrInsecureListen: a ledger listener on a non-loopback address needs a token
+	// or mutual TLS.
+	ErrInsecureListen = errors.New("gateway: a ledger listener on a non-loopback address needs a token or mutual TLS")
+	// ErrBadTLSFiles: a certificate, key or CA file of the ledger link is missing,
+	// unreadable or not valid PEM, or a certificate was given without its key.
+	ErrBadTLSFiles = errors.New("gateway: ledger TLS files")
 	// ErrBadToken: the token file is empty or its token too short or not printable.
 	ErrBadToken = errors.New("gateway: bad ledger token")
 )
@@ -101,15 +110,17 @@ func ReadToken(path string) (string, error) {
 	return tok, nil
 }
 
-// CheckListen refuses a ledger listener on addr (host:port) without a token unless
-// the host is a loopback address: anyone who can reach the port could write the
-// ledger.
-func CheckListen(addr, token string) error {
+// CheckListen refuses a ledger listener on addr (host:port) that authenticates
+// nobody unless the host is a loopback address: anyone who can reach the port could
+// write the ledger. A listener authenticates its clients with a token, with mutual
+// TLS (mutualTLS: a client certificate signed by the configured CA is required), or
+// with both (recommended: a copied client key alone is then not enough).
+func CheckListen(addr, token string, mutualTLS bool) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("gateway: ledger listen address %q: %w", addr, err)
 	}
-	if token != "" {
+	if token != "" || mutualTLS {
 		return nil
 	}
 	if host == "localhost" {
@@ -124,8 +135,11 @@ func CheckListen(addr, token string) error {
 // ServerConfig configures a ledger Server.
 type ServerConfig struct {
 	Local *Local // the ledger and the decision rules
-	Token string // bearer token every call must carry; empty: none (loopback only)
-	Log   *slog.Logger
+	Token string // bearer token every call must carry; empty: none (see CheckListen)
+	// TLS, when set, makes the server speak HTTPS only (see ServerTLSConfig); with
+	// ClientAuth tls.RequireAndVerifyClientCert it requires client certificates.
+	TLS *tls.Config
+	Log *slog.Logger
 }
 
 // Server serves a Local ledger over HTTP to posgw processes running with a Remote,
@@ -134,6 +148,7 @@ type ServerConfig struct {
 // are the server's.
 type Server struct {
 	local    *Local
+	tls      *tls.Config
 	token    [sha256.Size]byte
 	hasToken bool
 	log      *slog.Logger
@@ -150,6 +165,15 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{local: cfg.Local, log: cfg.Log, hasToken: cfg.Token != "", token: sha256.Sum256([]byte(cfg.Token))}
+	if cfg.TLS != nil {
+		if len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil {
+			return nil, fmt.Errorf("gateway: ledger server TLS configuration without a certificate")
+		}
+		s.tls = cfg.TLS.Clone()
+		if s.tls.MinVersion < tls.VersionTLS12 {
+			s.tls.MinVersion = tls.VersionTLS12
+		}
+	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST /v1/apply", s.auth(s.handleApply))
 	s.mux.HandleFunc("GET /v1/health", s.auth(func(w http.ResponseWriter, _ *http.Request) {
@@ -172,6 +196,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		TLSConfig:         s.tls,
 	}
 	done := make(chan struct{})
 	go func() {
@@ -184,8 +209,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}()
 	defer close(done)
-	s.log.Info("ledger server listening", "addr", ln.Addr().String(), "token", s.hasToken)
-	err := srv.Serve(ln)
+	mutual := s.tls != nil && s.tls.ClientAuth == tls.RequireAndVerifyClientCert
+	s.log.Info("ledger server listening", "addr", ln.Addr().String(), "token", s.hasToken, "tls", s.tls != nil, "mutual_tls", mutual)
+	var err error
+	if s.tls != nil {
+		err = srv.ServeTLS(ln, "", "") // the certificates are in srv.TLSConfig
+	} else {
+		err = srv.Serve(ln)
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -347,12 +378,15 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 
 // RemoteConfig configures a Remote.
 type RemoteConfig struct {
-	URL   string // the ledger server: http://host:7601 (or https:// behind TLS)
+	URL   string // the ledger server: http://host:7601, or https://host:7601 for TLS
 	Token string // bearer token (see ReadToken)
 	// Timeout bounds every apply call (connect, request, answer); default 10s.
 	// Listings get 12 times as long.
 	Timeout time.Duration
-	TLS     *tls.Config // for https URLs; nil: the system's roots
+	// TLS verifies the server and carries the client certificate of an https URL
+	// (see ClientTLSConfig); nil: the system's roots, no client certificate. Setting
+	// it with an http URL is an error: the files would silently not be used.
+	TLS *tls.Config
 }
 
 // Remote is an Applier (and a read-only ledger view) backed by another posgw's
@@ -373,6 +407,9 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("gateway: ledger URL %q: want http://host:port or https://host:port", cfg.URL)
 	}
+	if cfg.TLS != nil && u.Scheme != "https" {
+		return nil, fmt.Errorf("gateway: ledger URL %q: TLS settings need an https:// URL", cfg.URL)
+	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
@@ -384,6 +421,9 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 	tr.Proxy = nil // the ledger link is a private one
 	if cfg.TLS != nil {
 		tr.TLSClientConfig = cfg.TLS.Clone()
+		if tr.TLSClientConfig.MinVersion < tls.VersionTLS12 {
+			tr.TLSClientConfig.MinVersion = tls.VersionTLS12
+		}
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	return &Remote{base: u, token: cfg.Token, timeout: cfg.Timeout, client: &http.Client{Transport: tr}}, nil
@@ -413,6 +453,9 @@ func (r *Remote) do(ctx context.Context, d time.Duration, method, path string, b
 	resp, err := r.client.Do(req)
 	if err != nil {
 		cancel()
+		if isTLSFailure(err) {
+			return nil, nil, fmt.Errorf("%w: %s %s: %w", ErrLedgerTLS, method, path, err)
+		}
 		return nil, nil, fmt.Errorf("%w: %s %s: %w", ErrLedgerUnreachable, method, path, err)
 	}
 	if resp.StatusCode != http.StatusOK {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,7 +45,13 @@ func startLedgerServer(t *testing.T, addr, token string) *ledgerServer {
 
 func serveLedger(t *testing.T, l *Ledger, addr, token string) *ledgerServer {
 	t.Helper()
-	s, err := NewServer(ServerConfig{Local: NewLocal(l, Rules{}, nil), Token: token})
+	return serveLedgerTLS(t, l, addr, token, nil, nil)
+}
+
+// serveLedgerTLS is serveLedger speaking HTTPS when tc is set, logging to log.
+func serveLedgerTLS(t *testing.T, l *Ledger, addr, token string, tc *tls.Config, log *slog.Logger) *ledgerServer {
+	t.Helper()
+	s, err := NewServer(ServerConfig{Local: NewLocal(l, Rules{}, nil), Token: token, TLS: tc, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +63,11 @@ func serveLedger(t *testing.T, l *Ledger, addr, token string) *ledgerServer {
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
 	var once sync.Once
-	ls := &ledgerServer{ledger: l, url: "http://" + ln.Addr().String(), addr: ln.Addr().String()}
+	scheme := "http://"
+	if tc != nil {
+		scheme = "https://"
+	}
+	ls := &ledgerServer{ledger: l, url: scheme + ln.Addr().String(), addr: ln.Addr().String()}
 	ls.stop = func() {
 		once.Do(func() {
 			cancel()
@@ -243,21 +254,28 @@ func TestReadTokenAndCheckListen(t *testing.T) {
 	}
 	for _, c := range []struct {
 		addr, token string
+		mutual      bool
 		ok          bool
 	}{
-		{"127.0.0.1:7601", "", true},
-		{"[::1]:7601", "", true},
-		{"localhost:7601", "", true},
-		{":7601", "", false},
-		{"0.0.0.0:7601", "", false},
-		{"10.0.0.5:7601", "", false},
-		{"10.0.0.5:7601", testToken, true},
-		{":7601", testToken, true},
-		{"nonsense", testToken, false},
+		{"127.0.0.1:7601", "", false, true},
+		{"[::1]:7601", "", false, true},
+		{"localhost:7601", "", false, true},
+		{":7601", "", false, false},
+		{"0.0.0.0:7601", "", false, false},
+		{"10.0.0.5:7601", "", false, false},
+		{"10.0.0.5:7601", testToken, false, true},
+		{":7601", testToken, false, true},
+		{"10.0.0.5:7601", "", true, true}, // client certificates authenticate
+		{"10.0.0.5:7601", testToken, true, true},
+		{"nonsense", testToken, false, false},
+		{"nonsense", "", true, false},
 	} {
-		err := CheckListen(c.addr, c.token)
+		err := CheckListen(c.addr, c.token, c.mutual)
 		if (err == nil) != c.ok {
-			t.Errorf("CheckListen(%q, %q) = %v", c.addr, c.token, err)
+			t.Errorf("CheckListen(%q, %q, %v) = %v", c.addr, c.token, c.mutual, err)
+		}
+		if err != nil && c.addr != "nonsense" && !errors.Is(err, ErrInsecureListen) {
+			t.Errorf("CheckListen(%q): %v is not ErrInsecureListen", c.addr, err)
 		}
 	}
 }
