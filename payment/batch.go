@@ -124,9 +124,22 @@ func (e *Engine) openBatch(now time.Time) error {
 	return nil
 }
 
-// countSale adds an approved sale to a copy of the open batch and writes it in tx.
-// The caller installs the copy once tx commits.
+// countSale adds a sale (approved, or accepted under a defer policy) to a copy of its
+// batch and writes it in tx; the caller installs the copy once tx commits. A sale
+// belongs to the batch open when it was created, and CloseBatch waits for a batch's
+// authorizing and in-doubt sales, so that batch is the open one. Two cases remain:
+// a sale recorded by an older version has no batch and is counted in the open batch
+// (as those versions did); a sale whose batch is already closed (which the close rule
+// prevents) is not counted anywhere, and the cloud's reconciliation of that batch
+// reports the difference.
 func (e *Engine) countSale(tx *store.Tx, r *record) (*batchRecord, error) {
+	if r.BatchID == "" {
+		r.BatchID = e.batch.ID
+	}
+	if r.BatchID != e.batch.ID {
+		e.log.Error("sale of a closed batch not counted; the cloud will report that batch mismatched", "id", r.ID, "batch", r.BatchID)
+		return nil, nil
+	}
 	nb := e.batch.clone()
 	t := nb.total(r.Scheme, r.Currency)
 	var err error
@@ -137,12 +150,50 @@ func (e *Engine) countSale(tx *store.Tx, r *record) (*batchRecord, error) {
 		return nil, err
 	}
 	t.SalesCount++
-	r.BatchID = nb.ID
+	r.Counted = true
 	return nb, putBatch(tx, nb)
 }
 
-// countRefund adds an approved refund to a copy of the open batch.
+// uncountSale takes a sale stored offline, and counted then, out of its batch when
+// the cloud did not approve it. If the batch is closed already, its totals stay as
+// they were sent and the cloud reports the batch mismatched: the sale the merchant
+// accepted offline was not paid.
+func (e *Engine) uncountSale(tx *store.Tx, r *record) (*batchRecord, error) {
+	if r.BatchID != e.batch.ID {
+		e.log.Warn("sale stored offline was not approved after its batch closed; that batch's totals include it", "id", r.ID, "batch", r.BatchID)
+		return nil, nil
+	}
+	nb := e.batch.clone()
+	t := nb.total(r.Scheme, r.Currency)
+	t.SalesCount--
+	t.SalesMinor -= r.AmountMinor // counted before, so no overflow
+	t.NetMinor -= r.AmountMinor
+	if t.SalesCount == 0 && t.RefundsCount == 0 {
+		nb.drop(r.Scheme, r.Currency)
+	}
+	r.Counted = false
+	return nb, putBatch(tx, nb)
+}
+
+// drop removes the line for scheme and currency.
+func (b *batchRecord) drop(scheme, currency string) {
+	for i, t := range b.Totals {
+		if t.Scheme == scheme && t.Currency == currency {
+			b.Totals = append(b.Totals[:i], b.Totals[i+1:]...)
+			return
+		}
+	}
+}
+
+// countRefund adds an approved refund to a copy of its batch (see countSale).
 func (e *Engine) countRefund(tx *store.Tx, f *refundRecord) (*batchRecord, error) {
+	if f.BatchID == "" {
+		f.BatchID = e.batch.ID
+	}
+	if f.BatchID != e.batch.ID {
+		e.log.Error("refund of a closed batch not counted; the cloud will report that batch mismatched", "id", f.ID, "batch", f.BatchID)
+		return nil, nil
+	}
 	nb := e.batch.clone()
 	t := nb.total(f.Scheme, f.Currency)
 	var err error
@@ -153,7 +204,6 @@ func (e *Engine) countRefund(tx *store.Tx, f *refundRecord) (*batchRecord, error
 		return nil, err
 	}
 	t.RefundsCount++
-	f.BatchID = nb.ID
 	return nb, putBatch(tx, nb)
 }
 
@@ -181,14 +231,29 @@ func (e *Engine) GetBatch(id string) (Batch, error) {
 }
 
 // CloseBatch closes the open batch, queues its totals for the cloud (kind batch) and
-// opens the next one, in one transaction. Sales still authorizing count in the batch
-// that is open when they are approved.
+// opens the next one, in one transaction.
+//
+// Sales and refunds belong to the batch open when they were created, so the totals
+// are final only when none of them is in progress: while a sale of the batch waits
+// for a code, authorizes or is in doubt, or a refund of it waits for the cloud's
+// answer, CloseBatch refuses with a *BatchBusyError (errors.Is ErrBatchBusy) and
+// changes nothing. Authorizing and in-doubt sales are settled by the configured
+// timeouts (approved, declined, stored offline or reversal pending), so that refusal
+// is short. Sales stored offline do not hold the close: they are counted already.
+// Sales with a reversal pending do not either: they are not paid, and the reversal,
+// queued before the close, reaches the cloud before it.
 func (e *Engine) CloseBatch(ctx context.Context) (Batch, error) {
 	var (
 		out Batch
 		err error
 	)
 	if derr := e.do(ctx, func() {
+		if busy := e.inProgress(); busy != nil {
+			err = busy
+			e.log.Info("batch close refused: work in progress", "id", e.batch.ID, "waiting", busy.Waiting,
+				"authorizing", busy.Authorizing, "in_doubt", busy.InDoubt, "refunds", busy.Refunds)
+			return
+		}
 		now, synced := e.now()
 		closed := e.batch.clone()
 		if now.Before(closed.OpenedAt) {
@@ -225,6 +290,44 @@ func (e *Engine) CloseBatch(ctx context.Context) (Batch, error) {
 		return Batch{}, derr
 	}
 	return out, err
+}
+
+// inProgress returns what of the open batch is still in progress, or nil. Records
+// without a batch (made by older versions) count as the open batch's: they are
+// counted in it when they finish.
+func (e *Engine) inProgress() *BatchBusyError {
+	mine := func(id string) bool { return id == "" || id == e.batch.ID }
+	var b BatchBusyError
+	if e.waiting != nil && mine(e.waiting.BatchID) {
+		b.Waiting++
+	}
+	now := e.cfg.Now()
+	for _, p := range e.pending {
+		if !mine(p.batch) {
+			continue
+		}
+		left := p.deadline.Sub(now)
+		if p.status == StatusInDoubt {
+			b.InDoubt++
+		} else {
+			b.Authorizing++
+			left += e.cfg.QueryTimeout
+		}
+		b.Within = max(b.Within, left)
+	}
+	for _, batch := range e.refunds {
+		if mine(batch) {
+			b.Refunds++
+		}
+	}
+	if b == (BatchBusyError{}) {
+		return nil
+	}
+	if b.Authorizing+b.InDoubt > 0 {
+		// Whole seconds, rounded up, at least one: the engine's timer runs every 250ms.
+		b.Within = max(time.Second, (b.Within + time.Second - 1).Truncate(time.Second))
+	}
+	return &b
 }
 
 func (e *Engine) batchResult(res Result) error {

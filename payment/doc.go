@@ -35,13 +35,24 @@
 // per scheme and currency, updated with each approval; CloseBatch queues them (kind
 // "batch") and ZReport renders them.
 //
+// Batch membership is fixed when a sale or refund is created: it belongs to the batch
+// open then (BatchID), and its requests carry that id so the cloud reconciles a batch
+// by the same rule. A sale is counted in its batch when approved, or already when it
+// is stored offline (the merchant accepted it; a later decline takes it out again
+// while the batch is open). CloseBatch therefore refuses (ErrBatchBusy) while a sale of
+// the open batch waits for a code, authorizes or is in doubt, or a refund of it waits
+// for its answer; the timeouts bound the sales, the clerk can cancel a waiting sale.
+//
 // # Caveats
 //
 //   - The merchant-presented flow (Present) takes the cloud's result for the sale's
 //     key as its paid notification; Config.Presented hands the QR to the printer.
 //   - A refund that the cloud never answers stays pending; there is no refund query.
-//   - A sale counts in the batch that is open when it is approved, not when it was
-//     created; a sale approved after a close belongs to the next batch.
+//   - A pending refund has no timeout: while the terminal is offline it holds its
+//     batch's close until the cloud answers.
+//   - A sale stored offline that the cloud declines after its batch closed stays in
+//     that batch's totals; the cloud reports the batch mismatched (the merchant's
+//     offline risk, made visible).
 //   - The exposure limits of stored_offline sales are across all schemes per currency.
 //   - Pruning deletes final, synced sales only; refunds and batches are kept.
 //   - Only one sale waits for a code at a time: the counter has one scanner.

@@ -87,6 +87,7 @@ type Engine struct {
 	// Owned by the Run goroutine.
 	waiting   *record                // the sale waiting for a code, if any
 	pending   map[string]pending     // authorizing or in doubt, by id
+	refunds   map[string]string      // pending refunds: id → batch id
 	offline   map[string]offlineSale // stored_offline sales, for expiry
 	exposure  exposure
 	batch     *batchRecord
@@ -107,6 +108,7 @@ type offlineSale struct {
 type pending struct {
 	status   Status
 	deadline time.Time
+	batch    string // the sale's batch id (empty: recorded by an older version)
 }
 
 // New returns an engine; start it with Run.
@@ -155,7 +157,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	return &Engine{
 		cfg: cfg, log: cfg.Log, reqs: make(chan func(), 64), started: make(chan struct{}), stopped: make(chan struct{}),
-		pending: make(map[string]pending), offline: make(map[string]offlineSale),
+		pending: make(map[string]pending), refunds: make(map[string]string), offline: make(map[string]offlineSale),
 		exposure: exposure{total: make(map[string]int64)},
 	}, nil
 }
@@ -181,14 +183,24 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// recover reloads unfinished sales after a restart. It reads the in-doubt index, not
-// every sale.
+// recover reloads unfinished sales and refunds after a restart. It reads the in-doubt
+// index, not every sale.
 func (e *Engine) recover() error {
 	now := e.cfg.Now()
 	err := e.cfg.Store.View(func(tx *store.Tx) error {
 		return tx.ForEachUnsettled(func(id, note string) error {
 			if note == noteRefund {
-				return nil // refunds wait for their result; nothing runs on a timer
+				// Refunds wait for their result (nothing runs on a timer); the batch
+				// close needs to know which are pending.
+				f, err := loadRefund(tx, id)
+				if err != nil {
+					e.log.Error("unreadable refund record; leaving it alone", "id", id, "err", err)
+					return nil
+				}
+				if f.Status == RefundPending {
+					e.refunds[f.ID] = f.BatchID
+				}
+				return nil
 			}
 			raw, err := tx.Sale(id)
 			if err != nil {
@@ -210,9 +222,9 @@ func (e *Engine) recover() error {
 				if r.Flow == FlowMerchantPresented {
 					d = e.cfg.PresentTimeout
 				}
-				e.pending[r.ID] = pending{status: r.Status, deadline: now.Add(d)}
+				e.pending[r.ID] = pending{status: r.Status, deadline: now.Add(d), batch: r.BatchID}
 			case StatusInDoubt:
-				e.pending[r.ID] = pending{status: r.Status, deadline: now.Add(e.cfg.QueryTimeout)}
+				e.pending[r.ID] = pending{status: r.Status, deadline: now.Add(e.cfg.QueryTimeout), batch: r.BatchID}
 			case StatusStoredOffline:
 				e.storedOffline(&r)
 			}
@@ -296,7 +308,7 @@ func (e *Engine) Create(ctx context.Context, amountMinor int64, currency string)
 		}
 		now, synced := e.now()
 		r := &record{Sale: Sale{ID: newID(now), Status: StatusWaitingForCode, AmountMinor: amountMinor, Currency: cur.Code,
-			ClockUnsynced: !synced, CreatedAt: now, UpdatedAt: now}}
+			ClockUnsynced: !synced, BatchID: e.batch.ID, CreatedAt: now, UpdatedAt: now}}
 		if err = e.commit(func(tx *store.Tx) error {
 			n, err := tx.NextOrder()
 			if err != nil {
@@ -308,7 +320,7 @@ func (e *Engine) Create(ctx context.Context, amountMinor int64, currency string)
 			return
 		}
 		e.waiting = r
-		e.log.Info("sale created", "id", r.ID, "amount_minor", amountMinor, "currency", cur.Code, "order", r.Order)
+		e.log.Info("sale created", "id", r.ID, "amount_minor", amountMinor, "currency", cur.Code, "order", r.Order, "batch", r.BatchID)
 		out = r.Sale
 	}); derr != nil {
 		return Sale{}, derr
@@ -486,6 +498,7 @@ func (e *Engine) scan(id, code string) (Sale, bool, error) {
 	if !online {
 		deferOK, refusal = e.exposure.allow(policy, r.AmountMinor, r.Currency)
 	}
+	var nb *batchRecord
 	err := e.commit(func(tx *store.Tx) error {
 		if at, seen := tx.CodeSeen(hash); seen && now.Sub(at) < e.cfg.CodeReuseWindow {
 			reused = true
@@ -496,6 +509,12 @@ func (e *Engine) scan(id, code string) (Sale, bool, error) {
 			r.Status, r.Reason = StatusAuthorizing, ""
 		case deferOK:
 			r.Status, r.Offline, r.Reason = StatusStoredOffline, true, "stored offline; forwarded when the network returns"
+			// The merchant accepted the sale (the customer has left): its batch
+			// counts it now, see countSale.
+			var err error
+			if nb, err = e.countSale(tx, &r); err != nil {
+				return err
+			}
 		default:
 			r.Status, r.Offline, r.Reason = StatusRefused, true, refusal
 			if err := e.queueAttempt(tx, &r); err != nil {
@@ -509,7 +528,7 @@ func (e *Engine) scan(id, code string) (Sale, bool, error) {
 		seq, err := e.enqueue(tx, AuthRequest{
 			Key: r.ID, AmountMinor: r.AmountMinor, Currency: r.Currency, Kind: r.CodeKind,
 			Scheme: r.Scheme, Operator: r.Operator, Code: code, MaskedCode: r.MaskedCode, CreatedAt: r.CreatedAt,
-			Offline: r.Offline,
+			Offline: r.Offline, Batch: r.BatchID,
 		})
 		if err != nil {
 			return err
@@ -519,6 +538,9 @@ func (e *Engine) scan(id, code string) (Sale, bool, error) {
 	})
 	if err != nil {
 		return Sale{}, true, err
+	}
+	if nb != nil {
+		e.batch = nb
 	}
 	if reused {
 		e.log.Warn("one-time code used twice; sale still waits for a code", "id", r.ID, "code", r.MaskedCode)
@@ -532,7 +554,7 @@ func (e *Engine) scan(id, code string) (Sale, bool, error) {
 	e.waiting = nil
 	switch r.Status {
 	case StatusAuthorizing:
-		e.pending[r.ID] = pending{status: StatusAuthorizing, deadline: now.Add(e.cfg.AuthTimeout)}
+		e.pending[r.ID] = pending{status: StatusAuthorizing, deadline: now.Add(e.cfg.AuthTimeout), batch: r.BatchID}
 		e.log.Info("sale authorizing", "id", r.ID, "scheme", r.Scheme, "code", r.MaskedCode)
 	case StatusStoredOffline:
 		e.storedOffline(&r)

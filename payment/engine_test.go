@@ -582,9 +582,17 @@ func TestBatchClose(t *testing.T) {
 	if cur.Number != 1 || len(cur.Totals) != 2 || cur.Totals[0].Scheme != "alipay" || cur.Totals[0].SalesMinor != 3000 || cur.Totals[1].SalesMinor != 3000 {
 		t.Fatalf("current batch %+v", cur)
 	}
+	// The sale still authorizing belongs to batch 1: the close waits for it.
+	if _, err := h.e.CloseBatch(ctx); !errors.Is(err, ErrBatchBusy) {
+		t.Fatalf("close with a sale authorizing: %v", err)
+	}
+	h.result(pendingSale.ID, "", ResultApproved, "")
 	closed, err := h.e.CloseBatch(ctx)
 	if err != nil || closed.Status != BatchClosed || closed.ID != cur.ID || closed.ClosedAt.IsZero() {
 		t.Fatalf("close: %+v %v", closed, err)
+	}
+	if closed.Totals[0].SalesMinor != 3007 {
+		t.Fatalf("closed batch lacks the sale approved before the close: %+v", closed.Totals)
 	}
 	if k := h.outboxKinds(closed.ID); !eq(k, []string{KindBatch}) {
 		t.Fatalf("batch outbox %v", k)
@@ -593,17 +601,18 @@ func TestBatchClose(t *testing.T) {
 	if next.Number != 2 || len(next.Totals) != 0 || next.ID == closed.ID {
 		t.Fatalf("next batch %+v", next)
 	}
-	// A sale approved after the close counts in the open batch.
-	h.result(pendingSale.ID, "", ResultApproved, "")
-	if next, _ = h.e.CurrentBatch(ctx); len(next.Totals) != 1 || next.Totals[0].SalesMinor != 7 {
-		t.Fatalf("late approval: %+v", next.Totals)
+	// A sale made after the close counts in the new batch.
+	late := h.sale(7, "KRW", "281000000000000015")
+	h.result(late.ID, "", ResultApproved, "")
+	if next, _ = h.e.CurrentBatch(ctx); len(next.Totals) != 1 || next.Totals[0].SalesMinor != 7 || h.mustGet(late.ID).BatchID != next.ID {
+		t.Fatalf("sale after the close: %+v", next.Totals)
 	}
 	h.result(closed.ID, KindBatch, ResultRecorded, "")
 	if b, _ := h.e.GetBatch(closed.ID); !b.Synced || len(h.outboxKinds(closed.ID)) != 0 {
 		t.Fatalf("batch after recorded: %+v", b)
 	}
 	z := ZReport(closed, "Demo Mart")
-	for _, want := range []string{"Z REPORT  batch 1", "alipay", "wechatpay", "3000", "NET JPY 3000", "NET KRW 3000"} {
+	for _, want := range []string{"Z REPORT  batch 1", "alipay", "wechatpay", "3000", "NET JPY 3000", "NET KRW 3007"} {
 		if !strings.Contains(z, want) {
 			t.Errorf("Z report lacks %q:\n%s", want, z)
 		}

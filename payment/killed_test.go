@@ -162,11 +162,11 @@ func TestKilledWithRefundAndBatchOwed(t *testing.T) {
 	defer func() { h.stop() }()
 	s := h.sale(5000, "KRW", alipay)
 	h.result(s.ID, "", ResultApproved, "")
-	r, err := h.e.Refund(ctx, s.ID, 1200)
+	closed, err := h.e.CloseBatch(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	closed, err := h.e.CloseBatch(ctx)
+	r, err := h.e.Refund(ctx, s.ID, 1200) // in batch 2
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +179,9 @@ func TestKilledWithRefundAndBatchOwed(t *testing.T) {
 	}
 	if cur, _ := h.e.CurrentBatch(ctx); cur.Number != 2 {
 		t.Fatalf("open batch after restart: %+v", cur)
+	}
+	if _, err := h.e.CloseBatch(ctx); !errors.Is(err, ErrBatchBusy) {
+		t.Fatalf("close with a refund pending after restart: %v", err)
 	}
 	if _, err := h.e.Refund(ctx, s.ID, 3801); !errors.Is(err, ErrRefundTooLarge) {
 		t.Fatalf("pending refund forgotten after restart: %v", err)

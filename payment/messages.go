@@ -43,7 +43,8 @@ type AuthRequest struct {
 	Code        string
 	MaskedCode  string
 	CreatedAt   time.Time
-	Offline     bool // stored offline: the clerk already let the customer go
+	Offline     bool   // stored offline: the clerk already let the customer go
+	Batch       string // the settlement batch the sale belongs to (open when it was created)
 }
 
 // QueryRequest asks the cloud what became of an in-doubt sale's key.
@@ -71,6 +72,7 @@ type RefundRequest struct {
 	Currency    string
 	Scheme      string
 	At          time.Time
+	Batch       string // the settlement batch the refund belongs to (open when it was created)
 }
 
 // AttemptRecord is the audit record of a sale that never reached the payment network:

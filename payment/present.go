@@ -55,7 +55,7 @@ func (e *Engine) Present(ctx context.Context, amountMinor int64, currency string
 func (e *Engine) present(amountMinor int64, cur paycode.Currency) (Sale, error) {
 	now, synced := e.now()
 	r := &record{Sale: Sale{ID: newID(now), Flow: FlowMerchantPresented, AmountMinor: amountMinor, Currency: cur.Code,
-		ClockUnsynced: !synced, CreatedAt: now, UpdatedAt: now}, CodeKind: string(paycode.KindEMVMPM)}
+		ClockUnsynced: !synced, BatchID: e.batch.ID, CreatedAt: now, UpdatedAt: now}, CodeKind: string(paycode.KindEMVMPM)}
 	m := *e.cfg.MerchantCode
 	m.PointOfInitiation = paycode.PointDynamic
 	m.Currency, m.Amount = cur.Numeric, paycode.FormatAmount(amountMinor, cur)
@@ -91,7 +91,7 @@ func (e *Engine) present(amountMinor int64, cur paycode.Currency) (Sale, error) 
 		}
 		r.Status, r.QR = StatusAuthorizing, qr
 		seq, err := e.enqueue(tx, AuthRequest{Key: r.ID, AmountMinor: amountMinor, Currency: cur.Code, Kind: r.CodeKind,
-			Scheme: r.Scheme, Operator: r.Operator, Code: qr, MaskedCode: r.MaskedCode, CreatedAt: now})
+			Scheme: r.Scheme, Operator: r.Operator, Code: qr, MaskedCode: r.MaskedCode, CreatedAt: now, Batch: r.BatchID})
 		if err != nil {
 			return err
 		}
@@ -101,7 +101,7 @@ func (e *Engine) present(amountMinor int64, cur paycode.Currency) (Sale, error) 
 		return Sale{}, err
 	}
 	if r.Status == StatusAuthorizing {
-		e.pending[r.ID] = pending{status: StatusAuthorizing, deadline: now.Add(e.cfg.PresentTimeout)}
+		e.pending[r.ID] = pending{status: StatusAuthorizing, deadline: now.Add(e.cfg.PresentTimeout), batch: r.BatchID}
 		e.log.Info("merchant-presented sale waiting for payment", "id", r.ID, "scheme", r.Scheme, "amount_minor", amountMinor, "currency", cur.Code)
 		e.cfg.Presented(r.Sale)
 	} else {

@@ -20,19 +20,21 @@ const (
 // Refund is a refund of (part of) an approved sale: its own record with its own
 // idempotency key, referencing the original sale.
 type Refund struct {
-	ID            string    `json:"id"` // the refund's idempotency key
-	SaleID        string    `json:"sale_id"`
-	Status        Status    `json:"status"`
-	AmountMinor   int64     `json:"amount_minor"`
-	Currency      string    `json:"currency"`
-	Scheme        string    `json:"scheme,omitempty"`
-	Reason        string    `json:"reason,omitempty"`
-	Order         uint64    `json:"order"`
-	ClockUnsynced bool      `json:"clock_unsynced,omitempty"`
-	BatchID       string    `json:"batch_id,omitempty"`
-	Synced        bool      `json:"synced"`
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	ID            string `json:"id"` // the refund's idempotency key
+	SaleID        string `json:"sale_id"`
+	Status        Status `json:"status"`
+	AmountMinor   int64  `json:"amount_minor"`
+	Currency      string `json:"currency"`
+	Scheme        string `json:"scheme,omitempty"`
+	Reason        string `json:"reason,omitempty"`
+	Order         uint64 `json:"order"`
+	ClockUnsynced bool   `json:"clock_unsynced,omitempty"`
+	// BatchID is the settlement batch the refund belongs to: the one open when it was
+	// created; its totals count the refund once it is approved.
+	BatchID   string    `json:"batch_id,omitempty"`
+	Synced    bool      `json:"synced"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 type refundRecord struct {
@@ -98,14 +100,14 @@ func (e *Engine) Refund(ctx context.Context, saleID string, amountMinor int64) (
 		}
 		now, synced := e.now()
 		f := &refundRecord{Refund: Refund{ID: newID(now), SaleID: r.ID, Status: RefundPending, AmountMinor: amountMinor,
-			Currency: r.Currency, Scheme: r.Scheme, ClockUnsynced: !synced, CreatedAt: now, UpdatedAt: now}}
+			Currency: r.Currency, Scheme: r.Scheme, ClockUnsynced: !synced, BatchID: e.batch.ID, CreatedAt: now, UpdatedAt: now}}
 		if err = e.commit(func(tx *store.Tx) error {
 			n, err := tx.NextOrder()
 			if err != nil {
 				return err
 			}
 			f.Order = n
-			seq, err := e.enqueue(tx, RefundRequest{Key: f.ID, SaleKey: r.ID, AmountMinor: amountMinor, Currency: r.Currency, Scheme: r.Scheme, At: now})
+			seq, err := e.enqueue(tx, RefundRequest{Key: f.ID, SaleKey: r.ID, AmountMinor: amountMinor, Currency: r.Currency, Scheme: r.Scheme, At: now, Batch: f.BatchID})
 			if err != nil {
 				return err
 			}
@@ -119,7 +121,8 @@ func (e *Engine) Refund(ctx context.Context, saleID string, amountMinor int64) (
 		}); err != nil {
 			return
 		}
-		e.log.Info("refund queued", "id", f.ID, "sale", r.ID, "amount_minor", amountMinor, "currency", r.Currency)
+		e.refunds[f.ID] = f.BatchID
+		e.log.Info("refund queued", "id", f.ID, "sale", r.ID, "amount_minor", amountMinor, "currency", r.Currency, "batch", f.BatchID)
 		out = f.Refund
 		e.cfg.Kick()
 	}); derr != nil {
@@ -194,6 +197,9 @@ func (e *Engine) refundResult(res Result) error {
 	}
 	if nb != nil {
 		e.batch = nb
+	}
+	if f.Status != RefundPending {
+		delete(e.refunds, f.ID)
 	}
 	e.log.Info("refund "+string(f.Status), "id", f.ID, "sale", f.SaleID)
 	return nil

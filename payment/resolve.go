@@ -54,6 +54,7 @@ func (e *Engine) applyResults(rs []Result) error {
 		e.log.Error("results not stored; reloading state, the requests will be resent", "count", len(rs), "err", err)
 		e.waiting, e.batch = nil, nil
 		e.pending = make(map[string]pending)
+		e.refunds = make(map[string]string)
 		e.offline = make(map[string]offlineSale)
 		e.exposure = exposure{total: make(map[string]int64)}
 		if rerr := e.recover(); rerr != nil {
@@ -175,11 +176,16 @@ func (e *Engine) finish(r *record, st Status, why string) error {
 			return err
 		}
 		r.PaySeq, r.QuerySeq = 0, 0
-		if st == StatusApproved {
-			var err error
-			if nb, err = e.countSale(tx, r); err != nil {
-				return err
-			}
+		var err error
+		switch {
+		case st == StatusApproved && !r.Counted:
+			nb, err = e.countSale(tx, r)
+		case st != StatusApproved && r.Counted:
+			// A sale stored offline (and counted then) that the cloud did not approve.
+			nb, err = e.uncountSale(tx, r)
+		}
+		if err != nil {
+			return err
 		}
 		return putSale(tx, r)
 	}); err != nil {
@@ -212,6 +218,7 @@ func (e *Engine) settleUnknown(r *record, why string) error {
 	deferOK, _ := e.exposure.allow(policy, r.AmountMinor, r.Currency)
 	now, _ := e.now()
 	r.UpdatedAt = now
+	var nb *batchRecord
 	if err := e.commit(func(tx *store.Tx) error {
 		if err := tx.Dequeue(r.QuerySeq); err != nil {
 			return err
@@ -220,6 +227,10 @@ func (e *Engine) settleUnknown(r *record, why string) error {
 		if deferOK {
 			r.Status, r.Offline = StatusStoredOffline, true
 			r.Reason = "no answer (" + why + "); stored offline and forwarded again later"
+			var err error
+			if nb, err = e.countSale(tx, r); err != nil {
+				return err
+			}
 			return putSale(tx, r)
 		}
 		if err := tx.Dequeue(r.PaySeq); err != nil {
@@ -236,6 +247,9 @@ func (e *Engine) settleUnknown(r *record, why string) error {
 		return putSale(tx, r)
 	}); err != nil {
 		return err
+	}
+	if nb != nil {
+		e.batch = nb
 	}
 	delete(e.pending, r.ID)
 	if deferOK {
@@ -315,7 +329,7 @@ func (e *Engine) toInDoubt(r *record, now time.Time) {
 		e.log.Error("could not mark sale in doubt", "id", r.ID, "err", err)
 		return
 	}
-	e.pending[r.ID] = pending{status: StatusInDoubt, deadline: now.Add(e.cfg.QueryTimeout)}
+	e.pending[r.ID] = pending{status: StatusInDoubt, deadline: now.Add(e.cfg.QueryTimeout), batch: r.BatchID}
 	e.log.Warn("sale in doubt; status query queued", "id", r.ID)
 	e.cfg.Kick()
 }

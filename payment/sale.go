@@ -67,7 +67,9 @@ type Sale struct {
 	RefundedMinor int64 `json:"refunded_minor,omitempty"`
 	// Refunds lists the ids of the sale's refunds.
 	Refunds []string `json:"refunds,omitempty"`
-	// BatchID is the settlement batch whose totals count this sale (approved only).
+	// BatchID is the settlement batch the sale belongs to: the one open when it was
+	// created. Its totals count the sale once it is approved or stored offline. Empty
+	// only for sales recorded by older versions before their approval.
 	BatchID string `json:"batch_id,omitempty"`
 	// Synced is set once the cloud has answered every message about this sale.
 	Synced    bool      `json:"synced"`
@@ -85,6 +87,9 @@ type record struct {
 	ReversalSeq uint64    `json:"reversal_seq,omitempty"`
 	AttemptSeq  uint64    `json:"attempt_seq,omitempty"`
 	InDoubtAt   time.Time `json:"in_doubt_at,omitzero"`
+	// Counted is set while the totals of batch BatchID include the sale (approved, or
+	// stored offline and not yet answered).
+	Counted bool `json:"counted,omitempty"`
 }
 
 // owes reports whether any message about the sale is still in the outbox.
