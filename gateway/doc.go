@@ -38,14 +38,23 @@
 // ledger and never twice. The server decodes and validates every message again and
 // applies the decision rules itself (a client's Rules are not used); each request is
 // one transaction. Calls carry a shared bearer token (ReadToken), compared in
-// constant time; a listener on a non-loopback address without a token is refused
-// (CheckListen).
+// constant time. The link can run over TLS (ServerConfig.TLS from ServerTLSConfig;
+// an https URL and RemoteConfig.TLS from ClientTLSConfig, TLS 1.2 at least, 1.3 when
+// both sides offer it), and the server can require client certificates signed by its
+// client CA (mutual TLS). A listener on a non-loopback address that authenticates
+// nobody, neither by token nor by client certificate, is refused (CheckListen); with
+// mutual TLS the token is optional but recommended, so that a copied client key
+// alone cannot write the ledger. A failed handshake is ErrLedgerTLS, not
+// ErrLedgerUnreachable: it lasts until the certificates agree.
 //
 // # Caveats
 //
-// The ledger link is plain HTTP: the token and the requests (payment codes included)
-// travel in clear text. Keep it on a private network or behind a TLS-terminating
-// proxy (a Remote accepts https:// URLs).
+// Without ServerConfig.TLS the ledger link is plain HTTP: the token and the requests
+// (payment codes included) travel in clear text. Use TLS whenever the link leaves
+// the machine. With TLS 1.3 the server checks a client certificate after the client
+// has finished its side of the handshake, so a refused client may see a reset
+// connection (ErrLedgerUnreachable) instead of the server's alert; the server logs
+// every failed handshake.
 //
 // The owner is a single point of failure: while it is down the other processes
 // answer nothing (the devices keep their requests and resend), and they log that once
