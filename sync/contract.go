@@ -139,6 +139,10 @@ type PaymentRequest struct {
 	Code        string    `json:"code"`        // the customer's one-time code: the credential the operator charges
 	MaskedCode  string    `json:"masked_code"` // safe for logs
 	CreatedAt   time.Time `json:"created_at"`
+	// Batch is the id of the settlement batch the sale belongs to (the one open on the
+	// device when the sale was created). Optional: older devices leave it out, and the
+	// cloud then places the sale by CreatedAt (see BatchClose).
+	Batch string `json:"batch,omitempty"`
 }
 
 // Result statuses.
@@ -281,6 +285,8 @@ func (p *PaymentRequest) Validate() error {
 		return fmt.Errorf("%w: amount_minor must be positive", ErrMalformed)
 	case !validCurrency(p.Currency):
 		return fmt.Errorf("%w: currency must be an ISO 4217 code", ErrMalformed)
+	case p.Batch != "" && !validKey(p.Batch):
+		return fmt.Errorf("%w: batch too long or not printable ASCII", ErrMalformed)
 	}
 	return nil
 }
@@ -397,6 +403,9 @@ type RefundRequest struct {
 	Currency    string    `json:"currency"`
 	Reason      string    `json:"reason,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
+	// Batch is the id of the settlement batch the refund belongs to (the one open on
+	// the device when the refund was created); optional as in PaymentRequest.
+	Batch string `json:"batch,omitempty"`
 }
 
 // Validate checks a decoded refund's fields.
@@ -413,6 +422,8 @@ func (p *RefundRequest) Validate() error {
 		return fmt.Errorf("%w: currency must be an ISO 4217 code", ErrMalformed)
 	case len(p.Reason) > 200:
 		return fmt.Errorf("%w: reason too long", ErrMalformed)
+	case p.Batch != "" && !validKey(p.Batch):
+		return fmt.Errorf("%w: batch too long or not printable ASCII", ErrMalformed)
 	}
 	return nil
 }
@@ -472,10 +483,12 @@ type BatchTotal struct {
 }
 
 // BatchClose closes a settlement batch. Device → cloud on batches/close, QoS 1, not
-// retained; Key is the batch's id. The batch holds the device's sales and refunds
-// created (device clock) in [OpenedAt, ClosedAt). The cloud computes the same totals
-// from its ledger and answers Kind "batch" with status "recorded" when they match or
-// "declined" with the first mismatches in Reason. Either way it stores the batch once.
+// retained; Key is the batch's id. The batch holds the device's approved sales and
+// refunds whose request carried Batch == Key; a request without Batch (an older
+// device) belongs to it when created (device clock) in [OpenedAt, ClosedAt). The
+// cloud computes the same totals from its ledger and answers Kind "batch" with status
+// "recorded" when they match or "declined" with the first mismatches in Reason.
+// Either way it stores the batch once.
 type BatchClose struct {
 	V        int          `json:"v"`
 	Key      string       `json:"key"`

@@ -275,6 +275,11 @@ func TestDecodeUpValidation(t *testing.T) {
 		{wsync.KindBatch, `{"v":1,"key":"b","device":"d","opened_at":"2026-01-01T00:00:00Z","closed_at":"2026-01-02T00:00:00Z","totals":[]}`, true},
 		{wsync.KindBatch, `{"v":1,"key":"b","device":"d","opened_at":"2026-01-01T00:00:00Z","closed_at":"2026-01-02T00:00:00Z","totals":[{"scheme":"a","currency":"KRW","sales_count":1,"sales_minor":1,"refunds_count":0,"refunds_minor":0},{"scheme":"a","currency":"KRW","sales_count":1,"sales_minor":1,"refunds_count":0,"refunds_minor":0}]}`, false},
 		{wsync.KindPayment, `{"v":1,"key":"k","device":"d","amount_minor":9223372036854775808,"currency":"KRW","kind":"wallet","scheme":"x","code":"c","masked_code":"m","created_at":"2026-01-01T00:00:00Z"}`, false},
+		{wsync.KindPayment, `{"v":1,"key":"k","device":"d","amount_minor":1,"currency":"KRW","kind":"wallet","scheme":"x","code":"c","masked_code":"m","created_at":"2026-01-01T00:00:00Z","batch":"019a9000-2222-7000-8000-000000000007"}`, true},
+		{wsync.KindPayment, `{"v":1,"key":"k","device":"d","amount_minor":1,"currency":"KRW","kind":"wallet","scheme":"x","code":"c","masked_code":"m","created_at":"2026-01-01T00:00:00Z","batch":"has space"}`, false},
+		{wsync.KindPayment, `{"v":1,"key":"k","device":"d","amount_minor":1,"currency":"KRW","kind":"wallet","scheme":"x","code":"c","masked_code":"m","created_at":"2026-01-01T00:00:00Z","batch":"` + strings.Repeat("b", 65) + `"}`, false},
+		{wsync.KindRefund, `{"v":1,"key":"r","device":"d","original_key":"k","amount_minor":5,"currency":"KRW","created_at":"2026-01-01T00:00:00Z","batch":"b7"}`, true},
+		{wsync.KindRefund, `{"v":1,"key":"r","device":"d","original_key":"k","amount_minor":5,"currency":"KRW","created_at":"2026-01-01T00:00:00Z","batch":"b\u00007"}`, false},
 		{"bogus", `{}`, false},
 	} {
 		_, _, _, err := wsync.DecodeUp(c.kind, []byte(c.payload))
@@ -295,6 +300,8 @@ func FuzzDecodeUp(f *testing.F) {
 	f.Add(uint8(1), []byte(`{"v":1,"key":"k","device":"d","asked_at":"2026-01-01T00:00:00Z"}`))
 	f.Add(uint8(2), []byte(`{"v":1,"key":"k","device":"d","amount_minor":0,"currency":"","created_at":"2026-01-01T00:00:00Z"}`))
 	f.Add(uint8(3), []byte(`{"v":1,"key":"r","device":"d","original_key":"k","amount_minor":5,"currency":"KRW","created_at":"2026-01-01T00:00:00Z"}`))
+	f.Add(uint8(0), []byte(`{"v":1,"key":"k","device":"d","amount_minor":1,"currency":"KRW","kind":"wallet","scheme":"x","code":"c","masked_code":"m","created_at":"2026-01-01T00:00:00Z","batch":"019a9000-2222-7000-8000-000000000007"}`))
+	f.Add(uint8(3), []byte(`{"v":1,"key":"r","device":"d","original_key":"k","amount_minor":5,"currency":"KRW","created_at":"2026-01-01T00:00:00Z","batch":"b 1"}`))
 	f.Add(uint8(4), []byte(`{"v":1,"key":"a","device":"d","amount_minor":1,"currency":"KRW","outcome":"cancelled","created_at":"2026-01-01T00:00:00Z"}`))
 	f.Add(uint8(5), []byte(`{"v":1,"key":"b","device":"d","opened_at":"2026-01-01T00:00:00Z","closed_at":"2026-01-02T00:00:00Z","totals":[{"scheme":"a","currency":"KRW","sales_count":1,"sales_minor":1,"refunds_count":0,"refunds_minor":0}]}`))
 	f.Add(uint8(6), []byte(`{"v":1,"device":"d","session":1,"at":"2026-01-01T00:00:00Z","queue_depth":0,"in_flight":0,"oldest_unsynced_ms":0}`))
