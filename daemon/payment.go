@@ -84,7 +84,7 @@ func encodeOutbox(device string) func(payment.Message) ([]byte, error) {
 			body = wsync.PaymentRequest{
 				V: wsync.Version, Key: a.Key, Device: device, AmountMinor: a.AmountMinor, Currency: a.Currency,
 				Kind: a.Kind, Scheme: a.Scheme, Operator: a.Operator, Code: a.Code, MaskedCode: a.MaskedCode,
-				CreatedAt: a.CreatedAt,
+				CreatedAt: a.CreatedAt, Batch: a.Batch,
 			}
 		case payment.QueryRequest:
 			body = wsync.QueryRequest{V: wsync.Version, Key: a.Key, Device: device, AskedAt: a.AskedAt}
@@ -93,7 +93,7 @@ func encodeOutbox(device string) func(payment.Message) ([]byte, error) {
 				Currency: a.Currency, Scheme: a.Scheme, Reason: clip(a.Reason, 200), CreatedAt: a.At}
 		case payment.RefundRequest:
 			body = wsync.RefundRequest{V: wsync.Version, Key: a.Key, Device: device, OriginalKey: a.SaleKey,
-				AmountMinor: a.AmountMinor, Currency: a.Currency, CreatedAt: a.At}
+				AmountMinor: a.AmountMinor, Currency: a.Currency, CreatedAt: a.At, Batch: a.Batch}
 		case payment.AttemptRecord:
 			body = wsync.AttemptRecord{V: wsync.Version, Key: a.Key, Device: device, AmountMinor: a.AmountMinor,
 				Currency: a.Currency, Kind: a.CodeKind, Scheme: a.Scheme, MaskedCode: a.MaskedCode,
