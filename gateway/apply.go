@@ -155,7 +155,7 @@ func (l *Local) applyPayment(tx *Tx, j *job, req *wsync.PaymentRequest, now time
 		e = Entry{
 			Key: req.Key, Type: TypeSale, Device: j.Device, AmountMinor: req.AmountMinor, Currency: req.Currency,
 			Scheme: req.Scheme, MaskedCode: paycode.Mask(req.Code), Status: status, Reason: reason,
-			CreatedAt: req.CreatedAt.UTC(), DecidedAt: now, Requests: 1,
+			CreatedAt: req.CreatedAt.UTC(), Batch: req.Batch, DecidedAt: now, Requests: 1,
 		}
 		if err := tx.PutEntry(e); err != nil {
 			return false, err
@@ -239,7 +239,7 @@ func (l *Local) applyRefund(tx *Tx, j *job, m *wsync.RefundRequest, now time.Tim
 		}
 	}
 	e = Entry{Key: m.Key, Type: TypeRefund, Device: j.Device, AmountMinor: m.AmountMinor, Currency: m.Currency,
-		Scheme: orig.Scheme, Status: status, Reason: reason, CreatedAt: m.CreatedAt.UTC(), DecidedAt: now,
+		Scheme: orig.Scheme, Status: status, Reason: reason, CreatedAt: m.CreatedAt.UTC(), Batch: m.Batch, DecidedAt: now,
 		Requests: 1, OriginalKey: m.OriginalKey}
 	l.log.Info("refund decided", "key", m.Key, "original", m.OriginalKey, "device", j.Device, "amount_minor", m.AmountMinor, "status", status)
 	j.res.Status, j.res.Reason = status, reason
@@ -257,7 +257,9 @@ func (l *Local) applyBatch(tx *Tx, j *job, m *wsync.BatchClose, now time.Time) (
 		}
 		return false, err
 	}
-	// The ledger's view of the same window, from the device's own created_at.
+	// The ledger's view of the same batch: the device's entries whose request named
+	// this batch, and its entries without a batch (older devices) created in the
+	// window. Two index ranges, not a scan of the ledger (see ForBatch).
 	type sk = [2]string
 	ours := map[sk]*BatchLine{}
 	line := func(scheme, cur string) *BatchLine {
@@ -268,8 +270,8 @@ func (l *Local) applyBatch(tx *Tx, j *job, m *wsync.BatchClose, now time.Time) (
 		}
 		return l
 	}
-	err := tx.ForEach(func(e Entry) error {
-		if e.Device != j.Device || e.Status != wsync.ResultApproved || e.CreatedAt.Before(m.OpenedAt) || !e.CreatedAt.Before(m.ClosedAt) {
+	err := tx.ForBatch(j.Device, m.Key, m.OpenedAt, m.ClosedAt, func(e Entry) error {
+		if e.Status != wsync.ResultApproved {
 			return nil
 		}
 		l := line(e.Scheme, e.Currency)

@@ -16,8 +16,16 @@
 //     stays reversed (the late request is answered "reversed");
 //   - refunds reference an approved, unreversed sale of the same device and currency
 //     and together never exceed its amount;
-//   - a batch close is compared with the ledger's own totals for the device's sales
-//     and refunds created in [opened_at, closed_at).
+//   - a batch close is compared with the ledger's own totals for the batch: the
+//     device's approved sales and refunds whose request named that batch, and, for
+//     entries without a batch (older devices), those created in [opened_at,
+//     closed_at). An entry keeps the batch of its first request.
+//
+// Reconciliation reads two index buckets, not the ledger: one keyed by device, batch
+// and key for entries that name a batch, one keyed by device and created_at for
+// entries that do not. PutEntry keeps them in the same transaction as the entry; a
+// ledger written before they existed gets them when it is opened writable (one
+// transaction over the whole ledger, once).
 //
 // The ledger work sits behind Applier: "apply this batch of device messages in one
 // transaction and return each answer". Local is this process's bbolt Ledger with the
@@ -64,6 +72,8 @@
 // requests, each its own transaction; when a later one fails, the earlier ones are
 // recorded but unanswered until the devices resend.
 //
-// Batch reconciliation scans the whole ledger; fine for a reference gateway, not for a
-// fleet.
+// A batch close is reconciled against the ledger as it stands when the close arrives.
+// Devices send a batch's requests before its close, but a request that reaches the
+// ledger after the close (a resend handed to another instance) is not counted, and
+// the stored answer stays "declined".
 package gateway

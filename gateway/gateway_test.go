@@ -9,6 +9,7 @@ import (
 	"time"
 
 	wsync "github.com/walletless/walletless/sync"
+	bolt "go.etcd.io/bbolt"
 )
 
 type fakeMsg struct {
@@ -191,6 +192,8 @@ func TestIgnored(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add("payments/request", []byte(`{"v":1,"key":"k","device":"d1","amount_minor":1,"currency":"KRW","kind":"wallet","scheme":"alipay","code":"x","masked_code":"x","created_at":"2026-01-01T00:00:00Z"}`))
 	f.Add("payments/refund", []byte(`{"v":1,"key":"r","device":"d1","original_key":"k","amount_minor":1,"currency":"KRW","created_at":"2026-01-01T00:00:00Z"}`))
+	f.Add("payments/request", []byte(`{"v":1,"key":"k2","device":"d1","amount_minor":1,"currency":"KRW","kind":"wallet","scheme":"alipay","code":"x","masked_code":"x","created_at":"2026-01-01T00:00:00Z","batch":"b"}`))
+	f.Add("payments/refund", []byte(`{"v":1,"key":"r2","device":"d1","original_key":"k2","amount_minor":1,"currency":"KRW","created_at":"2026-01-01T00:00:00Z","batch":"b"}`))
 	f.Add("batches/close", []byte(`{"v":1,"key":"b","device":"d1","opened_at":"2026-01-01T00:00:00Z","closed_at":"2026-01-02T00:00:00Z","totals":[{"scheme":"alipay","currency":"KRW","sales_count":1,"sales_minor":1,"refunds_count":0,"refunds_minor":0}]}`))
 	f.Add("audit/attempt", []byte(`{"v":1,"key":"a","device":"d1","amount_minor":1,"currency":"KRW","outcome":"cancelled","created_at":"2026-01-01T00:00:00Z"}`))
 	f.Add("payments/query", []byte(`{"v":1,"key":"k","device":"d1"}`))
@@ -252,4 +255,194 @@ func TestBundle(t *testing.T) {
 			t.Errorf("%s gave %d jobs", bad, len(jobs))
 		}
 	}
+}
+
+// batchSale is a sale request that names its batch.
+func batchSale(dev, key string, amount int64, at time.Time, batch string) wsync.PaymentRequest {
+	s := sale(dev, key, amount, "KRW", at)
+	s.Batch = batch
+	return s
+}
+
+// reconcileSteps fill a ledger with entries in and out of batch B1 of d1, then close
+// batches. Entries that name their batch are placed by it whatever their created_at;
+// entries without one (older devices) by the window [t0-1h, t0+1h).
+func reconcileSteps() []kindStep {
+	refund := func(key, orig string, amount int64, batch string) wsync.RefundRequest {
+		return wsync.RefundRequest{V: 1, Key: key, Device: "d1", OriginalKey: orig, AmountMinor: amount, Currency: "KRW", CreatedAt: t0, Batch: batch}
+	}
+	close := func(dev, key string, from, to time.Time, totals ...wsync.BatchTotal) wsync.BatchClose {
+		return wsync.BatchClose{V: 1, Key: key, Device: dev, OpenedAt: from, ClosedAt: to, Totals: totals}
+	}
+	line := func(sales, salesMinor, refunds, refundsMinor int64) wsync.BatchTotal {
+		return wsync.BatchTotal{Scheme: "alipay", Currency: "KRW", SalesCount: sales, SalesMinor: salesMinor, RefundsCount: refunds, RefundsMinor: refundsMinor}
+	}
+	return []kindStep{
+		{"B1, created long before the window", "d1", wsync.KindPayment, batchSale("d1", "k1", 1000, t0.Add(-48*time.Hour), "B1"), "approved", ""},
+		{"B2, created inside B1's window", "d1", wsync.KindPayment, batchSale("d1", "k2", 2000, t0, "B2"), "approved", ""},
+		{"resend naming another batch keeps the first", "d1", wsync.KindPayment, batchSale("d1", "k2", 2000, t0, "B1"), "approved", ""},
+		{"no batch, inside the window", "d1", wsync.KindPayment, sale("d1", "k3", 300, "KRW", t0), "approved", ""},
+		{"no batch, outside the window", "d1", wsync.KindPayment, sale("d1", "k4", 4000, "KRW", t0.Add(48*time.Hour)), "approved", ""},
+		{"no batch, at closed_at (excluded)", "d1", wsync.KindPayment, sale("d1", "k9", 4000, "KRW", t0.Add(time.Hour)), "approved", ""},
+		{"another device's B1", "d2", wsync.KindPayment, batchSale("d2", "k5", 50, t0, "B1"), "approved", ""},
+		{"B1, declined", "d1", wsync.KindPayment, batchSale("d1", "k6", 2_000_000, t0, "B1"), "declined", "limit"},
+		{"B1, then reversed", "d1", wsync.KindPayment, batchSale("d1", "k7", 70, t0, "B1"), "approved", ""},
+		{"reversal", "d1", wsync.KindReversal, wsync.ReversalRequest{V: 1, Key: "k7", Device: "d1"}, "reversed", ""},
+		{"refund in B1 of a B2 sale", "d1", wsync.KindRefund, refund("r1", "k2", 100, "B1"), "approved", ""},
+		{"refund in B3 of a B1 sale", "d1", wsync.KindRefund, refund("r2", "k1", 10, "B3"), "approved", ""},
+		{"close B1", "d1", wsync.KindBatch, close("d1", "B1", t0.Add(-time.Hour), t0.Add(time.Hour), line(2, 1300, 1, 100)), "recorded", ""},
+		{"close B2 outside its sale's created_at", "d1", wsync.KindBatch, close("d1", "B2", t0.Add(10*time.Hour), t0.Add(11*time.Hour), line(1, 2000, 0, 0)), "recorded", ""},
+		{"close B3 with the device counting a sale the ledger has not", "d1", wsync.KindBatch, close("d1", "B3", t0.Add(47*time.Hour), t0.Add(49*time.Hour), line(1, 4000, 0, 0)), "declined", "device 1 sales 4000, 0 refunds 0; ledger 1 sales 4000, 1 refunds 10"},
+	}
+}
+
+func runSteps(t *testing.T, g *Gateway, steps []kindStep) {
+	t.Helper()
+	for _, s := range steps {
+		res, ok := send(t, g, s.device, s.kind, s.msg)
+		if !ok {
+			t.Errorf("%s: ignored", s.name)
+			continue
+		}
+		if res.Status != s.status || !strings.Contains(res.Reason, s.reason) {
+			t.Errorf("%s: got %s %q, want %s %q", s.name, res.Status, res.Reason, s.status, s.reason)
+		}
+	}
+}
+
+// TestReconcileByBatch: a batch close counts the entries that name the batch and,
+// for entries without a batch, those created in its window.
+func TestReconcileByBatch(t *testing.T) {
+	g := newTestGateway(t)
+	runSteps(t, g, reconcileSteps())
+	err := g.cfg.Ledger.ForEach(func(e Entry) error {
+		if e.Key == "k2" && (e.Batch != "B2" || e.Requests != 2) {
+			t.Errorf("resent request changed the stored batch: %+v", e)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkIndexes(t, g.cfg.Ledger)
+}
+
+// checkIndexes checks that every entry has exactly its one index key and no index key
+// is left over.
+func checkIndexes(t *testing.T, l *Ledger) {
+	t.Helper()
+	err := l.db.View(func(tx *bolt.Tx) error {
+		want := map[string]bool{}
+		if err := forEach(tx, func(e Entry) error {
+			b, k := indexKey(e)
+			want[string(b)+"|"+string(k)] = true
+			return nil
+		}); err != nil {
+			return err
+		}
+		n := 0
+		for _, name := range [][]byte{bucketByBatch, bucketByCreated} {
+			b := tx.Bucket(name)
+			if b == nil {
+				t.Fatalf("index %s missing", name)
+			}
+			if err := b.ForEach(func(k, _ []byte) error {
+				n++
+				if !want[string(name)+"|"+string(k)] {
+					t.Errorf("stale index key %q in %s", k, name)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		if n != len(want) {
+			t.Errorf("%d index keys for %d entries", n, len(want))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIndexMovesWithEntry: an entry stored again with another created_at or batch
+// leaves no stale index key behind.
+func TestIndexMovesWithEntry(t *testing.T) {
+	l, err := OpenLedger(filepath.Join(t.TempDir(), "posgw.db"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	e := Entry{Key: "k", Device: "d1", AmountMinor: 5, Currency: "KRW", Scheme: "alipay", Status: "approved", CreatedAt: t0}
+	for _, change := range []func(){func() {}, func() { e.CreatedAt = t0.Add(time.Hour) }, func() { e.Batch = "B" }, func() { e.Batch = "C" }, func() { e.Batch = "" }} {
+		change()
+		if err := l.Update(func(tx *Tx) error { return tx.PutEntry(e) }); err != nil {
+			t.Fatal(err)
+		}
+		checkIndexes(t, l)
+	}
+}
+
+// TestIndexBuiltForOldLedger: a ledger written before the batch indexes existed gets
+// them when it is opened writable, and reconciles right afterwards.
+func TestIndexBuiltForOldLedger(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "posgw.db")
+	l, err := OpenLedger(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(Config{BrokerURL: "tcp://127.0.0.1:1", Ledger: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := reconcileSteps()
+	var fill, closes []kindStep
+	for _, s := range steps {
+		if s.kind == wsync.KindBatch {
+			closes = append(closes, s)
+		} else {
+			fill = append(fill, s)
+		}
+	}
+	runSteps(t, g, fill)
+	// Make it an old ledger: no index buckets.
+	err = l.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketByBatch, bucketByCreated} {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+
+	ro, err := OpenLedger(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ro.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketByBatch) != nil {
+			t.Fatal("test ledger still has its index")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ro.Close()
+
+	l, err = OpenLedger(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	checkIndexes(t, l)
+	g, err = New(Config{BrokerURL: "tcp://127.0.0.1:1", Ledger: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSteps(t, g, closes)
 }

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +19,20 @@ var (
 	bucketLedger   = []byte("ledger")   // key → Entry (sales and refunds)
 	bucketAttempts = []byte("attempts") // key → Attempt
 	bucketBatches  = []byte("batches")  // key → Batch
+
+	// The batch indexes of the ledger bucket, kept by PutEntry in the same
+	// transaction; values are empty. Every entry is in exactly one of them.
+	//
+	// bucketByBatch: device 0x00 batch 0x00 key, for entries whose request named
+	// their batch. A batch close reads its batch's range with a cursor.
+	//
+	// bucketByCreated: device 0x00 created_at (12 bytes, sortable) key, for entries
+	// without a batch (older devices). Their batch is the created_at window
+	// [opened_at, closed_at), and this index reads just that window of the device;
+	// scanning every entry without a batch instead would cost a whole old ledger on
+	// each close.
+	bucketByBatch   = []byte("ledger_by_batch")
+	bucketByCreated = []byte("ledger_by_created")
 )
 
 // ErrLocked means another process (a running posgw) holds the ledger file.
@@ -40,6 +56,7 @@ type Entry struct {
 	Status        string    `json:"status"` // approved, declined, reversed
 	Reason        string    `json:"reason,omitempty"`
 	CreatedAt     time.Time `json:"created_at,omitzero"` // device clock
+	Batch         string    `json:"batch,omitempty"`     // the device's batch id from the first request; empty from older devices
 	DecidedAt     time.Time `json:"decided_at"`
 	Requests      int       `json:"requests"`                 // how many times the device sent this key
 	OriginalKey   string    `json:"original_key,omitempty"`   // refund: the sale it refunds
@@ -116,7 +133,7 @@ func OpenLedger(path string, readOnly bool) (*Ledger, error) {
 					return err
 				}
 			}
-			return nil
+			return buildIndexes(tx)
 		})
 		if err != nil {
 			db.Close()
@@ -168,8 +185,110 @@ func put(tx *bolt.Tx, bucket []byte, key string, v any) error {
 // Entry returns the sale or refund stored under key.
 func (t *Tx) Entry(key string) (Entry, bool, error) { return get[Entry](t.tx, bucketLedger, key) }
 
-// PutEntry stores e under e.Key.
-func (t *Tx) PutEntry(e Entry) error { return put(t.tx, bucketLedger, e.Key, e) }
+// PutEntry stores e under e.Key and keeps the batch indexes in step: a changed batch
+// or created_at moves the entry's index key.
+func (t *Tx) PutEntry(e Entry) error {
+	old, ok, err := t.Entry(e.Key)
+	if err != nil {
+		return err
+	}
+	nb, nk := indexKey(e)
+	if ok {
+		if ob, okey := indexKey(old); !bytes.Equal(okey, nk) || !bytes.Equal(ob, nb) {
+			if err := t.tx.Bucket(ob).Delete(okey); err != nil {
+				return err
+			}
+		}
+	}
+	if err := t.tx.Bucket(nb).Put(nk, nil); err != nil {
+		return err
+	}
+	return put(t.tx, bucketLedger, e.Key, e)
+}
+
+// indexKey returns the index bucket and key of e.
+func indexKey(e Entry) (bucket, key []byte) {
+	if e.Batch != "" {
+		return bucketByBatch, batchPrefix(e.Device, e.Batch, e.Key)
+	}
+	return bucketByCreated, createdKey(e.Device, e.CreatedAt, e.Key)
+}
+
+// batchPrefix is device 0x00 batch 0x00 key. Device ids and keys never hold 0x00.
+func batchPrefix(device, batch, key string) []byte {
+	k := make([]byte, 0, len(device)+len(batch)+len(key)+2)
+	k = append(append(k, device...), 0)
+	k = append(append(k, batch...), 0)
+	return append(k, key...)
+}
+
+// createdKey is device 0x00, then t as 8 bytes of Unix seconds with the sign bit
+// flipped and 4 bytes of nanoseconds, big-endian (so byte order is time order, before
+// 1970 too), then key.
+func createdKey(device string, t time.Time, key string) []byte {
+	k := make([]byte, 0, len(device)+13+len(key))
+	k = append(append(k, device...), 0)
+	k = binary.BigEndian.AppendUint64(k, uint64(t.Unix())^(1<<63))
+	k = binary.BigEndian.AppendUint32(k, uint32(t.Nanosecond()))
+	return append(k, key...)
+}
+
+// buildIndexes creates the batch indexes of a ledger written by an older posgw, in
+// the open transaction. A ledger that has them is left alone.
+func buildIndexes(tx *bolt.Tx) error {
+	if tx.Bucket(bucketByBatch) != nil && tx.Bucket(bucketByCreated) != nil {
+		return nil
+	}
+	for _, name := range [][]byte{bucketByBatch, bucketByCreated} {
+		if tx.Bucket(name) != nil {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.CreateBucket(name); err != nil {
+			return fmt.Errorf("index: %w", err)
+		}
+	}
+	return forEach(tx, func(e Entry) error {
+		b, k := indexKey(e)
+		return tx.Bucket(b).Put(k, nil)
+	})
+}
+
+// ForBatch calls fn for every sale and refund of device that belongs to batch:
+// those whose request named it, and those without a batch created (device clock) in
+// [opened, closed). It reads two index ranges, not the ledger.
+func (t *Tx) ForBatch(device, batch string, opened, closed time.Time, fn func(Entry) error) error {
+	byBatch, byCreated := t.tx.Bucket(bucketByBatch), t.tx.Bucket(bucketByCreated)
+	if byBatch == nil || byCreated == nil {
+		return errors.New("gateway: ledger has no batch index (it is built when the ledger is opened writable)")
+	}
+	each := func(key []byte, keep func(Entry) bool) error {
+		e, ok, err := t.Entry(string(key))
+		if err != nil || !ok || e.Device != device || !keep(e) {
+			return err // a stale index key (never written so) is skipped
+		}
+		return fn(e)
+	}
+	prefix := batchPrefix(device, batch, "")
+	c := byBatch.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if err := each(k[len(prefix):], func(e Entry) bool { return e.Batch == batch }); err != nil {
+			return err
+		}
+	}
+	lo, hi := createdKey(device, opened, ""), createdKey(device, closed, "")
+	c = byCreated.Cursor()
+	for k, _ := c.Seek(lo); k != nil && bytes.Compare(k, hi) < 0; k, _ = c.Next() {
+		inWindow := func(e Entry) bool {
+			return e.Batch == "" && !e.CreatedAt.Before(opened) && e.CreatedAt.Before(closed)
+		}
+		if err := each(k[len(lo):], inWindow); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // Attempt returns the audit record stored under key.
 func (t *Tx) Attempt(key string) (Attempt, bool, error) {
