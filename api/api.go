@@ -323,7 +323,7 @@ func (s *Server) writeEngineError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, payment.ErrBusy), errors.Is(err, payment.ErrNotWaiting), errors.Is(err, payment.ErrNoSale),
 		errors.Is(err, payment.ErrAuthorizing), errors.Is(err, payment.ErrCodeReused), errors.Is(err, payment.ErrNotRefundable),
-		errors.Is(err, payment.ErrNoMerchantCode):
+		errors.Is(err, payment.ErrNoMerchantCode), errors.Is(err, payment.ErrBatchBusy):
 		writeError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, "posd is shutting down")

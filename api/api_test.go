@@ -107,6 +107,10 @@ func TestSaleRefundBatchOverHTTP(t *testing.T) {
 	if code, m, _ := f.do("GET", "/v1/refunds/"+rid, ""); code != 200 || m["amount_minor"] != float64(2500) {
 		t.Fatalf("get refund: %d %v", code, m)
 	}
+	// The refund belongs to the open batch: closing waits for its answer.
+	if code, m, _ := f.do("POST", "/v1/batches/close", ""); code != 409 || !strings.Contains(m["error"].(string), "1 refund of this batch") {
+		t.Fatalf("close with a refund pending: %d %v", code, m)
+	}
 	f.e.HandleResult(context.Background(), payment.Result{Key: rid, Kind: payment.KindRefund, Status: payment.ResultApproved})
 	code, m, _ = f.do("GET", "/v1/batches/current", "")
 	totals, _ := m["totals"].([]any)
