@@ -286,3 +286,25 @@ func TestBatchLegacySaleWithoutBatch(t *testing.T) {
 		t.Fatalf("closed %+v", closed.Totals)
 	}
 }
+
+// TestBatchCloseWaitsForMerchantPresented: a merchant-presented sale waiting for the
+// customer's payment holds the close; voiding it (a reversal is queued) frees it.
+func TestBatchCloseWaitsForMerchantPresented(t *testing.T) {
+	h := newHarness(t, filepath.Join(t.TempDir(), "db"), time.Minute, withMerchantCode)
+	defer func() { h.stop() }()
+	ctx := context.Background()
+	a, _ := h.e.CurrentBatch(ctx)
+	s, err := h.e.Present(ctx, 498, "JPY")
+	if err != nil || s.BatchID != a.ID || h.outboxBatch(KindPayment, s.ID) != a.ID {
+		t.Fatalf("Present: %+v %v", s, err)
+	}
+	if busy := h.mustRefuseClose(); busy.Authorizing != 1 {
+		t.Fatalf("refusal %+v", busy)
+	}
+	if v, err := h.e.Cancel(ctx, s.ID); err != nil || v.Status != StatusReversalPending {
+		t.Fatalf("void: %+v %v", v, err)
+	}
+	if closed := h.mustClose(); closed.ID != a.ID || len(closed.Totals) != 0 {
+		t.Fatalf("closed %+v", closed)
+	}
+}
