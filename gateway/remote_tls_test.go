@@ -3,17 +3,9 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"log/slog"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,87 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walletless/walletless/internal/testpki"
 	wsync "github.com/walletless/walletless/sync"
 )
-
-// testCA is a throwaway certificate authority writing PEM files into dir.
-type testCA struct {
-	dir  string
-	name string
-	file string // the CA certificate, PEM
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newTestCA(t *testing.T, dir, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &testCA{dir: dir, name: name, key: key, file: filepath.Join(dir, name+"-ca.pem")}
-	if ca.cert, err = x509.ParseCertificate(der); err != nil {
-		t.Fatal(err)
-	}
-	writeTestPEM(t, ca.file, "CERTIFICATE", der)
-	return ca
-}
-
-// issue makes a certificate for cn signed by the CA (a server certificate for
-// 127.0.0.1 when server is set, else a client certificate) and returns its files.
-func (ca *testCA) issue(t *testing.T, cn string, server bool) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile = filepath.Join(ca.dir, ca.name+"-"+cn+".pem")
-	keyFile = filepath.Join(ca.dir, ca.name+"-"+cn+".key")
-	writeTestPEM(t, certFile, "CERTIFICATE", der)
-	writeTestPEM(t, keyFile, "EC PRIVATE KEY", kder)
-	return certFile, keyFile
-}
-
-func writeTestPEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // syncLog collects a server's log lines.
 type syncLog struct {
@@ -125,12 +39,12 @@ func (l *syncLog) count(s string) int {
 // tlsLedger is a ledger server on loopback speaking TLS with a certificate of ca,
 // requiring client certificates of that CA when mutual is set; logs collects its
 // log.
-func tlsLedger(t *testing.T, ca *testCA, token string, mutual bool, logs *syncLog) *ledgerServer {
+func tlsLedger(t *testing.T, ca *testpki.CA, token string, mutual bool, logs *syncLog) *ledgerServer {
 	t.Helper()
-	cert, key := ca.issue(t, "ledger-server", true)
+	cert, key := ca.Issue(t, "ledger-server", true)
 	clientCA := ""
 	if mutual {
-		clientCA = ca.file
+		clientCA = ca.File
 	}
 	tc, err := ServerTLSConfig(cert, key, clientCA)
 	if err != nil {
@@ -187,18 +101,18 @@ func ledgerKeys(t *testing.T, l *Ledger) []string {
 // needs the token, and a plain-HTTP client or server on either side is refused.
 func TestRemoteTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, dir, "ledger")
-	rogue := newTestCA(t, dir, "rogue")
+	ca := testpki.New(t, dir, "ledger")
+	rogue := testpki.New(t, dir, "rogue")
 	srv := tlsLedger(t, ca, testToken, false, nil)
 	if !strings.HasPrefix(srv.url, "https://") {
 		t.Fatalf("server URL %s", srv.url)
 	}
 
-	if err := applyOne(t, tlsRemote(t, srv.url, testToken, ca.file, "", ""), "k-ok"); err != nil {
+	if err := applyOne(t, tlsRemote(t, srv.url, testToken, ca.File, "", ""), "k-ok"); err != nil {
 		t.Fatalf("apply over TLS: %v", err)
 	}
 	// TLS 1.3 is what a current client gets.
-	pool, _ := readCAs(ca.file)
+	pool, _ := readCAs(ca.File)
 	conn, err := tls.Dial("tcp", srv.addr, &tls.Config{RootCAs: pool})
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +131,7 @@ func TestRemoteTLS(t *testing.T) {
 		name, caFile string
 	}{
 		{"system roots", ""},
-		{"another CA", rogue.file},
+		{"another CA", rogue.File},
 	} {
 		err := applyOne(t, tlsRemote(t, srv.url, testToken, c.caFile, "", ""), "k-"+c.name)
 		var verify *tls.CertificateVerificationError
@@ -230,7 +144,7 @@ func TestRemoteTLS(t *testing.T) {
 	}
 	// The token is still checked over TLS.
 	for _, tok := range []string{"", "wrong-token-of-some-length"} {
-		if err := applyOne(t, tlsRemote(t, srv.url, tok, ca.file, "", ""), "k-token"); !errors.Is(err, ErrUnauthorized) {
+		if err := applyOne(t, tlsRemote(t, srv.url, tok, ca.File, "", ""), "k-token"); !errors.Is(err, ErrUnauthorized) {
 			t.Errorf("token %q over TLS: %v, want ErrUnauthorized", tok, err)
 		}
 	}
@@ -245,7 +159,7 @@ func TestRemoteTLS(t *testing.T) {
 
 	// TLS against a plain HTTP server: a handshake failure, not "unreachable".
 	plainSrv := startLedgerServer(t, "127.0.0.1:0", testToken)
-	err = applyOne(t, tlsRemote(t, "https://"+plainSrv.addr, testToken, ca.file, "", ""), "k-mismatch")
+	err = applyOne(t, tlsRemote(t, "https://"+plainSrv.addr, testToken, ca.File, "", ""), "k-mismatch")
 	if !errors.Is(err, ErrLedgerTLS) {
 		t.Errorf("https to a plain server: %v, want ErrLedgerTLS", err)
 	}
@@ -280,15 +194,15 @@ func refusedHandshake(t *testing.T, what string, logs *syncLog, before int, err 
 // refused; a server with mutual TLS and no token accepts a right certificate alone.
 func TestRemoteMutualTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, dir, "ledger")
-	rogue := newTestCA(t, dir, "rogue")
-	clientCert, clientKey := ca.issue(t, "posgw-front", false)
-	rogueCert, rogueKey := rogue.issue(t, "posgw-front", false)
-	serverOnlyCert, serverOnlyKey := ca.issue(t, "not-a-client", true)
+	ca := testpki.New(t, dir, "ledger")
+	rogue := testpki.New(t, dir, "rogue")
+	clientCert, clientKey := ca.Issue(t, "posgw-front", false)
+	rogueCert, rogueKey := rogue.Issue(t, "posgw-front", false)
+	serverOnlyCert, serverOnlyKey := ca.Issue(t, "not-a-client", true)
 	logs := &syncLog{}
 	srv := tlsLedger(t, ca, testToken, true, logs)
 
-	if err := applyOne(t, tlsRemote(t, srv.url, testToken, ca.file, clientCert, clientKey), "k-ok"); err != nil {
+	if err := applyOne(t, tlsRemote(t, srv.url, testToken, ca.File, clientCert, clientKey), "k-ok"); err != nil {
 		t.Fatalf("apply with a client certificate: %v", err)
 	}
 	for _, c := range []struct {
@@ -298,7 +212,7 @@ func TestRemoteMutualTLS(t *testing.T) {
 		{"another CA", rogueCert, rogueKey},
 		{"server certificate", serverOnlyCert, serverOnlyKey},
 	} {
-		r := tlsRemote(t, srv.url, testToken, ca.file, c.cert, c.key)
+		r := tlsRemote(t, srv.url, testToken, ca.File, c.cert, c.key)
 		n := logs.count("TLS handshake error")
 		refusedHandshake(t, c.name+": apply", logs, n, applyOne(t, r, "k-"+c.name))
 		n = logs.count("TLS handshake error")
@@ -306,7 +220,7 @@ func TestRemoteMutualTLS(t *testing.T) {
 		n = logs.count("TLS handshake error")
 		refusedHandshake(t, c.name+": listing", logs, n, r.ForEach(func(Entry) error { return nil }))
 	}
-	if err := applyOne(t, tlsRemote(t, srv.url, "wrong-token-of-some-length", ca.file, clientCert, clientKey), "k-token"); !errors.Is(err, ErrUnauthorized) {
+	if err := applyOne(t, tlsRemote(t, srv.url, "wrong-token-of-some-length", ca.File, clientCert, clientKey), "k-token"); !errors.Is(err, ErrUnauthorized) {
 		t.Errorf("right certificate, wrong token: %v, want ErrUnauthorized", err)
 	}
 	if got := ledgerKeys(t, srv.ledger); len(got) != 1 || got[0] != "k-ok" {
@@ -315,11 +229,11 @@ func TestRemoteMutualTLS(t *testing.T) {
 
 	noTokenLogs := &syncLog{}
 	noToken := tlsLedger(t, ca, "", true, noTokenLogs)
-	if err := applyOne(t, tlsRemote(t, noToken.url, "", ca.file, clientCert, clientKey), "k-cert-only"); err != nil {
+	if err := applyOne(t, tlsRemote(t, noToken.url, "", ca.File, clientCert, clientKey), "k-cert-only"); err != nil {
 		t.Errorf("mutual TLS without a token: %v", err)
 	}
 	refusedHandshake(t, "mutual TLS without a token, another CA", noTokenLogs, 0,
-		applyOne(t, tlsRemote(t, noToken.url, "", ca.file, rogueCert, rogueKey), "k-rogue"))
+		applyOne(t, tlsRemote(t, noToken.url, "", ca.File, rogueCert, rogueKey), "k-rogue"))
 	if got := ledgerKeys(t, noToken.ledger); len(got) != 1 || got[0] != "k-cert-only" {
 		t.Errorf("ledger holds %q, want only k-cert-only", got)
 	}
@@ -329,14 +243,14 @@ func TestRemoteMutualTLS(t *testing.T) {
 // certificate without its key fail at once, naming the file.
 func TestTLSConfigFiles(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, dir, "ledger")
-	other := newTestCA(t, dir, "other")
-	cert, key := ca.issue(t, "ledger-server", true)
-	_, otherKey := other.issue(t, "ledger-server", true)
+	ca := testpki.New(t, dir, "ledger")
+	other := testpki.New(t, dir, "other")
+	cert, key := ca.Issue(t, "ledger-server", true)
+	_, otherKey := other.Issue(t, "ledger-server", true)
 	garbage := filepath.Join(dir, "garbage.pem")
 	os.WriteFile(garbage, []byte("not PEM at all\n"), 0o600)
 	badDER := filepath.Join(dir, "bad-der.pem")
-	writeTestPEM(t, badDER, "CERTIFICATE", []byte("not DER"))
+	testpki.WritePEM(t, badDER, "CERTIFICATE", []byte("not DER"))
 	missing := filepath.Join(dir, "missing.pem")
 	unreadable := filepath.Join(dir, "unreadable.pem")
 	os.WriteFile(unreadable, []byte("x"), 0o600)
@@ -345,7 +259,7 @@ func TestTLSConfigFiles(t *testing.T) {
 		unreadable = missing // running as root: every file is readable
 	}
 
-	if _, err := ServerTLSConfig(cert, key, ca.file); err != nil {
+	if _, err := ServerTLSConfig(cert, key, ca.File); err != nil {
 		t.Fatalf("good server files: %v", err)
 	}
 	if c, err := ClientTLSConfig("", "", ""); c != nil || err != nil {
@@ -367,11 +281,11 @@ func TestTLSConfigFiles(t *testing.T) {
 		{"client CA not PEM", func() error { _, err := ServerTLSConfig(cert, key, garbage); return err }, garbage, ErrBadTLSFiles},
 		{"client CA bad DER", func() error { _, err := ServerTLSConfig(cert, key, badDER); return err }, badDER, ErrBadTLSFiles},
 		{"client CA is a key", func() error { _, err := ServerTLSConfig(cert, key, key); return err }, key, ErrBadTLSFiles},
-		{"client cert without key", func() error { _, err := ClientTLSConfig(ca.file, cert, ""); return err }, "together", ErrBadTLSFiles},
-		{"client key without cert", func() error { _, err := ClientTLSConfig(ca.file, "", key); return err }, "together", ErrBadTLSFiles},
+		{"client cert without key", func() error { _, err := ClientTLSConfig(ca.File, cert, ""); return err }, "together", ErrBadTLSFiles},
+		{"client key without cert", func() error { _, err := ClientTLSConfig(ca.File, "", key); return err }, "together", ErrBadTLSFiles},
 		{"CA missing", func() error { _, err := ClientTLSConfig(missing, "", ""); return err }, missing, os.ErrNotExist},
 		{"CA not PEM", func() error { _, err := ClientTLSConfig(garbage, "", ""); return err }, garbage, ErrBadTLSFiles},
-		{"client key mismatched", func() error { _, err := ClientTLSConfig(ca.file, cert, otherKey); return err }, otherKey, ErrBadTLSFiles},
+		{"client key mismatched", func() error { _, err := ClientTLSConfig(ca.File, cert, otherKey); return err }, otherKey, ErrBadTLSFiles},
 		{"client cert not PEM", func() error { _, err := ClientTLSConfig("", garbage, key); return err }, garbage, ErrBadTLSFiles},
 	} {
 		err := c.fn()
@@ -381,7 +295,7 @@ func TestTLSConfigFiles(t *testing.T) {
 	}
 
 	// TLS settings with an http URL would silently not be used.
-	tc, err := ClientTLSConfig(ca.file, "", "")
+	tc, err := ClientTLSConfig(ca.File, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,13 +1,8 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +11,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/walletless/walletless/internal/testpki"
 	wsync "github.com/walletless/walletless/sync"
 )
 
@@ -135,13 +131,7 @@ func TestDeployMutualTLS(t *testing.T) {
 		t.Error("client without a certificate accepted")
 	}
 	// A certificate from another CA is refused too.
-	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "rogue CA"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &otherKey.PublicKey, otherKey)
-	otherCA, _ := x509.ParseCertificate(der)
-	dir := t.TempDir()
-	rc, rk := issueWith(t, dir, otherCA, otherKey, "dev-tls", false)
+	rc, rk := testpki.New(t, t.TempDir(), "rogue").Issue(t, "dev-tls", false)
 	pair, err := tls.LoadX509KeyPair(rc, rk)
 	if err != nil {
 		t.Fatal(err)

@@ -3,14 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -19,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/walletless/walletless/internal/testpki"
 )
 
 // password is every test user's MQTT password.
@@ -215,35 +210,16 @@ func (m *mosq) kill() {
 
 // pki is a throwaway CA with a broker certificate and device certificates.
 type pki struct {
-	dir                   string
-	ca                    string
-	caCert                *x509.Certificate
-	caKey                 *ecdsa.PrivateKey
+	*testpki.CA
+	ca                    string // the CA file
 	brokerCert, brokerKey string
 }
 
 func newPKI(t testing.TB, dir string) *pki {
 	t.Helper()
-	p := &pki{dir: dir}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "Walletless test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.caCert, _ = x509.ParseCertificate(der)
-	p.caKey = key
-	p.ca = filepath.Join(dir, "ca.pem")
-	writePEM(t, p.ca, "CERTIFICATE", der)
-	p.brokerCert, p.brokerKey = p.issue(t, "broker", true)
+	p := &pki{CA: testpki.New(t, dir, "walletless-test")}
+	p.ca = p.File
+	p.brokerCert, p.brokerKey = p.Issue(t, "broker", true)
 	return p
 }
 
@@ -251,39 +227,5 @@ func newPKI(t testing.TB, dir string) *pki {
 // certificate for 127.0.0.1 when server is set) and returns the PEM file names.
 func (p *pki) issue(t testing.TB, cn string, server bool) (certFile, keyFile string) {
 	t.Helper()
-	return issueWith(t, p.dir, p.caCert, p.caKey, cn, server)
-}
-
-func issueWith(t testing.TB, dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, server bool) (string, string) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile := filepath.Join(dir, cn+".pem"), filepath.Join(dir, cn+".key")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "EC PRIVATE KEY", kder)
-	return certFile, keyFile
-}
-
-func writePEM(t testing.TB, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	return p.Issue(t, cn, server)
 }
