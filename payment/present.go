@@ -2,9 +2,11 @@ package payment
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/big"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/walletless/walletless/paycode"
 	"github.com/walletless/walletless/store"
@@ -24,13 +26,120 @@ func referenceLabel(id string) string {
 	return strings.Repeat("0", 25-len(s)) + s
 }
 
+// MaxMerchantCodeLen bounds the merchant's static code (merchant.emv_qr): an EMVCo
+// merchant-presented payload is at most 512 characters.
+const MaxMerchantCodeLen = 512
+
+// ParseMerchantCode reads the merchant's static EMVCo merchant-presented QR (the
+// payload their acquirer issued, as on the counter sticker) into the template Present
+// builds each sale's dynamic code from. It is strict: the CRC must match, the code must
+// name at least one merchant account and a known ISO 4217 currency (id 53), and must
+// not carry an amount (id 54), since posd sets the amount of each sale. When the code
+// has no terminal label (62.07), terminal (clipped to 25 characters) becomes one; ""
+// adds none. The returned template is checked by building a code from it, so Present
+// cannot fail on it later. The template keeps every other field of the code
+// (accounts, MCC, name, city, country, language template, unknown ids); only the field
+// order becomes EMVCo's canonical one. Errors start with "payment: merchant QR".
+func ParseMerchantCode(payload, terminal string) (*paycode.MPM, error) {
+	switch {
+	case payload == "":
+		return nil, errors.New("payment: merchant QR: empty")
+	case len(payload) > MaxMerchantCodeLen:
+		return nil, fmt.Errorf("payment: merchant QR: %d bytes, longer than the %d an EMVCo code can hold", len(payload), MaxMerchantCodeLen)
+	case strings.TrimSpace(payload) != payload:
+		return nil, errors.New("payment: merchant QR: starts or ends with white space (copy the payload exactly)")
+	}
+	switch res, err := paycode.Identify(payload); res.Detected {
+	case paycode.KindEMVMPM:
+	case "":
+		return nil, fmt.Errorf("payment: merchant QR: not an EMVCo merchant-presented code (it starts with 000201): %w", err)
+	default:
+		// Never echo it: a customer's code is a payment credential.
+		return nil, fmt.Errorf("payment: merchant QR: this is a customer's payment code (%s), not the shop's EMVCo merchant-presented QR", res.Detected)
+	}
+	m, _, err := paycode.Decode(payload)
+	if err != nil {
+		return nil, fmt.Errorf("payment: merchant QR: %w", err)
+	}
+	if m.Amount != "" {
+		return nil, fmt.Errorf("payment: merchant QR: carries a fixed amount (id 54: %s); use the shop's static code without an amount, posd sets the amount of each sale: %w", m.Amount, paycode.ErrAmount)
+	}
+	m.Order = nil
+	if _, ok := m.AdditionalField(paycode.AddTerminalLabel); !ok && terminal != "" {
+		m.Additional = append(m.Additional, paycode.Field{ID: paycode.AddTerminalLabel, Value: clipRunes(terminal, 25)})
+	}
+	cur, _ := paycode.LookupCurrency(m.Currency) // Decode checked it
+	if _, err := PresentCode(&m, 1, cur.Code, strings.Repeat("0", 25)); err != nil {
+		return nil, fmt.Errorf("payment: merchant QR: no dynamic code can be built from it: %w", err)
+	}
+	return &m, nil
+}
+
+// PresentCode builds the dynamic code of one merchant-presented sale from template:
+// point of initiation 12, the amount (id 54) and currency (id 53), and reference as
+// the reference label (62.05, replacing any); everything else of the template is kept
+// and the CRC is computed afresh. A currency other than the one the template fixes is
+// refused with ErrCurrency.
+func PresentCode(template *paycode.MPM, amountMinor int64, currency, reference string) (string, error) {
+	if amountMinor <= 0 || amountMinor > MaxAmountMinor {
+		return "", ErrBadAmount
+	}
+	cur, ok := paycode.LookupCurrency(strings.ToUpper(currency))
+	if !ok || len(currency) != 3 {
+		return "", fmt.Errorf("%w: %q", ErrCurrency, currency)
+	}
+	if err := templateCurrency(template, cur); err != nil {
+		return "", err
+	}
+	amount := paycode.FormatAmount(amountMinor, cur)
+	if len(amount) > 13 {
+		return "", fmt.Errorf("%w: %s %s does not fit the 13 characters of an EMVCo QR amount", ErrBadAmount, amount, cur.Code)
+	}
+	m := *template
+	m.PointOfInitiation = paycode.PointDynamic
+	m.Currency, m.Amount = cur.Numeric, amount
+	m.Additional = make([]paycode.Field, 0, len(template.Additional)+1)
+	for _, f := range template.Additional {
+		if f.ID != paycode.AddReferenceLabel {
+			m.Additional = append(m.Additional, f)
+		}
+	}
+	m.Additional = append(m.Additional, paycode.Field{ID: paycode.AddReferenceLabel, Value: reference})
+	qr, err := paycode.Build(m)
+	if err != nil {
+		return "", fmt.Errorf("payment: merchant code template: %w", err)
+	}
+	return qr, nil
+}
+
+// templateCurrency refuses a sale in another currency than the template fixes.
+func templateCurrency(template *paycode.MPM, cur paycode.Currency) error {
+	if template.Currency == "" || template.Currency == cur.Numeric {
+		return nil
+	}
+	fixed := template.Currency
+	if c, ok := paycode.LookupCurrency(fixed); ok {
+		fixed = c.Code
+	}
+	return fmt.Errorf("%w: this terminal's merchant QR (merchant.emv_qr) takes %s only, not %s", ErrCurrency, fixed, cur.Code)
+}
+
+// clipRunes shortens s to at most n runes.
+func clipRunes(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n])
+}
+
 // Present starts a merchant-presented sale: it builds a dynamic EMVCo QR from
-// Config.MerchantCode with the amount and the sale's reference, commits the sale with
-// its payment request (kind emv_mpm, carrying the public QR) and returns the sale with
-// the QR to show or print. The sale is authorizing until the cloud reports the
-// customer's payment; without an answer within Config.PresentTimeout it goes in doubt
-// like any other sale. Offline, it is refused: nobody could tell the terminal that the
-// customer paid.
+// Config.MerchantCode with the amount and the sale's reference (PresentCode), commits
+// the sale with its payment request (kind emv_mpm, carrying the public QR) and returns
+// the sale with the QR to show or print. The sale is authorizing until the cloud
+// reports the customer's payment; without an answer within Config.PresentTimeout it
+// goes in doubt like any other sale. Offline, it is refused: nobody could tell the
+// terminal that the customer paid. A currency other than the one the template fixes
+// is refused with ErrCurrency before anything is stored.
 func (e *Engine) Present(ctx context.Context, amountMinor int64, currency string) (Sale, error) {
 	if amountMinor <= 0 || amountMinor > MaxAmountMinor {
 		return Sale{}, ErrBadAmount
@@ -41,6 +150,9 @@ func (e *Engine) Present(ctx context.Context, amountMinor int64, currency string
 	}
 	if e.cfg.MerchantCode == nil {
 		return Sale{}, ErrNoMerchantCode
+	}
+	if err := templateCurrency(e.cfg.MerchantCode, cur); err != nil {
+		return Sale{}, err
 	}
 	var (
 		out Sale
@@ -56,22 +168,12 @@ func (e *Engine) present(amountMinor int64, cur paycode.Currency) (Sale, error) 
 	now, synced := e.now()
 	r := &record{Sale: Sale{ID: newID(now), Flow: FlowMerchantPresented, AmountMinor: amountMinor, Currency: cur.Code,
 		ClockUnsynced: !synced, BatchID: e.batch.ID, CreatedAt: now, UpdatedAt: now}, CodeKind: string(paycode.KindEMVMPM)}
-	m := *e.cfg.MerchantCode
-	m.PointOfInitiation = paycode.PointDynamic
-	m.Currency, m.Amount = cur.Numeric, paycode.FormatAmount(amountMinor, cur)
-	m.Additional = nil
-	for _, f := range e.cfg.MerchantCode.Additional {
-		if f.ID != paycode.AddReferenceLabel {
-			m.Additional = append(m.Additional, f)
-		}
-	}
-	m.Additional = append(m.Additional, paycode.Field{ID: paycode.AddReferenceLabel, Value: referenceLabel(r.ID)})
-	qr, err := paycode.Build(m)
+	qr, err := PresentCode(e.cfg.MerchantCode, amountMinor, cur.Code, referenceLabel(r.ID))
 	if err != nil {
-		return Sale{}, fmt.Errorf("payment: merchant code template: %w", err)
+		return Sale{}, err
 	}
 	r.Scheme, r.Operator = "emvco", "EMVCo merchant-presented"
-	if s := m.Scheme(); s != nil {
+	if s := e.cfg.MerchantCode.Scheme(); s != nil {
 		r.Scheme, r.Operator = s.Name, s.Operator
 	}
 	r.MaskedCode = paycode.Mask(qr)
