@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // SchemaVersion is the configuration schema this code reads.
@@ -109,6 +111,7 @@ type Payment struct {
 	OfflineAfter    Duration `json:"offline_after"`        // the cloud link down this long counts as offline (the offline policy applies)
 	PruneAfter      Duration `json:"prune_after"`          // final, synced sales older than this are deleted; "0s" keeps them
 	RulesFile       string   `json:"rules_file,omitempty"` // a wallet-code rule table (JSON, docs/paycode.md) replacing the built-in one
+	PresentTimeout  Duration `json:"present_timeout"`      // a merchant-presented sale not reported paid after this is in doubt
 	// Offline is the offline policy per scheme (paycode's scheme name, or
 	// "kind:wallet" / "kind:emv_cpm"), with Default for the rest.
 	Offline OfflinePolicies `json:"offline"`
@@ -131,11 +134,29 @@ type OfflinePolicy struct {
 	MaxAge         Duration         `json:"max_age,omitempty"`          // older stored_offline sales are flagged expired
 }
 
-// Merchant is printed at the top of each receipt.
+// Merchant is printed at the top of each receipt, and says how customers pay the shop
+// by scanning its code.
 type Merchant struct {
 	Name  string   `json:"name"`
 	Lines []string `json:"lines,omitempty"`
+	// EMVQR is the merchant's static EMVCo merchant-presented QR payload exactly as the
+	// acquirer issued it (what the counter sticker encodes). posd builds each
+	// merchant-presented sale's dynamic code from it; empty turns that flow off.
+	// Validate checks its shape only; posd decodes it strictly (CRC, accounts,
+	// currency, no fixed amount) at startup, with package payment, and refuses to
+	// start on a bad one.
+	EMVQR string `json:"emv_qr,omitempty"`
 }
+
+// MaxEMVQR bounds merchant.emv_qr: an EMVCo merchant-presented payload is at most 512
+// characters.
+const MaxEMVQR = 512
+
+// Bounds of payment.present_timeout: the customer opens an app, scans and pays.
+const (
+	MinPresentTimeout = time.Second
+	MaxPresentTimeout = time.Hour
+)
 
 // Default returns the configuration posd uses when there is no file.
 func Default() Config {
@@ -150,6 +171,7 @@ func Default() Config {
 		Payment: Payment{
 			AuthTimeout: Duration(30 * time.Second), QueryTimeout: Duration(30 * time.Second),
 			CodeReuseWindow: Duration(24 * time.Hour), OfflineAfter: Duration(10 * time.Second), PruneAfter: Duration(90 * 24 * time.Hour),
+			PresentTimeout: Duration(3 * time.Minute),
 			// One-time wallet codes and EMVCo consumer QR cannot be authorized later.
 			Offline: OfflinePolicies{Default: OfflinePolicy{Action: "refuse"}},
 		},
@@ -250,6 +272,21 @@ func (c Config) Validate() error {
 	}
 	if c.Payment.QueryTimeout < Duration(time.Second) {
 		bad("payment.query_timeout", "must be at least 1s")
+	}
+	if c.Payment.PresentTimeout < Duration(MinPresentTimeout) || c.Payment.PresentTimeout > Duration(MaxPresentTimeout) {
+		bad("payment.present_timeout", "%s is not between %s and %s", time.Duration(c.Payment.PresentTimeout), MinPresentTimeout, MaxPresentTimeout)
+	}
+	if q := c.Merchant.EMVQR; q != "" {
+		switch {
+		case len(q) > MaxEMVQR:
+			bad("merchant.emv_qr", "is %d bytes; an EMVCo merchant-presented QR holds at most %d", len(q), MaxEMVQR)
+		case strings.TrimSpace(q) != q:
+			bad("merchant.emv_qr", "starts or ends with white space; paste the payload exactly")
+		case strings.ContainsFunc(q, unicode.IsControl) || !utf8.ValidString(q):
+			bad("merchant.emv_qr", "contains control characters or invalid UTF-8; paste the payload exactly")
+		case !strings.HasPrefix(q, "0002"):
+			bad("merchant.emv_qr", "is not an EMVCo merchant-presented QR payload (those start with 000201); check it with posctl merchant check")
+		}
 	}
 	if c.Payment.CodeReuseWindow < 0 || c.Payment.PruneAfter < 0 || c.Payment.OfflineAfter < 0 {
 		bad("payment", "code_reuse_window, offline_after and prune_after must not be negative")

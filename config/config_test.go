@@ -36,18 +36,29 @@ func TestPartialFileKeepsDefaults(t *testing.T) {
 
 func TestBadInputIsRejectedWithTheField(t *testing.T) {
 	for in, want := range map[string]string{
-		`{"version":2}`:                                  "version",
-		`{"version":1,"device_id":"a/b"}`:                "device_id",
-		`{"version":1,"surprise":1}`:                     "unknown field",
-		`{"version":1} {"version":1}`:                    "after the JSON",
-		`{"version":1,"api":{"addr":"8080"}}`:            "api.addr",
-		`{"version":1,"mqtt":{"broker":"x"}}`:            "mqtt.broker",
-		`{"version":1,"mqtt":{"window":0}}`:              "mqtt.window",
-		`{"version":1,"scanner":{"dedup":5}}`:            "duration",
-		`{"version":1,"printer":{"language":"fr"}}`:      "printer.language",
-		`{"version":1,"payment":{"auth_timeout":"1ms"}}`: "payment.auth_timeout",
-		``:  "EOF",
-		`[`: "unexpected EOF",
+		`{"version":2}`:                                                                 "version",
+		`{"version":1,"device_id":"a/b"}`:                                               "device_id",
+		`{"version":1,"surprise":1}`:                                                    "unknown field",
+		`{"version":1} {"version":1}`:                                                   "after the JSON",
+		`{"version":1,"api":{"addr":"8080"}}`:                                           "api.addr",
+		`{"version":1,"mqtt":{"broker":"x"}}`:                                           "mqtt.broker",
+		`{"version":1,"mqtt":{"window":0}}`:                                             "mqtt.window",
+		`{"version":1,"scanner":{"dedup":5}}`:                                           "duration",
+		`{"version":1,"printer":{"language":"fr"}}`:                                     "printer.language",
+		`{"version":1,"payment":{"auth_timeout":"1ms"}}`:                                "payment.auth_timeout",
+		`{"version":1,"payment":{"present_timeout":"0s"}}`:                              "payment.present_timeout",
+		`{"version":1,"payment":{"present_timeout":"-1m"}}`:                             "payment.present_timeout",
+		`{"version":1,"payment":{"present_timeout":"2h"}}`:                              "payment.present_timeout",
+		`{"version":1,"payment":{"present_timeout":3}}`:                                 "duration",
+		`{"version":1,"merchant":{"emv_qr":"hello"}}`:                                   "merchant.emv_qr",
+		`{"version":1,"merchant":{"emv_qr":" 000201"}}`:                                 "merchant.emv_qr",
+		`{"version":1,"merchant":{"emv_qr":"000201\n"}}`:                                "merchant.emv_qr",
+		`{"version":1,"merchant":{"emv_qr":"0002010102\u0000"}}`:                        "merchant.emv_qr",
+		`{"version":1,"merchant":{"emv_qr":"hQVDUFYwMQ=="}}`:                            "merchant.emv_qr",
+		`{"version":1,"merchant":{"emv_qr":"` + strings.Repeat("0", MaxEMVQR+1) + `"}}`: "merchant.emv_qr",
+		`{"version":1,"merchant":{"emv_qr":42}}`:                                        "merchant.emv_qr",
+		``:                                                                              "EOF",
+		`[`:                                                                             "unexpected EOF",
 	} {
 		_, err := Parse(strings.NewReader(in))
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -59,6 +70,28 @@ func TestBadInputIsRejectedWithTheField(t *testing.T) {
 	}
 	if _, err := Load("does-not-exist.json"); err == nil || !os.IsNotExist(unwrapAll(err)) {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestPresentTimeoutAndMerchantQR(t *testing.T) {
+	if d := Default(); time.Duration(d.Payment.PresentTimeout) != 3*time.Minute || d.Merchant.EMVQR != "" {
+		t.Fatalf("defaults: present_timeout %s, emv_qr %q", time.Duration(d.Payment.PresentTimeout), d.Merchant.EMVQR)
+	}
+	const sample = "00020101021126480020com.example.acquirer0120SAMPLE-MERCHANT-00015204541153034105802KR5918SEOUL CORNER STORE6005SEOUL62090305SHOP76304CBD5"
+	for _, ok := range []string{"1s", "3m", "1h"} {
+		c, err := Parse(strings.NewReader(`{"version":1,"payment":{"present_timeout":"` + ok + `"},"merchant":{"emv_qr":"` + sample + `"}}`))
+		if err != nil {
+			t.Fatalf("present_timeout %s: %v", ok, err)
+		}
+		if c.Merchant.EMVQR != sample || c.Merchant.Name != Default().Merchant.Name {
+			t.Fatalf("merchant %+v", c.Merchant)
+		}
+	}
+	// Every bad field is reported, each naming its key.
+	_, err := Parse(strings.NewReader(`{"version":1,"payment":{"present_timeout":"0s"},"merchant":{"emv_qr":"x"}}`))
+	if err == nil || !strings.Contains(err.Error(), "config: payment.present_timeout: 0s is not between 1s and 1h0m0s") ||
+		!strings.Contains(err.Error(), "config: merchant.emv_qr: is not an EMVCo merchant-presented QR payload") {
+		t.Fatalf("both errors: %v", err)
 	}
 }
 
