@@ -58,6 +58,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// Settings that need more than the config's own checks (merchant.emv_qr, the rules
+	// file) are read before anything is opened or started.
+	pay, err := paymentSettingsFrom(cfg, opts.Demo)
+	if err != nil {
+		return err
+	}
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -129,11 +135,6 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("daemon: scanner.keymap: %w", err)
 	}
-	pay, err := paymentSettingsFrom(cfg, opts.Demo)
-	if err != nil {
-		return err
-	}
-
 	var engine *payment.Engine
 	link, err := wsync.NewLink(wsync.Config{
 		BrokerURL:   cfg.MQTT.Broker,
@@ -195,6 +196,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		Offline:         pay.Offline,
 		CodeReuseWindow: pay.CodeReuseWindow,
 		MerchantCode:    pay.MerchantCode,
+		PresentTimeout:  pay.PresentTimeout,
 		PruneAfter:      pay.PruneAfter,
 		ClockSynced:     payment.SystemClockSynced(),
 		Identify:        pay.Identify,

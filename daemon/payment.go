@@ -13,10 +13,12 @@ import (
 )
 
 // paymentSettings are the sale engine's settings derived from the configuration.
-// The demo gets a made-up merchant account so the merchant-presented flow can be
-// tried; elsewhere that flow stays off until a merchant template is configured.
+// merchant.emv_qr, decoded strictly, is the merchant-presented template; without it
+// the demo gets a made-up merchant account so the flow can be tried, and elsewhere the
+// flow stays off.
 type paymentSettings struct {
 	MerchantCode    *paycode.MPM
+	PresentTimeout  time.Duration
 	QueryTimeout    time.Duration
 	Offline         payment.Policies
 	CodeReuseWindow time.Duration
@@ -26,7 +28,12 @@ type paymentSettings struct {
 
 func paymentSettingsFrom(cfg config.Config, demo bool) (paymentSettings, error) {
 	var mc *paycode.MPM
-	if demo {
+	if cfg.Merchant.EMVQR != "" {
+		var err error
+		if mc, err = payment.ParseMerchantCode(cfg.Merchant.EMVQR, cfg.DeviceID); err != nil {
+			return paymentSettings{}, fmt.Errorf("daemon: merchant.emv_qr: %w (check it with posctl merchant check)", err)
+		}
+	} else if demo {
 		// A demo merchant account: posgw approves the request as if the customer paid.
 		mc = &paycode.MPM{
 			MerchantAccounts: []paycode.MerchantAccount{{ID: "26", GUI: "com.walletless.demo", Fields: []paycode.Field{{ID: "01", Value: cfg.DeviceID}}}},
@@ -39,6 +46,7 @@ func paymentSettingsFrom(cfg config.Config, demo bool) (paymentSettings, error) 
 	}
 	ps := paymentSettings{
 		MerchantCode:    mc,
+		PresentTimeout:  time.Duration(cfg.Payment.PresentTimeout),
 		QueryTimeout:    time.Duration(cfg.Payment.QueryTimeout),
 		Offline:         payment.Policies{Default: offlinePolicy(cfg.Payment.Offline.Default)},
 		CodeReuseWindow: time.Duration(cfg.Payment.CodeReuseWindow),

@@ -149,7 +149,7 @@ func (e *Engine) Present(ctx context.Context, amountMinor int64, currency string
 		return Sale{}, fmt.Errorf("%w: %q", ErrCurrency, currency)
 	}
 	if e.cfg.MerchantCode == nil {
-		return Sale{}, ErrNoMerchantCode
+		return Sale{}, fmt.Errorf("%w: a technician sets merchant.emv_qr in posd's configuration to the shop's static EMVCo QR (docs/sales.md)", ErrNoMerchantCode)
 	}
 	if err := templateCurrency(e.cfg.MerchantCode, cur); err != nil {
 		return Sale{}, err
