@@ -38,6 +38,7 @@ var commands = map[string]command{
 	"scan-test":    {"open the scanner and print each scan (masked unless -reveal)", cmdScanTest},
 	"decode-image": {"decode QR/Code 128 from image files (PNG, JPEG, PGM)", cmdDecodeImage},
 	"paycode":      {"decode payment codes: posctl paycode decode [-json] [CODE]", cmdPaycode},
+	"merchant":     {"check the shop's EMVCo QR for merchant.emv_qr: posctl merchant check [PAYLOAD]", cmdMerchant},
 	"receipt":      {"render ESC/POS to PNG: posctl receipt preview IN.bin -o OUT.png", cmdReceipt},
 	"print-test":   {"print a self-test page: posctl print-test [-config FILE] [-printer SPEC]", cmdPrintTest},
 	"store":        {"offline database maintenance with posd stopped: posctl store compact|check", cmdStore},
