@@ -18,7 +18,8 @@ func TestExampleFileParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.DeviceID != "shop-7-counter-1" || time.Duration(c.MQTT.ResendAfter) != 15*time.Second || c.Scanner.Source != "usb:1eab:0d10" {
+	if c.DeviceID != "shop-7-counter-1" || time.Duration(c.MQTT.ResendAfter) != 15*time.Second || c.Scanner.Source != "usb:1eab:0d10" ||
+		time.Duration(c.Payment.PresentTimeout) != 3*time.Minute || !strings.HasPrefix(c.Merchant.EMVQR, "000201010211") {
 		t.Fatalf("parsed %+v", c)
 	}
 }

@@ -194,3 +194,16 @@ func TestMerchantCodeSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleMerchantQR: the sample payload of deploy/posd.example.json is one posd
+// starts with.
+func TestExampleMerchantQR(t *testing.T) {
+	cfg, err := config.Load("../deploy/posd.example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := paymentSettingsFrom(cfg, false)
+	if err != nil || ps.MerchantCode == nil || cfg.Merchant.EMVQR != sampleMerchantQR {
+		t.Fatalf("example merchant.emv_qr: %v", err)
+	}
+}
