@@ -88,6 +88,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	defer ln.Close()
 
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	g, ctx := errgroup.WithContext(ctx)
 
 	if opts.Demo {
@@ -108,6 +110,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 		g.Go(func() error { return gw.Run(ctx) })
 	}
+	// An early return from here on stops what already runs (the demo's posgw) before
+	// the deferred closes above take the broker and the ledger from under it.
+	defer func() { cancel(); _ = g.Wait() }()
 
 	session, err := st.NextSession()
 	if err != nil {

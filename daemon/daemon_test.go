@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -280,5 +281,30 @@ func TestNoPrinter(t *testing.T) {
 	code, r := tp.do("POST", "/v1/sales/"+m["id"].(string)+"/reprint", "")
 	if code != http.StatusNotImplemented || r["error"] == "" {
 		t.Errorf("reprint without a printer: %d %v", code, r)
+	}
+}
+
+// TestDemoStartupErrorReturns: a configuration error found after the demo's broker
+// and posgw started (an unknown printer profile) stops them and returns the error; it
+// used to hang in the broker's Close while posgw stayed connected.
+func TestDemoStartupErrorReturns(t *testing.T) {
+	// The hang needed posgw to be connecting when the error came: try a few times.
+	for i := 0; i < 20; i++ {
+		cfg := config.Default()
+		cfg.DataDir = t.TempDir()
+		cfg.API.Addr = "127.0.0.1:0"
+		cfg.Printer.Profile = "no-such-profile"
+		done := make(chan error, 1)
+		go func() {
+			done <- Run(context.Background(), Options{Config: cfg, Demo: true, Stdin: strings.NewReader("")})
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "printer.profile") {
+				t.Fatalf("Run = %v, want the printer.profile error", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("run %d: Run did not return within 30s after a startup error in demo mode", i)
+		}
 	}
 }
