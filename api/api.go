@@ -317,7 +317,7 @@ func (s *Server) getStatus(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Server) writeEngineError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, payment.ErrBadAmount), errors.Is(err, payment.ErrCurrency), errors.Is(err, payment.ErrRefundTooLarge), errors.Is(err, payment.ErrOverflow):
+	case errors.Is(err, payment.ErrBadAmount), errors.Is(err, payment.ErrCurrency), errors.Is(err, payment.ErrCurrencyNotAccepted), errors.Is(err, payment.ErrRefundTooLarge), errors.Is(err, payment.ErrOverflow):
 		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, payment.ErrNotFound):
 		writeError(w, http.StatusNotFound, err.Error())

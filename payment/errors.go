@@ -15,6 +15,9 @@ var (
 	ErrBadAmount = errors.New("payment: amount_minor must be a positive integer of minor units")
 	// ErrCurrency: not an ISO 4217 currency.
 	ErrCurrency = errors.New("payment: unknown ISO 4217 currency")
+	// ErrCurrencyNotAccepted: a known currency that this terminal's merchant QR
+	// (merchant.emv_qr) does not take.
+	ErrCurrencyNotAccepted = errors.New("payment: currency not accepted")
 	// ErrBusy: only one sale waits for a code at a time.
 	ErrBusy = errors.New("payment: another sale is waiting for a code; cancel it first")
 	// ErrNotWaiting: the sale is past the point where it can be cancelled or scanned.

@@ -79,7 +79,7 @@ func ParseMerchantCode(payload, terminal string) (*paycode.MPM, error) {
 // point of initiation 12, the amount (id 54) and currency (id 53), and reference as
 // the reference label (62.05, replacing any); everything else of the template is kept
 // and the CRC is computed afresh. A currency other than the one the template fixes is
-// refused with ErrCurrency.
+// refused with ErrCurrencyNotAccepted.
 func PresentCode(template *paycode.MPM, amountMinor int64, currency, reference string) (string, error) {
 	if amountMinor <= 0 || amountMinor > MaxAmountMinor {
 		return "", ErrBadAmount
@@ -121,7 +121,7 @@ func templateCurrency(template *paycode.MPM, cur paycode.Currency) error {
 	if c, ok := paycode.LookupCurrency(fixed); ok {
 		fixed = c.Code
 	}
-	return fmt.Errorf("%w: this terminal's merchant QR (merchant.emv_qr) takes %s only, not %s", ErrCurrency, fixed, cur.Code)
+	return fmt.Errorf("%w: this terminal's merchant QR (merchant.emv_qr) takes %s only, not %s", ErrCurrencyNotAccepted, fixed, cur.Code)
 }
 
 // clipRunes shortens s to at most n runes.
@@ -139,7 +139,7 @@ func clipRunes(s string, n int) string {
 // reports the customer's payment; without an answer within Config.PresentTimeout it
 // goes in doubt like any other sale. Offline, it is refused: nobody could tell the
 // terminal that the customer paid. A currency other than the one the template fixes
-// is refused with ErrCurrency before anything is stored.
+// is refused with ErrCurrencyNotAccepted before anything is stored.
 func (e *Engine) Present(ctx context.Context, amountMinor int64, currency string) (Sale, error) {
 	if amountMinor <= 0 || amountMinor > MaxAmountMinor {
 		return Sale{}, ErrBadAmount

@@ -121,7 +121,7 @@ func TestPresentCodeKeepsTheTemplate(t *testing.T) {
 	if tmpl.Amount != "" || tmpl.PointOfInitiation != paycode.PointStatic || len(tmpl.Additional) != len(before.Additional) {
 		t.Errorf("template modified: %+v", tmpl)
 	}
-	if _, err := PresentCode(tmpl, 500, "JPY", "X"); !errors.Is(err, ErrCurrency) || !strings.Contains(err.Error(), "KRW only") {
+	if _, err := PresentCode(tmpl, 500, "JPY", "X"); !errors.Is(err, ErrCurrencyNotAccepted) || !strings.Contains(err.Error(), "KRW only") {
 		t.Errorf("JPY against a KRW template: %v", err)
 	}
 	if _, err := PresentCode(tmpl, 0, "KRW", "X"); !errors.Is(err, ErrBadAmount) {
@@ -143,7 +143,7 @@ func TestPresentRefusesAnotherCurrency(t *testing.T) {
 	}
 	h := newHarness(t, filepath.Join(t.TempDir(), "db"), time.Minute, func(c *Config) { c.MerchantCode = tmpl })
 	defer h.stop()
-	if _, err := h.e.Present(context.Background(), 500, "JPY"); !errors.Is(err, ErrCurrency) {
+	if _, err := h.e.Present(context.Background(), 500, "JPY"); !errors.Is(err, ErrCurrencyNotAccepted) {
 		t.Fatalf("Present in JPY with a KRW template: %v", err)
 	}
 	if ob := h.outbox(); len(ob) != 0 {
