@@ -191,33 +191,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if !g.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("gateway: Run called twice")
 	}
-	opts := mqtt.NewClientOptions().
-		AddBroker(g.cfg.BrokerURL).
-		SetClientID(g.cfg.ClientID).
-		SetCleanSession(false).
-		SetOrderMatters(false).
-		SetAutoReconnect(false). // reconnects are ours: backoff with jitter, subscriptions again
-		SetConnectRetry(false).
-		SetKeepAlive(g.cfg.KeepAlive).
-		SetPingTimeout(g.cfg.Timeout).
-		SetConnectTimeout(g.cfg.Timeout).
-		SetWriteTimeout(g.cfg.Timeout).
-		SetDefaultPublishHandler(g.onMessage) // requests queued for the persistent session before we subscribe
-	if g.cfg.Username != "" {
-		opts.SetUsername(g.cfg.Username).SetPassword(g.cfg.Password)
-	}
-	if g.tls != nil {
-		opts.SetTLSConfig(g.tls)
-	}
-	if open := wsync.OpenConnection(g.cfg.BrokerURL, g.tls); open != nil {
-		opts.SetCustomOpenConnectionFn(open)
-	}
-	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-		g.ready.Store(false)
-		select {
-		case g.lost <- err:
-		default:
-		}
+	opts := wsync.ClientOptions(wsync.Client{
+		BrokerURL: g.cfg.BrokerURL, ClientID: g.cfg.ClientID, Username: g.cfg.Username, Password: g.cfg.Password,
+		TLS: g.tls, KeepAlive: g.cfg.KeepAlive, Timeout: g.cfg.Timeout,
+		Lost: g.lost, Down: func() { g.ready.Store(false) },
+		OnMessage: g.onMessage, // requests queued for the persistent session before we subscribe
 	})
 	client := mqtt.NewClient(opts)
 	defer g.wg.Wait() // PUBACK waiters are bounded by Timeout

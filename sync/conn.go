@@ -71,3 +71,57 @@ func OpenConnection(brokerURL string, tc *tls.Config) mqtt.OpenConnectionFunc {
 		return &bufConn{Conn: conn, r: bufio.NewReaderSize(conn, 32<<10)}, nil
 	}
 }
+
+// Client describes one Walletless MQTT client for ClientOptions.
+type Client struct {
+	BrokerURL, ClientID string
+	Username, Password  string
+	TLS                 *tls.Config // nil: plain TCP (or paho's defaults for TLS schemes)
+	KeepAlive, Timeout  time.Duration
+	// Lost receives the connection's error when paho reports it lost (never blocking:
+	// a loss already waiting is enough); Down runs first, on paho's goroutine.
+	Lost chan<- error
+	Down func()
+	// OnMessage handles messages queued for the persistent session that arrive
+	// before the subscriptions are made again.
+	OnMessage mqtt.MessageHandler
+}
+
+// ClientOptions are the paho options of every Walletless client, device link and
+// gateway alike: a persistent session (CleanSession false) under a stable client id,
+// no reconnects or connect retries of paho's own (Reconnect does them, with jitter,
+// and subscribes again), every wait bounded by Timeout, credentials, TLS and the
+// buffered connection of OpenConnection.
+func ClientOptions(c Client) *mqtt.ClientOptions {
+	opts := mqtt.NewClientOptions().
+		AddBroker(c.BrokerURL).
+		SetClientID(c.ClientID).
+		SetCleanSession(false).
+		SetOrderMatters(false).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetKeepAlive(c.KeepAlive).
+		SetPingTimeout(c.Timeout).
+		SetConnectTimeout(c.Timeout).
+		SetWriteTimeout(c.Timeout).
+		SetDefaultPublishHandler(c.OnMessage)
+	if c.Username != "" {
+		opts.SetUsername(c.Username).SetPassword(c.Password)
+	}
+	if c.TLS != nil {
+		opts.SetTLSConfig(c.TLS)
+	}
+	if open := OpenConnection(c.BrokerURL, c.TLS); open != nil {
+		opts.SetCustomOpenConnectionFn(open)
+	}
+	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		if c.Down != nil {
+			c.Down()
+		}
+		select {
+		case c.Lost <- err:
+		default:
+		}
+	})
+	return opts
+}

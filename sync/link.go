@@ -271,35 +271,12 @@ func (l *Link) Run(ctx context.Context) error {
 	if !l.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("sync: Run called twice")
 	}
-	opts := mqtt.NewClientOptions().
-		AddBroker(l.cfg.BrokerURL).
-		SetClientID(l.cfg.ClientID).
-		SetCleanSession(false).
-		SetOrderMatters(false).
-		SetAutoReconnect(false). // reconnects are ours: backoff with jitter, subscriptions again
-		SetConnectRetry(false).
-		SetKeepAlive(l.cfg.KeepAlive).
-		SetPingTimeout(l.cfg.Timeout).
-		SetConnectTimeout(l.cfg.Timeout).
-		SetWriteTimeout(l.cfg.Timeout).
-		SetBinaryWill(StatusTopic(l.cfg.DeviceID), l.status("offline"), 1, true).
-		SetDefaultPublishHandler(l.onMessage) // results queued for a persistent session before we subscribe
-	if l.cfg.Username != "" {
-		opts.SetUsername(l.cfg.Username).SetPassword(l.cfg.Password)
-	}
-	if l.tls != nil {
-		opts.SetTLSConfig(l.tls)
-	}
-	if open := OpenConnection(l.cfg.BrokerURL, l.tls); open != nil {
-		opts.SetCustomOpenConnectionFn(open)
-	}
-	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-		l.online.Store(false)
-		select {
-		case l.lost <- err:
-		default:
-		}
-	})
+	opts := ClientOptions(Client{
+		BrokerURL: l.cfg.BrokerURL, ClientID: l.cfg.ClientID, Username: l.cfg.Username, Password: l.cfg.Password,
+		TLS: l.tls, KeepAlive: l.cfg.KeepAlive, Timeout: l.cfg.Timeout,
+		Lost: l.lost, Down: func() { l.online.Store(false) },
+		OnMessage: l.onMessage, // results queued for the persistent session before we subscribe
+	}).SetBinaryWill(StatusTopic(l.cfg.DeviceID), l.status("offline"), 1, true)
 	client := mqtt.NewClient(opts)
 	defer l.wg.Wait()
 	if a, ok := l.cfg.Outbox.(Acker); ok {
