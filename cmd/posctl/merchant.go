@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -43,19 +42,9 @@ func cmdMerchant(ctx context.Context, e env) error {
 		fs.PrintDefaults()
 	}
 	// Flags may come before or after PAYLOAD (payloads start with "00").
-	var positional []string
-	for args := e.args[1:]; ; {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return errUsage
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
+	positional, err := parseInterspersed(fs, e.args[1:])
+	if err != nil {
+		return err
 	}
 	if len(positional) > 1 {
 		fs.Usage()

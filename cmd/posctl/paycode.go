@@ -38,19 +38,9 @@ func cmdPaycode(ctx context.Context, e env) error {
 		fs.PrintDefaults()
 	}
 	// Flags may come before or after CODE (codes never start with '-').
-	var positional []string
-	for args := e.args[1:]; ; {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return errUsage // the flag package has printed the problem and the usage
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
+	positional, err := parseInterspersed(fs, e.args[1:])
+	if err != nil {
+		return err
 	}
 	if len(positional) > 1 {
 		fs.Usage()
@@ -356,4 +346,25 @@ func nonEmpty(ss ...string) []string {
 		}
 	}
 	return out
+}
+
+// parseInterspersed parses flags that may stand before or after the positional
+// arguments (which never start with '-') and returns those arguments. A parse error
+// is errUsage (the flag package has printed the problem and the usage); -h is
+// flag.ErrHelp.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errUsage
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
