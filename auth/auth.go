@@ -294,4 +294,3 @@ func ReadTokenFile(path string) (string, error) {
 	}
 	return tok, nil
 }
-
