@@ -10,8 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/walletless/walletless/auth"
 	"github.com/walletless/walletless/payment"
 )
 
@@ -38,11 +41,19 @@ type Server struct {
 	Merchant string
 	// Reprint queues a sale's receipt again; nil answers 501.
 	Reprint func(id string) error
+	// Tokens authenticates every request; nil refuses every request (401).
+	Tokens Tokens
+	// Hosts are the host names besides localhost, loopback addresses and the address
+	// a connection came in on that a Host header may name (the configured address,
+	// the device's host name).
+	Hosts []string
 
-	sales  Sales
-	status func() any
-	log    *slog.Logger
-	mux    *http.ServeMux
+	sales    Sales
+	status   func() any
+	log      *slog.Logger
+	mux      *http.ServeMux
+	limit    *limiter
+	draining atomic.Bool // set when Serve's context ends, before Shutdown
 }
 
 // New returns the API; status returns the JSON-encodable terminal status.
@@ -50,27 +61,47 @@ func New(sales Sales, status func() any, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{sales: sales, status: status, log: log, mux: http.NewServeMux()}
-	s.mux.HandleFunc("POST /v1/sales", s.createSale)
-	s.mux.HandleFunc("GET /v1/sales/{id}", s.getSale)
-	s.mux.HandleFunc("POST /v1/sales/{id}/cancel", s.cancelSale)
-	s.mux.HandleFunc("POST /v1/sales/{id}/code", s.scanCode)
-	s.mux.HandleFunc("POST /v1/sales/{id}/refunds", s.createRefund)
-	s.mux.HandleFunc("POST /v1/sales/{id}/reprint", s.reprint)
-	s.mux.HandleFunc("GET /v1/refunds/{id}", s.getRefund)
-	s.mux.HandleFunc("GET /v1/batches/current", s.currentBatch)
-	s.mux.HandleFunc("POST /v1/batches/close", s.closeBatch)
-	s.mux.HandleFunc("GET /v1/batches/{id}", s.getBatch)
-	s.mux.HandleFunc("GET /v1/batches/{id}/report", s.batchReport)
-	s.mux.HandleFunc("GET /v1/status", s.getStatus)
+	s := &Server{sales: sales, status: status, log: log, mux: http.NewServeMux(), limit: newLimiter()}
+	for _, rt := range s.routes() {
+		s.mux.HandleFunc(rt.pattern, needs(rt.role, rt.h))
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	return s
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+type route struct {
+	pattern string
+	role    auth.Role
+	h       http.HandlerFunc
+}
+
+// routes lists every endpoint with the role it needs: a clerk runs the counter, a
+// manager also moves money back (refunds), closes the day and manages tokens.
+func (s *Server) routes() []route {
+	return []route{
+		{"POST /v1/sales", auth.RoleClerk, s.createSale},
+		{"GET /v1/sales/{id}", auth.RoleClerk, s.getSale},
+		{"POST /v1/sales/{id}/cancel", auth.RoleClerk, s.cancelSale},
+		{"POST /v1/sales/{id}/code", auth.RoleClerk, s.scanCode},
+		{"POST /v1/sales/{id}/refunds", auth.RoleManager, s.createRefund},
+		{"POST /v1/sales/{id}/reprint", auth.RoleClerk, s.reprint},
+		{"GET /v1/refunds/{id}", auth.RoleClerk, s.getRefund},
+		{"GET /v1/batches/current", auth.RoleClerk, s.currentBatch},
+		{"POST /v1/batches/close", auth.RoleManager, s.closeBatch},
+		{"GET /v1/batches/{id}", auth.RoleClerk, s.getBatch},
+		{"GET /v1/batches/{id}/report", auth.RoleClerk, s.batchReport},
+		{"GET /v1/status", auth.RoleClerk, s.getStatus},
+		{"GET /v1/tokens", auth.RoleManager, s.listTokens},
+		{"POST /v1/tokens", auth.RoleManager, s.createToken},
+		{"DELETE /v1/tokens/{name}", auth.RoleManager, s.revokeToken},
+	}
+}
+
+// ServeHTTP implements http.Handler: every request passes the guard (see guard.go)
+// before its handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.guard(w, r) }
 
 // Serve serves on ln until ctx is done; a cancelled context returns nil.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
@@ -89,6 +120,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case err := <-errc:
 		return fmt.Errorf("api: %w", err)
 	case <-ctx.Done():
+		// Requests that still arrive are told posd is stopping (503) instead of
+		// reaching an engine that is going away.
+		s.draining.Store(true)
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
@@ -325,6 +359,9 @@ func (s *Server) writeEngineError(w http.ResponseWriter, err error) {
 		errors.Is(err, payment.ErrAuthorizing), errors.Is(err, payment.ErrCodeReused), errors.Is(err, payment.ErrNotRefundable),
 		errors.Is(err, payment.ErrNoMerchantCode), errors.Is(err, payment.ErrBatchBusy):
 		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, syscall.ENOSPC):
+		s.log.Error("api: the disk is full", "err", err)
+		writeError(w, http.StatusInsufficientStorage, "the terminal's disk is full: nothing was recorded; free space on the data partition (old receipts, logs) and try again")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, "posd is shutting down")
 	default:
@@ -333,12 +370,15 @@ func (s *Server) writeEngineError(w http.ResponseWriter, err error) {
 	}
 }
 
-// decodeStrict reads one JSON object: size-limited, unknown fields and trailing data
-// rejected.
+// decodeStrict reads one JSON object: size-limited; unknown fields, duplicate keys,
+// field names in another letter case and trailing data rejected.
 func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
 		return fmt.Errorf("request body too large or unreadable: %w", err)
+	}
+	if err := checkJSONKeys(body, v); err != nil {
+		return fmt.Errorf("request body is not the expected JSON object: %w", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -384,4 +424,66 @@ func (s *Server) reprint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"id": id, "status": "queued"})
+}
+
+type tokenRequest struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+// tokenAnswer is a new token: the only answer that ever contains one.
+type tokenAnswer struct {
+	auth.Info
+	Token string `json:"token"`
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"tokens": s.Tokens.List()})
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+	var req tokenRequest
+	if err := decodeStrict(w, r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	role, err := auth.ParseRole(req.Role)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	tok, info, err := s.Tokens.Create(req.Name, role)
+	switch {
+	case errors.Is(err, auth.ErrExists):
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	case errors.Is(err, auth.ErrBadName):
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case err != nil:
+		s.writeEngineError(w, err)
+		return
+	}
+	by, _ := identity(r)
+	s.log.Info("api: token created", "name", info.Name, "role", info.Role, "by", by.Name)
+	writeJSON(w, http.StatusCreated, tokenAnswer{Info: info, Token: tok})
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	err := s.Tokens.Revoke(name)
+	switch {
+	case errors.Is(err, auth.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	case errors.Is(err, auth.ErrAdmin):
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	case err != nil:
+		s.writeEngineError(w, err)
+		return
+	}
+	by, _ := identity(r)
+	s.log.Info("api: token revoked", "name", name, "by", by.Name)
+	writeJSON(w, http.StatusOK, map[string]string{"name": name, "status": "revoked"})
 }

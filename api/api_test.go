@@ -10,14 +10,34 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/walletless/walletless/auth"
 	"github.com/walletless/walletless/payment"
 	"github.com/walletless/walletless/store"
 )
 
 type fixture struct {
-	t   *testing.T
-	e   *payment.Engine
-	srv *httptest.Server
+	t       *testing.T
+	e       *payment.Engine
+	s       *Server
+	srv     *httptest.Server
+	tokens  *auth.Store
+	manager string // a manager token
+	clerk   string // a clerk token
+}
+
+// newTokens returns a token store with a manager and a clerk token.
+func newTokens(t testing.TB) (st *auth.Store, manager, clerk string) {
+	st, err := auth.Open(filepath.Join(t.TempDir(), "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if manager, _, err = st.Create("boss", auth.RoleManager); err != nil {
+		t.Fatal(err)
+	}
+	if clerk, _, err = st.Create("till", auth.RoleClerk); err != nil {
+		t.Fatal(err)
+	}
+	return st, manager, clerk
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -38,14 +58,30 @@ func newFixture(t *testing.T) *fixture {
 	go func() { e.Run(ctx); close(done) }()
 	s := New(e, func() any { return map[string]any{"ok": true} }, nil)
 	s.Merchant = "Test Mart"
+	tokens, manager, clerk := newTokens(t)
+	s.Tokens = tokens
 	srv := httptest.NewServer(s)
 	t.Cleanup(func() { srv.Close(); cancel(); <-done; st.Close() })
-	return &fixture{t: t, e: e, srv: srv}
+	return &fixture{t: t, e: e, s: s, srv: srv, tokens: tokens, manager: manager, clerk: clerk}
 }
 
+// do sends a request with the manager token and Content-Type: application/json.
 func (f *fixture) do(method, path, body string) (int, map[string]any, string) {
 	f.t.Helper()
+	return f.doWith(method, path, body, "Authorization", "Bearer "+f.manager, "Content-Type", "application/json")
+}
+
+// doWith sends a request with exactly the given header pairs ("Host" sets the Host).
+func (f *fixture) doWith(method, path, body string, headers ...string) (int, map[string]any, string) {
+	f.t.Helper()
 	req, _ := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] == "Host" {
+			req.Host = headers[i+1]
+			continue
+		}
+		req.Header.Set(headers[i], headers[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		f.t.Fatal(err)
@@ -159,10 +195,16 @@ func FuzzDecodeSaleRequests(f *testing.F) {
 	defer cancel()
 	go e.Run(ctx)
 	h := New(e, func() any { return nil }, nil)
+	tokens, manager, _ := newTokens(f)
+	h.Tokens = tokens
 	f.Fuzz(func(t *testing.T, body string) {
 		for _, path := range []string{"/v1/sales", "/v1/sales/0190b7a4-0000-7000-8000-000000000000/code", "/v1/sales/0190b7a4-0000-7000-8000-000000000000/refunds"} {
 			w := httptest.NewRecorder()
-			h.ServeHTTP(w, httptest.NewRequest("POST", path, strings.NewReader(body)))
+			req := httptest.NewRequest("POST", path, strings.NewReader(body))
+			req.Host = "localhost"
+			req.Header.Set("Authorization", "Bearer "+manager)
+			req.Header.Set("Content-Type", "application/json")
+			h.ServeHTTP(w, req)
 			if w.Code >= 500 {
 				t.Fatalf("POST %s %q: %d %s", path, body, w.Code, w.Body)
 			}
