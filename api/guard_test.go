@@ -457,4 +457,3 @@ func TestFailedAttemptsAreSlowedDown(t *testing.T) {
 		}
 	}
 }
-
