@@ -67,6 +67,12 @@ type Indicators struct {
 // API is the local HTTP API.
 type API struct {
 	Addr string `json:"addr"` // host:port; keep it on loopback unless a cash register needs it
+	// TLSCertFile and TLSKeyFile are the PEM certificate and key the API serves HTTPS
+	// with. Without them, an addr off loopback gets a self-signed device certificate
+	// that posd makes on first start (data_dir/api.crt, api.key); loopback stays
+	// plain HTTP.
+	TLSCertFile string `json:"tls_cert_file,omitempty"`
+	TLSKeyFile  string `json:"tls_key_file,omitempty"`
 }
 
 // MQTT is the cloud link.
@@ -324,6 +330,9 @@ func (c Config) Validate() error {
 	}
 	if c.MQTT.Heartbeat < 0 {
 		bad("mqtt.heartbeat", "must not be negative")
+	}
+	if (c.API.TLSCertFile == "") != (c.API.TLSKeyFile == "") {
+		bad("api.tls_cert_file", "tls_cert_file and tls_key_file go together")
 	}
 	if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
 		bad("mqtt.cert_file", "cert_file and key_file go together (mutual TLS)")

@@ -43,6 +43,7 @@ func TestBadInputIsRejectedWithTheField(t *testing.T) {
 		`{"version":1} {"version":1}`:                                                   "after the JSON",
 		`{"version":1,"api":{"addr":"8080"}}`:                                           "api.addr",
 		`{"version":1,"mqtt":{"broker":"x"}}`:                                           "mqtt.broker",
+		`{"version":1,"api":{"tls_cert_file":"/etc/api.crt"}}`:                          "api.tls_cert_file",
 		`{"version":1,"mqtt":{"window":0}}`:                                             "mqtt.window",
 		`{"version":1,"scanner":{"dedup":5}}`:                                           "duration",
 		`{"version":1,"printer":{"language":"fr"}}`:                                     "printer.language",
