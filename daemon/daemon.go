@@ -44,6 +44,10 @@ type Info struct {
 	Printer   string
 	Scanner   string
 	DeviceID  string
+	// Token is the admin (manager) token, for the demo's banner; TLSFingerprint is the
+	// API certificate's SHA-256 when it serves HTTPS.
+	Token          string
+	TLSFingerprint string
 }
 
 // DBFile and LedgerFile are the bbolt files under the data directory.
@@ -87,6 +91,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return fmt.Errorf("daemon: local API: %w", err)
 	}
 	defer ln.Close()
+	door, err := openDoor(cfg, log)
+	if err != nil {
+		return err
+	}
+	ln = door.listener(ln)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -240,8 +249,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 			case <-ctx.Done():
 				return nil
 			case s := <-scans:
-				if _, _, err := engine.Scan(ctx, s.Text); err != nil && ctx.Err() == nil {
+				sale, applied, err := engine.Scan(ctx, s.Text)
+				if err != nil && ctx.Err() == nil {
 					log.Error("scan could not be applied", "err", err)
+				}
+				if ctx.Err() == nil {
+					door.refused.note(s.Text, sale, applied, err)
 				}
 			}
 		}
@@ -263,10 +276,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 			s["waiting_sale"] = sales.Waiting
 		}
 		s["sales"] = sales
+		door.addStatus(s)
 		return s
 	}
 	srv := api.New(engine, status, log.With("component", "api"))
 	srv.Merchant = cfg.Merchant.Name
+	door.configure(srv)
 	if !receipts.none { // without a printer, reprint answers 501
 		srv.Reprint = func(id string) error {
 			sale, err := engine.Get(id)
@@ -280,8 +295,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 
 	if opts.Ready != nil {
 		opts.Ready(Info{
-			APIURL: "http://" + ln.Addr().String(), BrokerURL: cfg.MQTT.Broker, DataDir: cfg.DataDir,
+			APIURL: door.url(ln.Addr()), BrokerURL: cfg.MQTT.Broker, DataDir: cfg.DataDir,
 			Printer: cfg.Printer.Target, Scanner: cfg.Scanner.Source, DeviceID: cfg.DeviceID,
+			Token: door.adminToken, TLSFingerprint: door.fingerprint,
 		})
 	}
 	log.Info("posd running", "api", ln.Addr().String(), "device", cfg.DeviceID, "broker", cfg.MQTT.Broker, "session", session)

@@ -24,6 +24,7 @@ import (
 type thinPath struct {
 	t       *testing.T
 	api     string
+	info    Info // as Ready reported it; info.Token is the admin (manager) token
 	scan    *io.PipeWriter
 	dir     string
 	ledger  *gateway.Ledger
@@ -66,7 +67,7 @@ func startPosd(t *testing.T, dir string, brokerURL string, demo bool, adjust fun
 	}()
 	select {
 	case i := <-ready:
-		tp.api = i.APIURL
+		tp.api, tp.info = i.APIURL, i
 	case err := <-tp.done:
 		t.Fatalf("posd did not start: %v", err)
 	case <-time.After(20 * time.Second):
@@ -92,6 +93,7 @@ func (tp *thinPath) do(method, path, body string) (int, map[string]any) {
 	tp.t.Helper()
 	req, _ := http.NewRequest(method, tp.api+path, bytes.NewBufferString(body))
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tp.info.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		tp.t.Fatal(err)
