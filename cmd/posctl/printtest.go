@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -24,9 +23,9 @@ func cmdPrintTest(ctx context.Context, e env) error {
 	cfgFile := fs.String("config", "", "posd's configuration `file`; its printer.target is used")
 	spec := fs.String("printer", "", "printer `spec`, overriding the config: none, emulator:DIR, tcp:HOST[:PORT], /dev/usb/lp0, /dev/ttyUSB0[:BAUD], FILE")
 	profile := fs.String("profile", "epson-80", "printer profile: "+strings.Join(printer.ProfileNames(), ", "))
-	api := fs.String("api", "", "posd's local API base URL for the queue depth (default "+defaultAPI+" or $POSCTL_API)")
+	af := addAPIFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: posctl print-test [-config FILE] [-printer SPEC] [-profile NAME] [-api URL]")
+		fmt.Fprintln(e.stderr, "usage: posctl print-test [-config FILE] [-printer SPEC] [-profile NAME] [-api URL] [-token-file FILE]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(e.args); err != nil {
@@ -71,7 +70,7 @@ func cmdPrintTest(ctx context.Context, e env) error {
 		{"Printer", target},
 		{"Ports", portsLine()},
 	}
-	fields = append(fields, posdFields(ctx, apiBase(*api))...)
+	fields = append(fields, posdFields(ctx, af)...)
 	statusLine := "not reported by this transport"
 	if sr, ok := prn.(printer.StatusReader); ok {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -120,29 +119,45 @@ func portsLine() string {
 	return strings.Join(names, " ")
 }
 
-// posdFields asks posd's API for its status and returns the fields worth printing;
-// posd not running is itself worth a line.
-func posdFields(ctx context.Context, base string) [][2]string {
+// posdFields asks posd's API for its status and returns the fields worth printing,
+// the API certificate's fingerprint among them (a register pins it); posd not running
+// or no token is itself worth a line.
+func posdFields(ctx context.Context, af *apiFlags) [][2]string {
+	c, err := af.client()
+	if err != nil {
+		return [][2]string{{"posd", "no API token (-token-file)"}}
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/status", nil)
+	code, raw, err := c.call(ctx, http.MethodGet, "/v1/status", nil)
 	if err != nil {
-		return [][2]string{{"posd", "bad API URL"}}
+		return [][2]string{{"posd", "not reachable at " + c.base}}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return [][2]string{{"posd", "not reachable at " + base}}
-	}
-	defer resp.Body.Close()
 	var st map[string]any
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
-		return [][2]string{{"posd", "answered " + resp.Status}}
+	if err := json.Unmarshal(raw, &st); err != nil || code != http.StatusOK {
+		return [][2]string{{"posd", fmt.Sprintf("answered %d", code)}}
 	}
 	out := [][2]string{{"posd", "running"}}
+	if fp, ok := st["tls_fingerprint"].(string); ok {
+		out = append(out, [2]string{"API TLS", "SHA-256 " + groupsOf4(fp)})
+	}
 	for _, k := range []string{"version", "config_version", "receipt_queue", "printer_queue", "outbox"} {
 		if v, ok := st[k]; ok {
 			out = append(out, [2]string{k, fmt.Sprint(v)})
 		}
 	}
 	return out
+}
+
+// groupsOf4 writes a fingerprint in groups of four, so it wraps on paper and reads
+// aloud.
+func groupsOf4(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i += 4 {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(s[i:min(i+4, len(s))])
+	}
+	return b.String()
 }
