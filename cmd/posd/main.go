@@ -118,29 +118,42 @@ const (
 
 func banner(i daemon.Info) string {
 	var b strings.Builder
+	receipts := strings.TrimPrefix(i.Printer, "emulator:")
+	auth := `-H "Authorization: Bearer ` + i.Token + `"`
+	curl := "curl -s"
+	tlsLine := ""
+	if i.TLSFingerprint != "" {
+		// The demo's certificate is self-signed: curl trusts it as its own CA file.
+		curl = "curl -s --cacert " + filepath.Join(i.DataDir, daemon.APICertFile)
+		tlsLine = "\n   API TLS       SHA-256 " + i.TLSFingerprint
+	}
 	fmt.Fprintf(&b, `
 =====================================================================
  Walletless posd — demo mode
-   local API     %s
+   local API     %s%s
+   API token     %s (manager; also in %s)
    MQTT broker   %s (embedded; posgw runs in-process)
    receipts      %s
    data          %s
 ---------------------------------------------------------------------
  1. In another terminal, start a sale of 12,000 won:
 
-    curl -s -X POST %s/v1/sales -H 'Content-Type: application/json' \
+    %s -X POST %s/v1/sales \
+         %s \
+         -H 'Content-Type: application/json' \
          -d '{"amount_minor": 12000, "currency": "KRW"}'
 
  2. Type the customer's code here and press Enter (this window is the
     scanner). Alipay sample:      %s
                  WeChat Pay sample:  %s
 
- 3. See the result:  curl -s %s/v1/sales/SALE_ID
+ 3. See the result:
+    %s %s %s/v1/sales/SALE_ID
     and the receipt PNG in %s
 
  posgw approves up to ₩1,000,000 and declines above. Ctrl-C stops.
 =====================================================================
-`, i.APIURL, i.BrokerURL, strings.TrimPrefix(i.Printer, "emulator:"), i.DataDir,
-		i.APIURL, SampleAlipay, SampleWeChat, i.APIURL, strings.TrimPrefix(i.Printer, "emulator:"))
+`, i.APIURL, tlsLine, i.Token, filepath.Join(i.DataDir, daemon.AdminTokenFile), i.BrokerURL, receipts, i.DataDir,
+		curl, i.APIURL, auth, SampleAlipay, SampleWeChat, curl, auth, i.APIURL, receipts)
 	return b.String()
 }
