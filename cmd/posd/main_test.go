@@ -71,7 +71,9 @@ func TestDemoBannerCurlWorks(t *testing.T) {
 	done := make(chan error, 1)
 	pr, pw := io.Pipe()
 	defer pw.Close()
-	go func() { done <- run(ctx, []string{"-demo", "-api", "127.0.0.1:0", "-log-level", "error"}, pr, out, io.Discard) }()
+	go func() {
+		done <- run(ctx, []string{"-demo", "-api", "127.0.0.1:0", "-log-level", "error"}, pr, out, io.Discard)
+	}()
 	var b string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if b = out.String(); strings.Contains(b, "Ctrl-C stops") {
