@@ -88,6 +88,8 @@ var crashClient = &http.Client{Timeout: 10 * time.Second}
 // call returns the status and decoded body, or an error when posd is gone.
 func (p *crashPosd) call(method, path, body string) (int, map[string]any, error) {
 	req, _ := http.NewRequest(method, p.api+path, strings.NewReader(body))
+	registerPosdArgs(p.cmd.Args)
+	authorize(req)
 	resp, err := crashClient.Do(req)
 	if err != nil {
 		return 0, nil, err

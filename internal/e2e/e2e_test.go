@@ -67,6 +67,7 @@ type proc struct {
 
 func start(t *testing.T, stdin io.Reader, name string, args ...string) *proc {
 	t.Helper()
+	registerPosdArgs(args) // the request helpers find a posd's admin.token by its -api
 	cmd := exec.Command(name, args...)
 	cmd.Stdin = stdin
 	var buf bytes.Buffer
@@ -109,7 +110,9 @@ func waitHTTP(t *testing.T, url string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		authorize(req)
+		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			return
@@ -136,6 +139,7 @@ func waitTCP(t *testing.T, addr string) {
 func getJSON(t *testing.T, method, url, body string) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	authorize(req)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +201,7 @@ func TestProcessesAgainstMosquitto(t *testing.T) {
 		t.Fatalf("sale never approved: %v", sale)
 	}
 	// posctl reads through the API.
-	out, err := exec.Command(bins["posctl"], "sale", "-api", api, id).CombinedOutput()
+	out, err := exec.Command(bins["posctl"], "sale", "-api", api, "-data", filepath.Join(dir, "posd-data"), id).CombinedOutput()
 	if err != nil || !bytes.Contains(out, []byte(`"approved"`)) {
 		t.Fatalf("posctl sale: %v\n%s", err, out)
 	}

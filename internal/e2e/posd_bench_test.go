@@ -120,6 +120,7 @@ func runPosd(b *testing.B, dir, brokerURL string, bundle int) (api string, stop 
 	select {
 	case i := <-ready:
 		api = i.APIURL
+		registerAPI(api, cfg.DataDir)
 	case err := <-done:
 		b.Fatalf("posd: %v", err)
 	}
@@ -133,7 +134,9 @@ func runPosd(b *testing.B, dir, brokerURL string, bundle int) (api string, stop 
 
 func post(b *testing.B, url, body string) map[string]any {
 	b.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	authorize(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -148,7 +151,9 @@ func post(b *testing.B, url, body string) map[string]any {
 
 func get(b *testing.B, url string) map[string]any {
 	b.Helper()
-	resp, err := http.Get(url)
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	authorize(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		b.Fatal(err)
 	}
