@@ -47,6 +47,9 @@ func cmdPrintTest(ctx context.Context, e env) error {
 			return err
 		}
 		cfgVersion = fmt.Sprintf("schema %d (%s)", cfg.Version, *cfgFile)
+		if *af.data == "" {
+			*af.data = cfg.DataDir // where posd wrote admin.token
+		}
 		if target == "" {
 			target = cfg.Printer.Target
 		}
