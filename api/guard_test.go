@@ -1,9 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -454,6 +456,32 @@ func TestFailedAttemptsAreSlowedDown(t *testing.T) {
 	for i := range FreeFailures - 1 {
 		if code, _ := bad(); code != 401 {
 			t.Fatalf("failure %d after a success: %d", i+1, code)
+		}
+	}
+}
+
+// TestRefusalsAreLoggedWithoutSecrets: a wrong token and a panic whose value holds a
+// payment code are logged, and neither the token nor the code reaches the log.
+func TestRefusalsAreLoggedWithoutSecrets(t *testing.T) {
+	var logs bytes.Buffer
+	code := "281234567890123456"
+	s := New(fakeSales{get: func(string) (payment.Sale, error) { panic("scan " + code + " went wrong") }}, func() any { return nil },
+		slog.New(slog.NewTextHandler(&logs, nil)))
+	tokens, manager, _ := newTokens(t)
+	s.Tokens = tokens
+	if w := send(t, s, "wlt_mysecretguess", "GET", "/v1/status", ""); w.Code != http.StatusUnauthorized {
+		t.Fatalf("wrong token: %d", w.Code)
+	}
+	if w := send(t, s, manager, "GET", "/v1/sales/"+someID, ""); w.Code != http.StatusInternalServerError || strings.Contains(w.Body.String(), code) {
+		t.Fatalf("panic: %d %s", w.Code, w.Body)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "bad token") || !strings.Contains(out, "handler panicked") {
+		t.Fatalf("refusals not logged:\n%s", out)
+	}
+	for _, secret := range []string{"mysecretguess", code, manager} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the log shows %q:\n%s", secret, out)
 		}
 	}
 }
