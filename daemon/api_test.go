@@ -82,6 +82,22 @@ func TestAdminTokenIsMadeOnceAndNeeded(t *testing.T) {
 	if code, m := tp.do("GET", "/v1/status", ""); code != 200 || m["device_id"] != "shop-7" || m["tls_fingerprint"] != nil {
 		t.Errorf("status with the admin token: %d %v", code, m)
 	}
+	// The device's own host name is a valid Host; another name is not.
+	port := tp.api[strings.LastIndex(tp.api, ":")+1:]
+	hostname, _ := os.Hostname()
+	for host, want := range map[string]int{hostname + ":" + port: 200, "localhost:" + port: 200, "rebind.example:" + port: http.StatusMisdirectedRequest} {
+		req, _ := http.NewRequest("GET", tp.api+"/v1/status", nil)
+		req.Host = host
+		req.Header.Set("Authorization", "Bearer "+tp.info.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %q: %d, want %d", host, resp.StatusCode, want)
+		}
+	}
 	tp.shutdown()
 	tp = startThinPathWith(t, dir, "tcp://127.0.0.1:1", func(c *config.Config) { c.Printer.Target = "none" })
 	defer tp.shutdown()
