@@ -74,8 +74,8 @@ func openDoor(cfg config.Config, log *slog.Logger) (*door, error) {
 	if name, err := os.Hostname(); err == nil && name != "" {
 		d.hosts = append(d.hosts, name, name+".local")
 	}
-	if host != "" {
-		d.hosts = append(d.hosts, host)
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		d.hosts = append(d.hosts, host) // a wildcard address is no name to be addressed by
 	}
 	var cert tls.Certificate
 	switch {
