@@ -109,6 +109,24 @@ func TestAdminTokenIsMadeOnceAndNeeded(t *testing.T) {
 	}
 }
 
+// TestOpenAdminTokenStopsPosd: an admin.token its group or others can read is a
+// leaked secret; posd does not start on it, and says how to fix the mode.
+func TestOpenAdminTokenStopsPosd(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.API.Addr = "127.0.0.1:0"
+	cfg.Printer.Target = "none"
+	file := filepath.Join(cfg.DataDir, AdminTokenFile)
+	if err := os.WriteFile(file, []byte("wlt_x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(file, 0o644) // whatever the umask
+	err := Run(context.Background(), Options{Config: cfg, Stdin: strings.NewReader("")})
+	if err == nil || !strings.Contains(err.Error(), "chmod 600 "+file) {
+		t.Fatalf("Run = %v, want a refusal with the chmod", err)
+	}
+}
+
 // TestAPIOffLoopbackServesOnlyHTTPS: an api.addr off loopback gets a self-signed
 // device certificate; plain HTTP is not served, and a client that pins the fingerprint
 // from the status page (or the banner) gets through.
