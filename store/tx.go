@@ -13,17 +13,18 @@ import (
 // given to Update or View; byte slices it returns are copies.
 type Tx struct {
 	tx *bolt.Tx
+	s  *Store
 }
 
 // Update runs fn in one read-write transaction, committed (and fsynced) when fn
 // returns nil and rolled back otherwise.
 func (s *Store) Update(fn func(*Tx) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+	return s.tx(true, func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
 }
 
 // View runs fn in one read-only transaction.
 func (s *Store) View(fn func(*Tx) error) error {
-	return s.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+	return s.tx(false, func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
 }
 
 func get(b *bolt.Bucket, key string) ([]byte, error) {
