@@ -251,6 +251,8 @@ type walker struct {
 	visit func(bucket string, k, v []byte)
 	// bucket, if set, receives each top-level bucket's header.
 	bucket func(name string, seq uint64)
+	// lenient repairs a damaged element count where the layout allows (salvage).
+	lenient bool
 }
 
 func newWalker(pf *pageFile) *walker {
@@ -293,10 +295,17 @@ func (w *walker) walkPage(bucket string, id uint64, depth int, lo, hi []byte) {
 		fail(fmt.Errorf("page header says page %d", got))
 		return
 	}
-	flags, es, err := parseElems(p)
+	parse := parseElems
+	if w.lenient {
+		parse = parseElemsLenient
+	}
+	flags, es, err := parse(p)
 	if err != nil {
 		fail(err)
 		return
+	}
+	if n := int(le.Uint16(p[10:])); n != len(es) {
+		fail(fmt.Errorf("element count %d damaged; read %d elements", n, len(es)))
 	}
 	var prev []byte
 	for i, e := range es {
@@ -503,4 +512,55 @@ func preflight(path string) error {
 	w := newWalker(pf)
 	w.walkFreelist(pf.meta.freelist)
 	return w.err(path)
+}
+
+// checkKeyPath reads, from the file, the pages from root down to the leaf where key
+// would be, and checks each one's layout. A lookup that found nothing calls it, so
+// that a damaged page (a damaged count hides records) answers ErrDamaged rather than
+// "not found". It reads the file as committed: pages a write transaction changed are
+// not on disk yet, so it only judges the structure, never the key's presence.
+func (s *Store) checkKeyPath(root uint64, key []byte) error {
+	if root == 0 {
+		return nil // an inline bucket lives in its parent's page
+	}
+	f, err := os.Open(s.path)
+	if err != nil {
+		return nil // cannot look; not-found stands
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	pf := &pageFile{r: f, size: fi.Size(), ps: s.pageSize}
+	limit := uint64(fi.Size() / int64(s.pageSize))
+	id := root
+	for depth := 0; depth <= maxDepth; depth++ {
+		p, err := pf.page(id, limit)
+		if err == nil && le.Uint64(p) != id {
+			err = fmt.Errorf("page header says page %d", le.Uint64(p))
+		}
+		var (
+			flags uint16
+			es    []elem
+		)
+		if err == nil {
+			flags, es, err = parseElems(p)
+		}
+		if err != nil {
+			return damaged(s.path, fmt.Errorf("page %d: %w", id, err))
+		}
+		if flags == flagLeaf || len(es) == 0 {
+			return nil
+		}
+		next := es[0].child
+		for _, e := range es[1:] {
+			if bytes.Compare(e.key, key) > 0 {
+				break
+			}
+			next = e.child
+		}
+		id = next
+	}
+	return damaged(s.path, fmt.Errorf("tree deeper than %d levels", maxDepth))
 }

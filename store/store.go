@@ -104,8 +104,9 @@ func statusOf(doc []byte) string {
 
 // Store is an open database file. It is safe for concurrent use.
 type Store struct {
-	db     *bolt.DB
-	path   string
+	db       *bolt.DB
+	path     string
+	pageSize int
 	failed atomic.Pointer[DamagedError] // set when a panic left bbolt's locks in doubt
 }
 
@@ -154,7 +155,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	db.NoSync = opts.NoSync
-	s := &Store{db: db, path: path}
+	s := &Store{db: db, path: path, pageSize: db.Info().PageSize}
 	if opts.Verify {
 		// The structure is checked first: bbolt's own check trusts what it walks.
 		if err := verifyFile(path); err != nil {
