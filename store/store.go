@@ -107,7 +107,7 @@ type Store struct {
 	db       *bolt.DB
 	path     string
 	pageSize int
-	failed atomic.Pointer[DamagedError] // set when a panic left bbolt's locks in doubt
+	failed   atomic.Pointer[DamagedError] // set when a panic left bbolt's locks in doubt
 }
 
 // Options tune Open.
