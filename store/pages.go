@@ -306,6 +306,11 @@ func (w *walker) walkPage(bucket string, id uint64, depth int, lo, hi []byte) {
 	}
 	if n := int(le.Uint16(p[10:])); n != len(es) {
 		fail(fmt.Errorf("element count %d damaged; read %d elements", n, len(es)))
+	} else if lo != nil && n == 0 {
+		// bbolt removes a page that becomes empty from its parent: an empty page
+		// below a branch is a damaged count hiding its records.
+		fail(errors.New("empty page below a branch page (element count damaged?)"))
+		return
 	}
 	var prev []byte
 	for i, e := range es {

@@ -96,23 +96,34 @@ func (d *salvaged) put(bucket string, k, v []byte) bool {
 func salvageRead(f *os.File, size int64, rep *SalvageReport) (*salvaged, error) {
 	d := &salvaged{seq: map[string]uint64{}, records: map[string]map[string][]byte{}}
 	pf, err := readMetas(f, size)
-	metaOK := true
+	metaOK := pf.ps != 0 // a valid meta page was found
 	if err != nil {
 		rep.Notes = append(rep.Notes, err.Error())
-		if pf.meta.err != nil || pf.ps == 0 {
-			// Neither meta page is valid: find the root bucket page by scanning.
-			metaOK = false
-			if err := findRoot(pf, size, rep); err != nil {
-				return nil, err
+	}
+	if metaOK && pf.meta.root >= uint64(size/int64(pf.ps)) {
+		// Truncated past the root: the other meta's (one commit older) may be in.
+		rep.Notes = append(rep.Notes, fmt.Sprintf("the root page %d is past the end of the file", pf.meta.root))
+		metaOK = false
+		for _, m := range pf.metas {
+			if m.err == nil && m.root < uint64(size/int64(pf.ps)) && m.pageSize == uint32(pf.ps) {
+				pf.meta, metaOK = m, true
+				rep.Notes = append(rep.Notes, fmt.Sprintf("using the older meta page (txid %d, root page %d)", m.txid, m.root))
+				break
 			}
+		}
+	}
+	stale := false
+	if !metaOK {
+		// Find the root bucket page by scanning: an older copy of it, so the newest
+		// records may be missing and the sequences are raised with a margin.
+		stale = true
+		if err := findRoot(pf, size, rep); err != nil {
+			return nil, err
 		}
 	}
 	limit := uint64(size / int64(pf.ps))
 	if metaOK && pf.meta.hwm < limit {
 		limit = pf.meta.hwm
-	}
-	if pf.meta.root >= limit {
-		return nil, fmt.Errorf("store: salvage: the root page %d is not in the file (%d pages); nothing can be read", pf.meta.root, limit)
 	}
 	w := &walker{pf: pf, hwm: limit, seen: make([]bool, limit), free: make([]bool, limit), lenient: true}
 	w.visit = func(bucket string, k, v []byte) {
@@ -142,11 +153,20 @@ func salvageRead(f *os.File, size int64, rep *SalvageReport) (*salvaged, error) 
 		}
 	}
 	recovered := make([]int, len(lost))
-	switch {
-	case len(lost) == 0:
-	case !freeKnown:
-		rep.Notes = append(rep.Notes, "the freelist is unreadable: pages cut off from their tree were not searched (they cannot be told from old, freed copies)")
-	default:
+	if len(lost) > 0 {
+		if !freeKnown {
+			rep.Notes = append(rep.Notes, "the freelist is unreadable: pages cut off from their tree cannot be told from old, freed copies; "+
+				"a record found there is kept only when it looks like its bucket's and every copy of it agrees (an acknowledged outbox entry or a pruned sale may come back; the cloud dedups by key)")
+		}
+		type version struct {
+			bucket string
+			lost   int
+			value  []byte
+			clash  bool
+		}
+		found := map[string]*version{} // bucket + "\x00" + key
+		var order []string
+		ambiguous := 0
 		for id := uint64(2); id < limit; id++ {
 			if w.seen[id] || w.free[id] {
 				continue
@@ -159,23 +179,56 @@ func salvageRead(f *os.File, size int64, rep *SalvageReport) (*salvaged, error) 
 			if err != nil || len(es) == 0 || le.Uint16(p[8:]) != flagLeaf {
 				continue
 			}
-			for i := id; i < id+uint64(len(p)/pf.ps); i++ {
-				w.seen[i] = true
+			if freeKnown {
+				for i := id; i < id+uint64(len(p)/pf.ps); i++ {
+					w.seen[i] = true
+				}
 			}
 			first, last := es[0].key, es[len(es)-1].key
+			match := -1
 			for li, lp := range lost {
-				if (lp.lo != nil && bytes.Compare(first, lp.lo) < 0) || (lp.hi != nil && bytes.Compare(last, lp.hi) >= 0) {
+				if (lp.lo != nil && bytes.Compare(first, lp.lo) < 0) || (lp.hi != nil && bytes.Compare(last, lp.hi) >= 0) || !plausible(lp.bucket, es) {
 					continue
 				}
-				for _, e := range es {
-					if e.flags&bucketLeafFlag == 0 && d.put(lp.bucket, e.key, e.value) {
-						rep.Kept[lp.bucket]++
-						rep.Orphans++
-						recovered[li]++
-					}
+				if match >= 0 && lost[match].bucket != lp.bucket {
+					match = -2 // fits two buckets: cannot tell whose it is
+					break
 				}
-				break
+				match = li
 			}
+			if match == -2 {
+				ambiguous++
+			}
+			if match < 0 {
+				continue
+			}
+			bucket := lost[match].bucket
+			for _, e := range es {
+				k := bucket + "\x00" + string(e.key)
+				v := found[k]
+				if v == nil {
+					found[k] = &version{bucket: bucket, lost: match, value: e.value}
+					order = append(order, k)
+				} else if !bytes.Equal(v.value, e.value) {
+					v.clash = true
+				}
+			}
+		}
+		for _, k := range order {
+			v := found[k]
+			key := k[len(v.bucket)+1:]
+			if v.clash {
+				rep.Lost = append(rep.Lost, fmt.Sprintf("bucket %s, key %s: different copies found on pages cut off from the tree; none kept", v.bucket, printKey(v.bucket, []byte(key), "")))
+				continue
+			}
+			if d.put(v.bucket, []byte(key), v.value) {
+				rep.Kept[v.bucket]++
+				rep.Orphans++
+				recovered[v.lost]++
+			}
+		}
+		if ambiguous > 0 {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%d pages cut off from their tree fit more than one bucket and were not kept", ambiguous))
 		}
 	}
 	for i, p := range w.problems {
@@ -184,7 +237,10 @@ func salvageRead(f *os.File, size int64, rep *SalvageReport) (*salvaged, error) 
 			msg += fmt.Sprintf(" (keys %s to %s", printKey(p.bucket, p.lo, "the first"), printKey(p.bucket, p.hi, "the last"))
 			for li, lp := range lost {
 				if lp.page == p.page && lp.bucket == p.bucket && bytes.Equal(lp.lo, p.lo) {
-					msg += fmt.Sprintf("; %d records found on pages cut off below it", recovered[li])
+					if recovered[li] > 0 {
+						msg += fmt.Sprintf("; %d records found on pages cut off below it", recovered[li])
+					}
+					break
 				}
 			}
 			msg += ")"
@@ -195,7 +251,56 @@ func salvageRead(f *os.File, size int64, rep *SalvageReport) (*salvaged, error) 
 		}
 		rep.Lost = append(rep.Lost, msg)
 	}
+	if stale {
+		for name := range d.seq {
+			d.seq[name] += staleMargin
+		}
+		rep.Notes = append(rep.Notes, fmt.Sprintf("the root bucket page is an older copy: every bucket sequence was raised by %d so no outbox sequence or order number is reused", staleMargin))
+	}
 	return d, nil
+}
+
+// staleMargin is added to the bucket sequences when they come from an older copy of
+// the root page: sequence numbers may skip, but are never reused.
+const staleMargin = 1_000_000
+
+// plausible reports whether the records of a page cut off from its tree look like
+// those of bucket: a guess used only to tell the buckets' pages apart. The engine's
+// documents are JSON objects whose "id" is their key; a refund's has "sale_id", a
+// batch's "number", a sale's neither (package payment owns these names; this is
+// the only place the store looks inside a document, and only to salvage); outbox keys are
+// 8-byte sequence numbers; in-doubt index values are short notes; code values are
+// 8-byte times.
+func plausible(bucket string, es []elem) bool {
+	for _, e := range es {
+		if e.flags&bucketLeafFlag != 0 {
+			return false
+		}
+		k, v := e.key, e.value
+		switch bucket {
+		case string(bucketSales), string(bucketRefunds), string(bucketBatches):
+			if len(v) == 0 || v[0] != '{' || !bytes.Contains(v, []byte(`"id":`+strconv.Quote(string(k)))) {
+				return false
+			}
+			refund, batch := bytes.Contains(v, []byte(`"sale_id":`)), bytes.Contains(v, []byte(`"number":`))
+			if refund != (bucket == string(bucketRefunds)) || batch != (bucket == string(bucketBatches)) {
+				return false
+			}
+		case string(bucketOutbox):
+			if len(k) != 8 || len(v) == 0 || v[0] != '{' {
+				return false
+			}
+		case string(bucketUnsettled):
+			if len(v) == 0 || len(v) > 64 || v[0] == '{' {
+				return false
+			}
+		case string(bucketCodes):
+			if len(v) != 8 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // printKey shows a key of bucket for the report: outbox keys as sequence numbers.
@@ -215,15 +320,20 @@ func printKey(bucket string, k []byte, none string) string {
 // stay in the file until reused) it takes the one whose buckets count furthest
 // (the highest sum of sequences: they only grow).
 func findRoot(pf *pageFile, size int64, rep *SalvageReport) error {
-	pf.ps = 4096
 	for _, m := range pf.metas {
-		if m.pageSize >= 512 && m.pageSize <= 1<<16 && m.pageSize&(m.pageSize-1) == 0 {
+		if pf.ps == 0 && m.pageSize >= 512 && m.pageSize <= 1<<16 && m.pageSize&(m.pageSize-1) == 0 {
 			pf.ps = int(m.pageSize)
-			break
 		}
 	}
+	if pf.ps == 0 {
+		pf.ps = 4096
+	}
 	limit := uint64(size / int64(pf.ps))
-	best, bestScore := uint64(0), uint64(0)
+	type candidate struct {
+		id, score         uint64
+		problems, records int
+	}
+	var cands []candidate
 	for id := uint64(2); id < limit; id++ {
 		p, err := pf.page(id, limit)
 		if err != nil || le.Uint64(p) != id || le.Uint16(p[8:]) != flagLeaf {
@@ -244,24 +354,47 @@ func findRoot(pf *pageFile, size int64, rep *SalvageReport) error {
 			}
 			score += le.Uint64(e.value[8:])
 		}
-		if ours && score >= bestScore {
-			best, bestScore = id, score
+		if ours {
+			cands = append(cands, candidate{id: id, score: score})
 		}
 	}
-	if best == 0 {
-		return fmt.Errorf("store: salvage: both meta pages are invalid and no root bucket page was found: nothing can be read")
+	if len(cands) == 0 {
+		return fmt.Errorf("store: salvage: no usable meta page and no root bucket page found: nothing can be read")
 	}
+	// Sequences only grow, so the newest copy has the highest sum. Copies written
+	// by commits that only deleted (acks) tie: of those, the newest has a sound tree
+	// (older copies point at pages reused since) and the fewest records.
+	sort.Slice(cands, func(i, j int) bool { return cands[i].score > cands[j].score })
+	n := 1
+	for n < len(cands) && n < 16 && cands[n].score == cands[0].score {
+		n++
+	}
+	for i := range cands[:n] {
+		w := &walker{pf: pf, hwm: limit, seen: make([]bool, limit), free: make([]bool, limit), lenient: true}
+		w.visit = func(string, []byte, []byte) { cands[i].records++ }
+		w.walkRoot(cands[i].id)
+		cands[i].problems = len(w.problems)
+	}
+	sort.SliceStable(cands[:n], func(i, j int) bool {
+		a, b := cands[i], cands[j]
+		if a.problems != b.problems {
+			return a.problems < b.problems
+		}
+		return a.records < b.records
+	})
+	best := cands[0].id
 	pf.meta = metaPage{pageSize: uint32(pf.ps), root: best, freelist: noFreelist, hwm: limit}
-	rep.Notes = append(rep.Notes, fmt.Sprintf("both meta pages are invalid: using root bucket page %d found by scanning (page size %d)", best, pf.ps))
+	rep.Notes = append(rep.Notes, fmt.Sprintf("using root bucket page %d found by scanning (page size %d); records written after that copy are not found", best, pf.ps))
 	return nil
 }
 
 // parseElemsLenient is parseElems, and when that fails, parseElems again with the
 // count that element 0's position implies (bbolt puts element 0's data right after
-// the element array, so a damaged count can be repaired from it).
+// the element array, so a damaged count can be repaired from it). A page that reads
+// as empty is tried the same way: bbolt never keeps an empty page below a branch.
 func parseElemsLenient(p []byte) (uint16, []elem, error) {
 	flags, es, err := parseElems(p)
-	if err == nil || len(p) < pageHeaderSize+elemSize || (flags != flagLeaf && flags != flagBranch) {
+	if (err == nil && len(es) > 0) || len(p) < pageHeaderSize+elemSize || (flags != flagLeaf && flags != flagBranch) {
 		return flags, es, err
 	}
 	pos := le.Uint32(p[pageHeaderSize+4:])
