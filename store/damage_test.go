@@ -338,3 +338,144 @@ func TestDamagedFiles(t *testing.T) {
 		})
 	}
 }
+
+// TestDamageWhileOpen damages pages under an open store (bbolt maps the file, so a
+// write through another descriptor is what its next read sees) and checks that reads
+// answer ErrDamaged instead of panicking or answering "not found", and that the store
+// keeps serving the records on other pages and keeps taking writes.
+func TestDamageWhileOpen(t *testing.T) {
+	dir := t.TempDir()
+	path, docs := buildStore(t, dir, 600)
+	pf, root, leaves, keys := salesPages(t, path)
+	s, err := Open(path, Options{Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	// A leaf whose element array is garbage: bbolt would index out of range or
+	// fault on it.
+	bad := leaves[len(leaves)/2]
+	xorAt(t, path, int64(bad)*int64(pf.ps)+16, 64)
+	for _, id := range keys[bad] {
+		if _, err := s.GetSale(id); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "posctl store salvage "+path) {
+			t.Fatalf("GetSale on a damaged page = %v, want ErrDamaged naming the command", err)
+		}
+	}
+	// A leaf whose count was zeroed: bbolt finds nothing there; the store says why.
+	hidden := leaves[len(leaves)/4]
+	writeAt(t, path, int64(hidden)*int64(pf.ps)+10, []byte{0, 0})
+	for _, id := range keys[hidden] {
+		if _, err := s.GetSale(id); !errors.Is(err, ErrDamaged) {
+			t.Fatalf("GetSale on a page whose count was zeroed = %v, want ErrDamaged", err)
+		}
+	}
+	if _, err := s.GetSale("no-such-sale"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetSale of an unknown id = %v, want ErrNotFound", err)
+	}
+	// Records on other pages are served, and writes go on.
+	for _, id := range keys[leaves[0]] {
+		if got, err := s.GetSale(id); err != nil || !bytes.Equal(got, docs[id]) {
+			t.Fatalf("GetSale on a good page = %v", err)
+		}
+	}
+	if _, err := s.PutSale("new", []byte("m"), doc("new")); err != nil {
+		t.Fatalf("PutSale after a damaged read: %v", err)
+	}
+	if err := s.Failed(); err != nil {
+		t.Fatalf("store marked failed after a read panic bbolt rolled back: %v", err)
+	}
+	// Walks over the damage answer errors.
+	if err := s.ForEachSale(func(string, []byte) error { return nil }); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("ForEachSale = %v, want ErrDamaged", err)
+	}
+	if _, err := s.PruneSales(1<<20, func(string, []byte) (bool, bool) { return true, false }); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("PruneSales = %v, want ErrDamaged", err)
+	}
+	// A damaged branch page (the audit's pruning panic). The writes above moved the
+	// root: read where it is now.
+	root = currentSalesRoot(t, path)
+	writeAt(t, path, int64(root)*int64(pf.ps)+8, []byte{0x20, 0})
+	if _, err := s.PruneSales(10, func(string, []byte) (bool, bool) { return true, false }); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("PruneSales over a damaged branch = %v, want ErrDamaged", err)
+	}
+	if err := s.Check(); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("Check = %v", err)
+	}
+	// The outbox is elsewhere: the link still drains.
+	if _, err := s.Peek(10, nil); err != nil {
+		t.Fatalf("Peek: %v", err)
+	}
+}
+
+// TestTruncatedWhileOpen cuts the file under an open store: reading a page past the
+// end faults (SIGBUS), which the store turns into ErrDamaged.
+func TestTruncatedWhileOpen(t *testing.T) {
+	dir := t.TempDir()
+	path, _ := buildStore(t, dir, 600)
+	pf, _, leaves, keys := salesPages(t, path)
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	last := leaves[0]
+	for _, id := range leaves {
+		last = max(last, id)
+	}
+	if err := os.Truncate(path, int64(last)*int64(pf.ps)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetSale(keys[last][0]); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("GetSale past the end of the file = %v, want ErrDamaged", err)
+	}
+}
+
+// TestPanicOutsideStoreIsNotDamage: a bug in the caller's function is re-raised, not
+// reported as a damaged file.
+func TestPanicOutsideStoreIsNotDamage(t *testing.T) {
+	s, _ := open(t)
+	defer func() {
+		if r := recover(); r == nil {
+			t.Fatal("caller's panic swallowed")
+		}
+		if err := s.Update(func(*Tx) error { return nil }); err != nil {
+			t.Fatalf("store unusable after a caller's panic: %v", err)
+		}
+	}()
+	s.View(func(*Tx) error {
+		var m map[string]int
+		m["x"] = 1
+		return nil
+	})
+}
+
+// currentSalesRoot returns the sales bucket's root page as the file says now.
+func currentSalesRoot(t testing.TB, path string) uint64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	pf, err := readMetas(f, fi.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, err := pf.page(pf.meta.root, pf.meta.hwm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, es, err := parseElems(rp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if bytes.Equal(e.key, bucketSales) {
+			return le.Uint64(e.value)
+		}
+	}
+	t.Fatal("no sales bucket")
+	return 0
+}

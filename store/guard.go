@@ -117,7 +117,8 @@ func fromStore(r any) bool {
 		case inPanic && strings.HasPrefix(f.Function, "runtime."):
 			// panicIndex, sigpanic, memmove: look further down.
 		case inPanic:
-			return strings.HasPrefix(f.Function, "go.etcd.io/bbolt") || strings.HasPrefix(f.Function, storePkg+".")
+			return strings.HasPrefix(f.Function, "go.etcd.io/bbolt") ||
+				(strings.HasPrefix(f.Function, storePkg+".") && !strings.HasSuffix(f.File, "_test.go"))
 		}
 		if !more {
 			return false

@@ -555,6 +555,9 @@ func (s *Store) checkKeyPath(root uint64, key []byte) error {
 		if err != nil {
 			return damaged(s.path, fmt.Errorf("page %d: %w", id, err))
 		}
+		if len(es) == 0 && depth > 0 {
+			return damaged(s.path, fmt.Errorf("page %d: empty page below a branch page (element count damaged?)", id))
+		}
 		if flags == flagLeaf || len(es) == 0 {
 			return nil
 		}

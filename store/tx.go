@@ -19,12 +19,12 @@ type Tx struct {
 // Update runs fn in one read-write transaction, committed (and fsynced) when fn
 // returns nil and rolled back otherwise.
 func (s *Store) Update(fn func(*Tx) error) error {
-	return s.tx(true, func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+	return s.tx(true, func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, s: s}) })
 }
 
 // View runs fn in one read-only transaction.
 func (s *Store) View(fn func(*Tx) error) error {
-	return s.tx(false, func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+	return s.tx(false, func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, s: s}) })
 }
 
 // get returns a copy of the value under key in bucket name. Before answering
