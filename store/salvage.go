@@ -234,7 +234,7 @@ func salvageRead(f *os.File, size int64, rep *SalvageReport) (*salvaged, error) 
 	for i, p := range w.problems {
 		msg := p.Error()
 		if p.page != 0 && p.bucket != "" {
-			msg += fmt.Sprintf(" (keys %s to %s", printKey(p.bucket, p.lo, "the first"), printKey(p.bucket, p.hi, "the last"))
+			msg += fmt.Sprintf(" (keys from %s to before %s", printKey(p.bucket, p.lo, "the first"), printKey(p.bucket, p.hi, "the end"))
 			for li, lp := range lost {
 				if lp.page == p.page && lp.bucket == p.bucket && bytes.Equal(lp.lo, p.lo) {
 					if recovered[li] > 0 {
