@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/walletless/walletless/config"
 	"github.com/walletless/walletless/store"
@@ -54,7 +55,10 @@ func TestRefusesDamagedDatabase(t *testing.T) {
 	}
 	f.Close()
 
-	err = Run(context.Background(), Options{Config: cfg, Stdin: strings.NewReader("")})
+	// Without the check posd would start and run: bound the wait.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = Run(ctx, Options{Config: cfg, Stdin: strings.NewReader("")})
 	if !errors.Is(err, store.ErrDamaged) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "posctl store salvage "+path) {
 		t.Fatalf("Run on a damaged file = %v, want ErrDamaged naming the file and the command", err)
 	}
