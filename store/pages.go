@@ -151,19 +151,27 @@ func (pf *pageFile) page(id, limit uint64) ([]byte, error) {
 	if id < 2 || id >= limit {
 		return nil, fmt.Errorf("page %d is outside the file (%d pages)", id, limit)
 	}
-	hdr := make([]byte, pageHeaderSize)
-	if _, err := pf.r.ReadAt(hdr, int64(id)*int64(pf.ps)); err != nil {
+	buf := make([]byte, pf.ps)
+	if err := readFull(pf.r, buf, int64(id)*int64(pf.ps)); err != nil {
 		return nil, fmt.Errorf("page %d: %w", id, err)
 	}
-	over := uint64(le.Uint32(hdr[12:]))
+	over := uint64(le.Uint32(buf[12:]))
+	if over == 0 {
+		return buf, nil
+	}
 	if id+over >= limit {
 		return nil, fmt.Errorf("page %d: %d overflow pages run past the end of the file (%d pages)", id, over, limit)
 	}
-	buf := make([]byte, (over+1)*uint64(pf.ps))
-	if _, err := pf.r.ReadAt(buf, int64(id)*int64(pf.ps)); err != nil {
+	buf = append(buf, make([]byte, over*uint64(pf.ps))...)
+	if err := readFull(pf.r, buf[pf.ps:], (int64(id)+1)*int64(pf.ps)); err != nil {
 		return nil, fmt.Errorf("page %d: %w", id, err)
 	}
 	return buf, nil
+}
+
+func readFull(r io.ReaderAt, b []byte, off int64) error {
+	_, err := r.ReadAt(b, off)
+	return err
 }
 
 // elem is one branch or leaf element, sliced out of its page.
