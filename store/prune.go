@@ -203,3 +203,62 @@ func compactGuarded(dst *bolt.DB, src *Store) (err error) {
 	defer debug.SetPanicOnFault(old)
 	return bolt.Compact(dst, src.db, 64<<20)
 }
+
+// Backup writes a consistent copy of the database file at path to out, which must not
+// exist. It checks the file first (Options.Verify), so a damaged file is never copied
+// as if it were good, then copies in one read transaction (bbolt's Tx.WriteTo), writes
+// out through a temporary file, fsyncs and renames. posd must be stopped: the file
+// lock makes Backup fail with ErrLocked after timeout while posd runs. It returns the
+// copy's size.
+func Backup(path, out string, timeout time.Duration) (int64, error) {
+	if timeout == 0 {
+		timeout = time.Second
+	}
+	if _, err := os.Stat(out); err == nil {
+		return 0, fmt.Errorf("%w: %s", ErrExists, out)
+	}
+	if _, err := os.Stat(path); err != nil {
+		return 0, fmt.Errorf("store: backup: %w", err)
+	}
+	src, err := Open(path, Options{Timeout: timeout, ReadOnly: true, Verify: true})
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close()
+	tmp := out + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("store: backup: %w", err)
+	}
+	var n int64
+	err = src.tx(false, func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(f)
+		return err
+	})
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		if _, serr := os.Stat(out); serr == nil {
+			err = fmt.Errorf("%w: %s", ErrExists, out)
+		} else {
+			err = os.Rename(tmp, out)
+		}
+	}
+	if err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, ErrDamaged) || errors.Is(err, ErrExists) {
+			return 0, err
+		}
+		return 0, fmt.Errorf("store: backup: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(out)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return n, nil
+}

@@ -17,13 +17,15 @@ import (
 // cmdStore runs offline maintenance on posd's database file. posd must be stopped:
 // the file lock makes the command fail fast while posd runs.
 func cmdStore(_ context.Context, e env) error {
-	if len(e.args) == 0 || (e.args[0] != "compact" && e.args[0] != "check" && e.args[0] != "salvage") {
+	if len(e.args) == 0 || (e.args[0] != "compact" && e.args[0] != "check" && e.args[0] != "salvage" && e.args[0] != "backup") {
 		fmt.Fprintln(e.stderr, "usage: posctl store compact|check [-data DIR | -db FILE] [-timeout 1s]")
+		fmt.Fprintln(e.stderr, "       posctl store backup [-data DIR | -db FILE] [-timeout 1s] OUT")
 		fmt.Fprintln(e.stderr, "       posctl store salvage IN OUT")
 		fmt.Fprintln(e.stderr, "  compact: rewrites posd's bbolt file without free pages and atomically replaces it")
 		fmt.Fprintln(e.stderr, "  check:   verifies the file's pages and the store's invariants (outbox counter, in-doubt index)")
+		fmt.Fprintln(e.stderr, "  backup:  checks the file, then writes a consistent copy to OUT (which must not exist)")
 		fmt.Fprintln(e.stderr, "  salvage: copies every readable record of a damaged file IN into a new file OUT (IN is only read)")
-		fmt.Fprintln(e.stderr, "  posd must be stopped for all three; see docs/operations.md")
+		fmt.Fprintln(e.stderr, "  posd must be stopped for all four; see docs/operations.md")
 		return errUsage
 	}
 	sub := e.args[0]
@@ -35,11 +37,20 @@ func cmdStore(_ context.Context, e env) error {
 	data := fs.String("data", "/var/lib/walletless", "posd's data directory")
 	db := fs.String("db", "", "the database file (default DIR/posd.db)")
 	timeout := fs.Duration("timeout", time.Second, "how long to wait for the file lock")
-	if err := fs.Parse(e.args[1:]); err != nil {
+	args, err := parseInterspersed(fs, e.args[1:])
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	want := 0 // positional arguments: backup takes OUT
+	if sub == "backup" {
+		want = 1
+	}
+	if len(args) != want {
+		if sub == "backup" {
+			fmt.Fprintln(e.stderr, "usage: posctl store backup [-data DIR | -db FILE] OUT")
+			return errUsage
+		}
+		return fmt.Errorf("unexpected arguments %q", args)
 	}
 	path := *db
 	if path == "" {
@@ -50,6 +61,14 @@ func cmdStore(_ context.Context, e env) error {
 			return fmt.Errorf("%s is in use: stop posd first (systemctl stop posd): %w", path, err)
 		}
 		return err
+	}
+	if sub == "backup" {
+		n, err := store.Backup(path, args[0], *timeout)
+		if err != nil {
+			return locked(err)
+		}
+		fmt.Fprintf(e.stdout, "%s: checked and copied to %s (%d bytes)\n", path, args[0], n)
+		return nil
 	}
 	if sub == "check" {
 		if _, err := os.Stat(path); err != nil {

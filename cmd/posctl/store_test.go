@@ -43,6 +43,14 @@ func TestStoreCompact(t *testing.T) {
 	if code := run(context.Background(), []string{"store", "check", "-db", path}, nil, &out, &errb); code != 0 || !strings.Contains(out.String(), "ok (schema") {
 		t.Fatalf("check: %d %q %q", code, out.String(), errb.String())
 	}
+	backup := filepath.Join(dir, "backup.db")
+	out.Reset()
+	if code := run(context.Background(), []string{"store", "backup", "-db", path, backup}, nil, &out, &errb); code != 0 || !strings.Contains(out.String(), "checked and copied") {
+		t.Fatalf("backup: %d %q %q", code, out.String(), errb.String())
+	}
+	if code := run(context.Background(), []string{"store", "check", "-db", backup}, nil, &out, &errb); code != 0 {
+		t.Fatalf("check of the backup: %d %q", code, errb.String())
+	}
 	if code := run(context.Background(), []string{"store"}, nil, &out, &errb); code != 2 {
 		t.Fatalf("usage: %d", code)
 	}
