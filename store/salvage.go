@@ -100,10 +100,11 @@ func salvageRead(f *os.File, size int64, rep *SalvageReport) (*salvaged, error) 
 	if err != nil {
 		rep.Notes = append(rep.Notes, err.Error())
 	}
+	stale := false // the root page may be an older copy: raise the sequences
 	if metaOK && pf.meta.root >= uint64(size/int64(pf.ps)) {
 		// Truncated past the root: the other meta's (one commit older) may be in.
 		rep.Notes = append(rep.Notes, fmt.Sprintf("the root page %d is past the end of the file", pf.meta.root))
-		metaOK = false
+		metaOK, stale = false, true
 		for _, m := range pf.metas {
 			if m.err == nil && m.root < uint64(size/int64(pf.ps)) && m.pageSize == uint32(pf.ps) {
 				pf.meta, metaOK = m, true
@@ -112,7 +113,6 @@ func salvageRead(f *os.File, size int64, rep *SalvageReport) (*salvaged, error) 
 			}
 		}
 	}
-	stale := false
 	if !metaOK {
 		// Find the root bucket page by scanning: an older copy of it, so the newest
 		// records may be missing and the sequences are raised with a margin.
