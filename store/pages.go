@@ -296,9 +296,7 @@ func (w *walker) walkPage(bucket string, id uint64, depth int, lo, hi []byte) {
 		fail(err)
 		return
 	}
-	for i := id; i < id+uint64(len(p)/w.pf.ps); i++ {
-		w.seen[i] = true
-	}
+	w.seen[id] = true
 	if got := le.Uint64(p); got != id {
 		fail(fmt.Errorf("page header says page %d", got))
 		return
@@ -311,6 +309,15 @@ func (w *walker) walkPage(bucket string, id uint64, depth int, lo, hi []byte) {
 	if err != nil {
 		fail(err)
 		return
+	}
+	// Only a page that parses claims its overflow pages: a damaged header's overflow
+	// count must not hide the pages after it.
+	for i := id + 1; i < id+uint64(len(p)/w.pf.ps); i++ {
+		if w.seen[i] {
+			fail(fmt.Errorf("overflow page %d is also in use", i))
+			return
+		}
+		w.seen[i] = true
 	}
 	if n := int(le.Uint16(p[10:])); n != len(es) {
 		fail(fmt.Errorf("element count %d damaged; read %d elements", n, len(es)))
