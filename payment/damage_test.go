@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"testing"
 	"time"
 
@@ -36,6 +37,7 @@ func damageSalePages(t *testing.T, path, id string) {
 			break
 		}
 		page := (off + i) / ps * ps
+		f.WriteAt([]byte{0x20, 0}, int64(page+8)) // no page type bbolt knows
 		f.WriteAt(bytes.Repeat([]byte{0xA5}, 64), int64(page+16))
 		off, n = page+ps, n+1
 	}
@@ -58,8 +60,15 @@ func TestDamagedSaleAnswersErrors(t *testing.T) {
 		h.result(s.ID, "", ResultApproved, "")
 		ids = append(ids, s.ID)
 	}
+	// Ids made in the same millisecond (the test clock stands still) sort randomly:
+	// take the first and last in key order, on the first and last leaf pages.
+	sort.Strings(ids)
 	victim, other := ids[0], ids[len(ids)-1]
-	damageSalePages(t, path, victim)
+	// Damage the file while holding the store's write lock, so no commit of the
+	// running engine (its first tick prunes) reuses a page between finding and
+	// damaging it; rolled back, the transaction writes nothing.
+	errRollback := errors.New("rollback")
+	h.st.Update(func(*store.Tx) error { damageSalePages(t, path, victim); return errRollback })
 
 	if _, err := h.e.Get(victim); !errors.Is(err, store.ErrDamaged) {
 		t.Fatalf("Get of a sale on a damaged page = %v, want ErrDamaged", err)
@@ -74,6 +83,7 @@ func TestDamagedSaleAnswersErrors(t *testing.T) {
 	if _, err := h.e.Refund(ctx, other, 100); err != nil {
 		t.Fatalf("refund of a sale on a good page: %v", err)
 	}
+	h.clock.Add(time.Hour) // the new sale's id sorts last, onto a good page
 	s := h.sale(500, "KRW", fmt.Sprintf("28%016d", 9999))
 	if got := h.mustGet(s.ID); got.Status != StatusAuthorizing {
 		t.Fatalf("new sale after the damage: %+v", got)
