@@ -17,20 +17,22 @@ type Tx struct {
 }
 
 // Update runs fn in one read-write transaction, committed (and fsynced) when fn
-// returns nil and rolled back otherwise.
+// returns nil and rolled back otherwise. A damaged page met on the way rolls it back
+// and returns ErrDamaged (see Store.tx).
 func (s *Store) Update(fn func(*Tx) error) error {
 	return s.tx(true, func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, s: s}) })
 }
 
-// View runs fn in one read-only transaction.
+// View runs fn in one read-only transaction. A damaged page met on the way returns
+// ErrDamaged.
 func (s *Store) View(fn func(*Tx) error) error {
 	return s.tx(false, func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, s: s}) })
 }
 
 // get returns a copy of the value under key in bucket name. Before answering
-// ErrNotFound for a record (a sale, refund or batch) it checks the pages on the key's path, so a
-// damaged page answers ErrDamaged instead of hiding the record (a few page reads, on
-// a path that is rare: those ids come from the store itself).
+// ErrNotFound for a record (a sale, refund or batch) it checks the pages on the key's
+// path, so a damaged page answers ErrDamaged instead of hiding the record. That costs
+// a file open and one read per tree level, only when nothing was found.
 func (t *Tx) get(name []byte, key string, record bool) ([]byte, error) {
 	b := t.tx.Bucket(name)
 	v := b.Get([]byte(key))
