@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // buildStore writes n sales through the store's API as the engine does: each sale
@@ -516,4 +517,42 @@ func TestSalvageSoundFile(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestFailedStoreDoesNotHang: both meta pages damaged under an open store make bbolt
+// panic while it begins a transaction, holding its locks. The store marks itself
+// failed: every later call answers ErrDamaged at once instead of waiting forever, and
+// Close returns.
+func TestFailedStoreDoesNotHang(t *testing.T) {
+	s, path := open(t)
+	if _, err := s.PutSale("a", []byte("m"), doc("a")); err != nil {
+		t.Fatal(err)
+	}
+	ps := s.pageSize
+	xorAt(t, path, 16, 64)
+	xorAt(t, path, int64(ps)+16, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := s.PutSale("b", nil, doc("b")); !errors.Is(err, ErrDamaged) {
+			t.Errorf("PutSale with both metas damaged = %v, want ErrDamaged", err)
+		}
+		if s.Failed() == nil {
+			t.Error("store not marked failed after a panic inside bbolt's Begin")
+		}
+		for range 3 {
+			if _, err := s.GetSale("a"); !errors.Is(err, ErrDamaged) {
+				t.Errorf("GetSale on a failed store = %v, want ErrDamaged", err)
+			}
+			if _, err := s.PutSale("c", nil, doc("c")); !errors.Is(err, ErrDamaged) {
+				t.Errorf("PutSale on a failed store = %v, want ErrDamaged", err)
+			}
+		}
+		s.Close()
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the store hung after bbolt panicked holding its locks")
+	}
 }

@@ -230,8 +230,15 @@ func (s *Store) migrate() error {
 	}
 }
 
-// Close closes the file.
+// Close closes the file. A store marked failed (see Failed) is left open: see
+// below.
 func (s *Store) Close() error {
+	if s.failed.Load() != nil {
+		// bbolt's locks may be held by the transaction that panicked: closing would
+		// wait for them forever. The process is about to exit; the OS releases the
+		// file, its lock and its mapping.
+		return nil
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
