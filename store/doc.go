@@ -32,7 +32,10 @@
 // page type") or fault on its memory map. Every transaction of the store turns such a
 // panic, and a fault (debug.SetPanicOnFault), into ErrDamaged for that call; the
 // store keeps serving the other records. A panic in the caller's own function is not
-// damage and is re-raised. bbolt has no checksums of values: a changed byte inside a
+// damage and is re-raised. This is a net for damage that appears while the file is
+// open, not a guarantee: bbolt can also turn a damaged page into a pointer into the Go
+// heap, and writing through it is a fatal error no recover catches; the next Open
+// with Verify then refuses the file. bbolt has no checksums of values: a changed byte inside a
 // record is not seen by any check. Damage that appears while the file is open and
 // makes a cycle of branch pages is not caught until the next Open with Verify (bbolt
 // would recurse without end). See docs/operations.md.

@@ -59,19 +59,34 @@ func FuzzDamagedStore(f *testing.F) {
 		if err := os.WriteFile(path, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
+		sound := false
 		if s, err := Open(path, Options{Verify: true, ReadOnly: true}); err == nil {
 			_ = s.Check()
 			s.Close()
+			sound = true
 		} else if !errors.Is(err, ErrDamaged) {
 			t.Logf("Open: %v", err) // not damage (e.g. a newer schema): fine, no panic
 		}
-		// Without the full check, reads over the damage answer errors, never panic.
+		// Without the full check, reads over the damage answer errors (the net under
+		// a page damaged while posd runs).
 		if s, err := Open(path, Options{ReadOnly: true}); err == nil {
 			_ = s.ForEachSale(func(string, []byte) error { return nil })
 			_, _ = s.Peek(1000, nil)
 			_, _ = s.GetSale("0190f1c2-00000100-7000-8000-000000000000")
 			_ = s.Check()
 			s.Close()
+		}
+		// Writes on a file that passed the check (flips inside values): posd taking
+		// sales and pruning. Not on a damaged file: bbolt writing through a damaged
+		// page can corrupt the Go heap, a fatal error no recover catches — which is
+		// why posd checks the file before its first write (docs/operations.md).
+		if sound {
+			if s, err := Open(path, Options{NoSync: true}); err == nil {
+				_, _ = s.PutSale("0190f1c2-00000100-7000-8000-000000000001", []byte("m"), func(uint64) ([]byte, error) { return []byte("{}"), nil })
+				_, _ = s.PruneSales(50, func(string, []byte) (bool, bool) { return true, false })
+				_ = s.Ack(1, 2, 3)
+				s.Close()
+			}
 		}
 		out := filepath.Join(dir, "out.db")
 		if _, err := Salvage(path, out); err != nil {
