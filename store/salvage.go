@@ -465,6 +465,7 @@ func salvageWrite(out string, d *salvaged, rep *SalvageReport) (err error) {
 		}
 	}
 	sales, refunds := d.records[string(bucketSales)], d.records[string(bucketRefunds)]
+	var orphaned []string // in-doubt index entries whose record was lost
 	for id := range d.records[string(bucketUnsettled)] {
 		if _, ok := sales[id]; ok {
 			continue
@@ -472,10 +473,13 @@ func salvageWrite(out string, d *salvaged, rep *SalvageReport) (err error) {
 		if _, ok := refunds[id]; ok {
 			continue
 		}
+		orphaned = append(orphaned, id)
+	}
+	sort.Strings(orphaned)
+	for _, id := range orphaned {
 		delete(d.records[string(bucketUnsettled)], id)
 		rep.Dropped = append(rep.Dropped, fmt.Sprintf("in-doubt index entry %s dropped: its sale or refund was lost", id))
 	}
-	sort.Strings(rep.Dropped[len(rep.Dropped)-countPrefix(rep.Dropped, "in-doubt"):])
 
 	names := make([]string, 0, len(d.records))
 	for n := range d.records {
@@ -512,14 +516,4 @@ func salvageWrite(out string, d *salvaged, rep *SalvageReport) (err error) {
 		rep.Sequences[name] = d.seq[name]
 	}
 	return db.Sync()
-}
-
-func countPrefix(ss []string, prefix string) int {
-	n := 0
-	for _, s := range ss {
-		if strings.HasPrefix(s, prefix) {
-			n++
-		}
-	}
-	return n
 }
