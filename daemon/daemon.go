@@ -75,7 +75,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("daemon: data dir: %w", err)
 	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, DBFile), store.Options{})
+	// Verify: a damaged file is refused at start with the command that salvages it.
+	st, err := store.Open(filepath.Join(cfg.DataDir, DBFile), store.Options{Verify: true})
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -18,7 +20,7 @@ import (
 // rest. It returns how many sales were deleted.
 func (s *Store) PruneSales(limit int, decide func(id string, doc []byte) (del, stop bool)) (int, error) {
 	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.tx(true, func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketSales).Cursor()
 		for k, v := c.First(); k != nil && n < limit; {
 			del, stop := decide(string(k), v)
@@ -88,7 +90,7 @@ func Compact(path string, timeout time.Duration) (before, after int64, err error
 	}
 	before = fi.Size()
 	// Open read-write so the exclusive lock keeps posd out until the rename is done.
-	src, err := Open(path, Options{Timeout: timeout})
+	src, err := Open(path, Options{Timeout: timeout, Verify: true})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -99,7 +101,7 @@ func Compact(path string, timeout time.Duration) (before, after int64, err error
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: compact: %w", err)
 	}
-	if err := bolt.Compact(dst, src.db, 64<<20); err != nil {
+	if err := compactGuarded(dst, src); err != nil {
 		dst.Close()
 		os.Remove(tmp)
 		return 0, 0, fmt.Errorf("store: compact: %w", err)
@@ -127,16 +129,21 @@ func Compact(path string, timeout time.Duration) (before, after int64, err error
 	return before, after, nil
 }
 
-// Check verifies the file's structure and the store's own invariants in one read
-// transaction: bbolt's page consistency, the outbox depth counter against the entries,
-// and that every id in the in-doubt index names a stored sale or refund. It returns
-// every problem found, joined.
+// Check verifies the file's structure and the store's own invariants: every page of
+// every bucket and the freelist (read by the store itself, so a damaged page is
+// reported rather than panicked on), bbolt's page consistency check, the outbox depth
+// counter against the entries, and that every id in the in-doubt index names a stored
+// sale or refund. Damage is a *DamagedError (ErrDamaged); broken invariants come
+// back joined.
 func (s *Store) Check() error {
+	if err := verifyFile(s.path); err != nil {
+		return err
+	}
+	if err := s.boltCheck(); err != nil {
+		return err
+	}
 	var errs []error
-	err := s.db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			errs = append(errs, fmt.Errorf("store: bbolt: %w", err))
-		}
+	err := s.tx(false, func(tx *bolt.Tx) error {
 		n := 0
 		if err := tx.Bucket(bucketOutbox).ForEach(func(_, _ []byte) error { n++; return nil }); err != nil {
 			return err
@@ -160,4 +167,98 @@ func (s *Store) Check() error {
 		errs = append(errs, fmt.Errorf("store: check: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// boltCheck runs bbolt's consistency check (page types, reachability, key order,
+// double frees) in one read transaction. Call it only on a file verifyFile passed:
+// bbolt walks the pages trusting their structure.
+func (s *Store) boltCheck() error {
+	var found []string
+	err := s.tx(false, func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			if len(found) < maxProblems {
+				found = append(found, err.Error())
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(found) > 0 {
+		return damaged(s.path, fmt.Errorf("bbolt check: %s", strings.Join(found, "; ")))
+	}
+	return nil
+}
+
+// compactGuarded is bolt.Compact with a panic on a damaged page turned into
+// ErrDamaged.
+func compactGuarded(dst *bolt.DB, src *Store) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = damaged(src.path, fmt.Errorf("bbolt panicked while compacting: %v", r))
+		}
+	}()
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	return bolt.Compact(dst, src.db, 64<<20)
+}
+
+// Backup writes a consistent copy of the database file at path to out, which must not
+// exist. It checks the file first (Options.Verify), so a damaged file is never copied
+// as if it were good, then copies in one read transaction (bbolt's Tx.WriteTo), writes
+// out through a temporary file, fsyncs and renames. posd must be stopped: the file
+// lock makes Backup fail with ErrLocked after timeout while posd runs. It returns the
+// copy's size.
+func Backup(path, out string, timeout time.Duration) (int64, error) {
+	if timeout == 0 {
+		timeout = time.Second
+	}
+	if _, err := os.Stat(out); err == nil {
+		return 0, fmt.Errorf("%w: %s", ErrExists, out)
+	}
+	if _, err := os.Stat(path); err != nil {
+		return 0, fmt.Errorf("store: backup: %w", err)
+	}
+	src, err := Open(path, Options{Timeout: timeout, ReadOnly: true, Verify: true})
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close()
+	tmp := out + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("store: backup: %w", err)
+	}
+	var n int64
+	err = src.tx(false, func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(f)
+		return err
+	})
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		if _, serr := os.Stat(out); serr == nil {
+			err = fmt.Errorf("%w: %s", ErrExists, out)
+		} else {
+			err = os.Rename(tmp, out)
+		}
+	}
+	if err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, ErrDamaged) || errors.Is(err, ErrExists) {
+			return 0, err
+		}
+		return 0, fmt.Errorf("store: backup: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(out)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return n, nil
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -24,6 +26,13 @@ var (
 	ErrLocked = errors.New("store: database is in use by another process (is posd running? use posctl through the local API)")
 	// ErrNewerSchema means the file was written by a newer version of this program.
 	ErrNewerSchema = errors.New("store: database was written by a newer version")
+	// ErrDamaged means the database file is damaged: truncated, a page that does not
+	// parse, or bbolt panicked while reading it. The error (a *DamagedError) names the
+	// file and the command that copies every readable record into a new file. It is
+	// permanent: retrying does not help; stop posd and salvage.
+	ErrDamaged = errors.New("store: damaged database file")
+	// ErrExists means the output file of Salvage already exists.
+	ErrExists = errors.New("store: output file already exists")
 )
 
 var (
@@ -95,7 +104,10 @@ func statusOf(doc []byte) string {
 
 // Store is an open database file. It is safe for concurrent use.
 type Store struct {
-	db *bolt.DB
+	db       *bolt.DB
+	path     string
+	pageSize int
+	failed   atomic.Pointer[DamagedError] // set when a panic left bbolt's locks in doubt
 }
 
 // Options tune Open.
@@ -106,6 +118,11 @@ type Options struct {
 	ReadOnly bool
 	// NoSync skips fsync (benchmarks of the floor only; never in posd).
 	NoSync bool
+	// Verify checks the whole file before it is used (what posd does at start): every
+	// page of every bucket, the freelist, then bbolt's own consistency check. Damage
+	// is ErrDamaged. Without it Open still checks the meta pages, the file's length
+	// and the freelist page, which is what bbolt.Open itself trusts.
+	Verify bool
 }
 
 // Open opens or creates the database at path, creating its directory, and runs
@@ -119,15 +136,37 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("store: %w", err)
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout, ReadOnly: opts.ReadOnly})
+	// A damaged meta or freelist page, or a truncated file, makes bbolt.Open panic or
+	// map pages past the end of the file: look before bbolt does.
+	if err := preflight(path); err != nil {
+		return nil, err
+	}
+	db, err := openBolt(path, &bolt.Options{Timeout: opts.Timeout, ReadOnly: opts.ReadOnly})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 		}
+		if errors.Is(err, ErrDamaged) {
+			return nil, err
+		}
+		if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) {
+			return nil, damaged(path, err)
+		}
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	db.NoSync = opts.NoSync
-	s := &Store{db: db}
+	s := &Store{db: db, path: path, pageSize: db.Info().PageSize}
+	if opts.Verify {
+		// The structure is checked first: bbolt's own check trusts what it walks.
+		if err := verifyFile(path); err != nil {
+			db.Close()
+			return nil, err
+		}
+		if err := s.boltCheck(); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	if !opts.ReadOnly {
 		if err := s.migrate(); err != nil {
 			db.Close()
@@ -140,7 +179,7 @@ func Open(path string, opts Options) (*Store, error) {
 // Version returns the file's schema version.
 func (s *Store) Version() (int, error) {
 	v := 0
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.tx(false, func(tx *bolt.Tx) error {
 		var err error
 		v, err = schemaOf(tx)
 		return err
@@ -168,7 +207,7 @@ func schemaOf(tx *bolt.Tx) (int, error) {
 func (s *Store) migrate() error {
 	for {
 		done := false
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.tx(true, func(tx *bolt.Tx) error {
 			v, err := schemaOf(tx)
 			if err != nil {
 				return err
@@ -191,8 +230,15 @@ func (s *Store) migrate() error {
 	}
 }
 
-// Close closes the file.
+// Close closes the file. A store marked failed (see Failed) is left open: see
+// below.
 func (s *Store) Close() error {
+	if s.failed.Load() != nil {
+		// bbolt's locks may be held by the transaction that panicked: closing would
+		// wait for them forever. The process is about to exit; the OS releases the
+		// file, its lock and its mapping.
+		return nil
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
@@ -200,7 +246,20 @@ func (s *Store) Close() error {
 }
 
 // Path is the database file's path.
-func (s *Store) Path() string { return s.db.Path() }
+func (s *Store) Path() string { return s.path }
+
+// openBolt is bolt.Open with a panic or a fault on the file's pages turned into
+// ErrDamaged (the preflight should have caught those; this is the net under it).
+func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, damaged(path, fmt.Errorf("bbolt panicked while opening: %v", r))
+		}
+	}()
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	return bolt.Open(path, 0o600, opts)
+}
 
 // Entry is one outbox message.
 type Entry struct {
@@ -262,7 +321,7 @@ func (s *Store) GetSale(id string) ([]byte, error) {
 // ForEachSale calls fn with a copy of every sale document in id order until fn
 // returns an error.
 func (s *Store) ForEachSale(fn func(id string, sale []byte) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.tx(false, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketSales).ForEach(func(k, v []byte) error {
 			return fn(string(k), append([]byte(nil), v...))
 		})
@@ -273,7 +332,7 @@ func (s *Store) ForEachSale(fn func(id string, sale []byte) error) error {
 // returns true (for example entries already in flight). skip may be nil.
 func (s *Store) Peek(max int, skip func(seq uint64) bool) ([]Entry, error) {
 	var out []Entry
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.tx(false, func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketOutbox).Cursor()
 		for k, v := c.First(); k != nil && len(out) < max; k, v = c.Next() {
 			seq := binary.BigEndian.Uint64(k)
@@ -310,7 +369,7 @@ func (s *Store) Ack(seqs ...uint64) error {
 // a counter kept with every enqueue and dequeue and the first key: constant time
 // however long the outbox is.
 func (s *Store) OutboxStats() (depth int, oldest uint64, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.tx(false, func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keyDepth); len(v) == 8 {
 			depth = int(binary.BigEndian.Uint64(v))
 		}
@@ -326,7 +385,7 @@ func (s *Store) OutboxStats() (depth int, oldest uint64, err error) {
 // MQTT birth/will sequence so a stale will never overwrites a newer birth).
 func (s *Store) NextSession() (uint64, error) {
 	var n uint64
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.tx(true, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketMeta)
 		if raw := b.Get(keySession); len(raw) == 8 {
 			n = binary.BigEndian.Uint64(raw)

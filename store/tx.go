@@ -13,29 +13,42 @@ import (
 // given to Update or View; byte slices it returns are copies.
 type Tx struct {
 	tx *bolt.Tx
+	s  *Store
 }
 
 // Update runs fn in one read-write transaction, committed (and fsynced) when fn
-// returns nil and rolled back otherwise.
+// returns nil and rolled back otherwise. A damaged page met on the way rolls it back
+// and returns ErrDamaged (see Store.tx).
 func (s *Store) Update(fn func(*Tx) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+	return s.tx(true, func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, s: s}) })
 }
 
-// View runs fn in one read-only transaction.
+// View runs fn in one read-only transaction. A damaged page met on the way returns
+// ErrDamaged.
 func (s *Store) View(fn func(*Tx) error) error {
-	return s.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+	return s.tx(false, func(tx *bolt.Tx) error { return fn(&Tx{tx: tx, s: s}) })
 }
 
-func get(b *bolt.Bucket, key string) ([]byte, error) {
+// get returns a copy of the value under key in bucket name. Before answering
+// ErrNotFound for a record (a sale, refund or batch) it checks the pages on the key's
+// path, so a damaged page answers ErrDamaged instead of hiding the record. That costs
+// a file open and one read per tree level, only when nothing was found.
+func (t *Tx) get(name []byte, key string, record bool) ([]byte, error) {
+	b := t.tx.Bucket(name)
 	v := b.Get([]byte(key))
 	if v == nil {
+		if record && t.s != nil {
+			if err := t.s.checkKeyPath(uint64(b.Root()), []byte(key)); err != nil {
+				return nil, err
+			}
+		}
 		return nil, ErrNotFound
 	}
 	return append([]byte(nil), v...), nil
 }
 
 // Sale returns a copy of the sale document under id, or ErrNotFound.
-func (t *Tx) Sale(id string) ([]byte, error) { return get(t.tx.Bucket(bucketSales), id) }
+func (t *Tx) Sale(id string) ([]byte, error) { return t.get(bucketSales, id, true) }
 
 // appendFill is the page fill for buckets whose keys mostly grow (time-ordered sale
 // ids, sequence numbers): full pages instead of bbolt's default half-full splits.
@@ -123,7 +136,7 @@ func (t *Tx) ForEachUnsettled(fn func(id, note string) error) error {
 }
 
 // Refund returns a copy of the refund document under id, or ErrNotFound.
-func (t *Tx) Refund(id string) ([]byte, error) { return get(t.tx.Bucket(bucketRefunds), id) }
+func (t *Tx) Refund(id string) ([]byte, error) { return t.get(bucketRefunds, id, true) }
 
 // PutRefund writes the refund document under id.
 func (t *Tx) PutRefund(id string, doc []byte) error {
@@ -131,7 +144,7 @@ func (t *Tx) PutRefund(id string, doc []byte) error {
 }
 
 // Batch returns a copy of the batch document under id, or ErrNotFound.
-func (t *Tx) Batch(id string) ([]byte, error) { return get(t.tx.Bucket(bucketBatches), id) }
+func (t *Tx) Batch(id string) ([]byte, error) { return t.get(bucketBatches, id, true) }
 
 // PutBatch writes the batch document under id.
 func (t *Tx) PutBatch(id string, doc []byte) error {
@@ -146,7 +159,7 @@ func (t *Tx) ForEachBatch(fn func(id string, doc []byte) error) error {
 }
 
 // Meta returns a copy of the meta value under key, or ErrNotFound.
-func (t *Tx) Meta(key string) ([]byte, error) { return get(t.tx.Bucket(bucketMeta), key) }
+func (t *Tx) Meta(key string) ([]byte, error) { return t.get(bucketMeta, key, false) }
 
 // PutMeta writes a meta value. The keys schema_version and session are reserved.
 func (t *Tx) PutMeta(key string, v []byte) error {
@@ -171,7 +184,7 @@ func (t *Tx) PutCode(hash []byte, at time.Time) error {
 }
 
 // Config returns a copy of the stored configuration document under key.
-func (t *Tx) Config(key string) ([]byte, error) { return get(t.tx.Bucket(bucketConfig), key) }
+func (t *Tx) Config(key string) ([]byte, error) { return t.get(bucketConfig, key, false) }
 
 // PutConfig stores a configuration document (for example the last good pushed
 // configuration) under key.

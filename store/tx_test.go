@@ -212,3 +212,31 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("Check = %v", err)
 	}
 }
+
+func TestBackup(t *testing.T) {
+	s, path := open(t)
+	s.PutSale("a", []byte("m"), doc("a"))
+	out := filepath.Join(t.TempDir(), "backup.db")
+	if _, err := Backup(path, out, 50*time.Millisecond); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Backup while open = %v, want ErrLocked", err)
+	}
+	s.Close()
+	n, err := Backup(path, out, 0)
+	if err != nil || n == 0 {
+		t.Fatalf("Backup = %d, %v", n, err)
+	}
+	if _, err := Backup(path, out, 0); !errors.Is(err, ErrExists) {
+		t.Fatalf("Backup onto an existing file = %v", err)
+	}
+	b, err := Open(out, Options{Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if got, err := b.GetSale("a"); err != nil || string(got) != `{"s":"a","seq":1}` {
+		t.Fatalf("sale in the backup: %s %v", got, err)
+	}
+	if err := b.Check(); err != nil {
+		t.Fatal(err)
+	}
+}

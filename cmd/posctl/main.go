@@ -42,7 +42,7 @@ var commands = map[string]command{
 	"merchant":     {"check the shop's EMVCo QR for merchant.emv_qr: posctl merchant check [PAYLOAD]", cmdMerchant},
 	"receipt":      {"render ESC/POS to PNG: posctl receipt preview IN.bin -o OUT.png", cmdReceipt},
 	"print-test":   {"print a self-test page: posctl print-test [-config FILE] [-printer SPEC]", cmdPrintTest},
-	"store":        {"offline database maintenance with posd stopped: posctl store compact|check", cmdStore},
+	"store":        {"offline database maintenance with posd stopped: posctl store check|backup|compact|salvage", cmdStore},
 }
 
 // errUsage asks main to print usage and exit 2.
