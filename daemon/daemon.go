@@ -18,6 +18,7 @@ import (
 	"github.com/walletless/walletless/config"
 	"github.com/walletless/walletless/device"
 	"github.com/walletless/walletless/gateway"
+	"github.com/walletless/walletless/internal/secretfile"
 	"github.com/walletless/walletless/payment"
 	"github.com/walletless/walletless/printer"
 	"github.com/walletless/walletless/scanner"
@@ -68,8 +69,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := secretfile.PrivateDir(cfg.DataDir); err != nil {
 		return fmt.Errorf("daemon: data dir: %w", err)
+	}
+	password, err := mqttPassword(cfg)
+	if err != nil {
+		return err
 	}
 	st, err := store.Open(filepath.Join(cfg.DataDir, DBFile), store.Options{})
 	if err != nil {
@@ -145,7 +150,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		BrokerURL:   cfg.MQTT.Broker,
 		DeviceID:    cfg.DeviceID,
 		Username:    cfg.MQTT.Username,
-		Password:    cfg.MQTT.Password,
+		Password:    password,
 		Window:      cfg.MQTT.Window,
 		Bundle:      cfg.MQTT.Bundle,
 		ResendAfter: time.Duration(cfg.MQTT.ResendAfter),
