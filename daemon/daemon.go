@@ -119,6 +119,15 @@ func Run(ctx context.Context, opts Options) (err error) {
 	// the deferred closes above take the broker and the ledger from under it.
 	defer func() { cancel(); _ = g.Wait() }()
 
+	sh, err := newShredder(st, cfg.DataDir, log.With("component", "shred"))
+	if err != nil {
+		return err
+	}
+	codes, err := codeKey(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+
 	session, err := st.NextSession()
 	if err != nil {
 		return err
@@ -167,13 +176,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 		},
 		Session: session,
 		Version: opts.Version,
-		Outbox:  outbox{st},
+		Outbox:  sh.outbox(outbox{st}),
 		// Results that arrive together are applied in one store transaction.
 		OnResults: func(ctx context.Context, rs []wsync.PaymentResult) error {
 			prs := make([]payment.Result, len(rs))
 			for i, r := range rs {
 				prs[i] = payment.Result{Key: r.Key, Kind: r.Kind, Status: r.Status, Reason: r.Reason}
 			}
+			defer sh.Kick() // decided sales may free an epoch key
 			return engine.HandleResults(ctx, prs)
 		},
 		Log: log.With("component", "sync"),
@@ -193,7 +203,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	engine, err = payment.New(payment.Config{
 		Store:        st,
-		EncodeOutbox: encodeOutbox(cfg.DeviceID),
+		EncodeOutbox: sh.encode(encodeOutbox(cfg.DeviceID)),
+		CodeKey:      codes,
 		Kick:         link.Kick,
 		Finished: func(sale payment.Sale) {
 			receipts.enqueue(sale)
@@ -225,6 +236,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	g.Go(func() error { return link.Run(ctx) })
 	g.Go(func() error { return online.run(ctx) })
 	g.Go(func() error { return receipts.run(ctx) })
+	g.Go(func() error { return sh.run(ctx) })
 	g.Go(func() error {
 		return scanner.Run(ctx, scanner.Config{
 			Source:  cfg.Scanner.Source,
