@@ -335,9 +335,16 @@ func (e *Engine) Create(ctx context.Context, amountMinor int64, currency string)
 	return out, err
 }
 
-// Get returns a sale as last committed.
+// Get returns a sale as last committed. It is called from any goroutine (the API), so
+// it reads through a read transaction of its own, never through the Run goroutine's
+// open result transaction (see view).
 func (e *Engine) Get(id string) (Sale, error) {
-	r, err := e.load(id)
+	var r *record
+	err := e.cfg.Store.View(func(tx *store.Tx) error {
+		var err error
+		r, err = loadSale(tx, id)
+		return err
+	})
 	if err != nil {
 		return Sale{}, err
 	}
