@@ -77,16 +77,23 @@ type API struct {
 
 // MQTT is the cloud link.
 type MQTT struct {
-	Broker      string   `json:"broker"` // tcp://host:1883 or ssl://host:8883
-	Username    string   `json:"username,omitempty"`
-	Password    string   `json:"password,omitempty"`
-	Window      int      `json:"window"`              // requests in flight at once
-	Bundle      int      `json:"bundle"`              // most requests in one MQTT publish (1: one each)
-	ResendAfter Duration `json:"resend_after"`        // resend an unanswered request after this
-	Heartbeat   Duration `json:"heartbeat"`           // heartbeat interval
-	CAFile      string   `json:"ca_file,omitempty"`   // PEM CA bundle for the broker's certificate (TLS)
-	CertFile    string   `json:"cert_file,omitempty"` // device certificate for mutual TLS
-	KeyFile     string   `json:"key_file,omitempty"`  // device key for mutual TLS
+	Broker   string `json:"broker"` // ssl://host:8883, or tcp://host:1883 (plaintext: see AllowPlaintext)
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// PasswordFile names a file (mode 0600, or posd refuses to start) holding the
+	// broker password; the recommended place for it. Not with Password.
+	PasswordFile string `json:"password_file,omitempty"`
+	// AllowPlaintext lets posd send a password, or talk to a broker that is not on
+	// loopback, over a plaintext URL (tcp://, mqtt://, ws://); posd then warns at
+	// every connect. TLS files with a plaintext URL are refused even so.
+	AllowPlaintext bool     `json:"allow_plaintext,omitempty"`
+	Window         int      `json:"window"`              // requests in flight at once
+	Bundle         int      `json:"bundle"`              // most requests in one MQTT publish (1: one each)
+	ResendAfter    Duration `json:"resend_after"`        // resend an unanswered request after this
+	Heartbeat      Duration `json:"heartbeat"`           // heartbeat interval
+	CAFile         string   `json:"ca_file,omitempty"`   // PEM CA bundle for the broker's certificate (TLS)
+	CertFile       string   `json:"cert_file,omitempty"` // device certificate for mutual TLS
+	KeyFile        string   `json:"key_file,omitempty"`  // device key for mutual TLS
 }
 
 // Scanner is the code scanner.
@@ -337,7 +344,51 @@ func (c Config) Validate() error {
 	if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
 		bad("mqtt.cert_file", "cert_file and key_file go together (mutual TLS)")
 	}
+	if c.MQTT.Password != "" && c.MQTT.PasswordFile != "" {
+		bad("mqtt.password", "password and password_file exclude each other (password_file is recommended)")
+	}
+	if u, err := url.Parse(c.MQTT.Broker); err == nil && u.Host != "" && PlaintextScheme(u.Scheme) {
+		var tlsKeys []string
+		for _, f := range []struct{ key, val string }{{"mqtt.ca_file", c.MQTT.CAFile}, {"mqtt.cert_file", c.MQTT.CertFile}, {"mqtt.key_file", c.MQTT.KeyFile}} {
+			if f.val != "" {
+				tlsKeys = append(tlsKeys, f.key)
+			}
+		}
+		switch {
+		case len(tlsKeys) > 0:
+			bad("mqtt.broker", "%q is plaintext (%s://) but %s %s set: TLS would be silently off; use ssl://%s:8883",
+				c.MQTT.Broker, u.Scheme, strings.Join(tlsKeys, ", "), isAre(len(tlsKeys)), u.Hostname())
+		case c.MQTT.AllowPlaintext:
+			// The operator chose plaintext; the link warns at every connect.
+		case c.MQTT.Password != "" || c.MQTT.PasswordFile != "":
+			bad("mqtt.broker", "%q is plaintext (%s://): the password would cross the network in clear text; use ssl://%s:8883 with mqtt.ca_file, or set mqtt.allow_plaintext: true to accept the risk",
+				c.MQTT.Broker, u.Scheme, u.Hostname())
+		case !LoopbackHost(u.Hostname()):
+			bad("mqtt.broker", "%q is plaintext (%s://) to a host that is not loopback: payment codes would cross the network in clear text; use ssl://%s:8883 with mqtt.ca_file, or set mqtt.allow_plaintext: true to accept the risk",
+				c.MQTT.Broker, u.Scheme, u.Hostname())
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// PlaintextScheme reports whether a broker URL scheme carries MQTT without TLS.
+func PlaintextScheme(scheme string) bool { return oneOf(scheme, "tcp", "mqtt", "ws") }
+
+// LoopbackHost reports whether host (a name or IP address, without port) is this
+// machine: "localhost" or a loopback address.
+func LoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func isAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
 }
 
 func oneOf(s string, set ...string) bool {

@@ -120,3 +120,57 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestTLSIsNeverSilentlyOff: TLS files with a plaintext broker URL, a password over
+// plaintext and a plaintext broker off loopback are refused, naming the keys;
+// mqtt.allow_plaintext lets the last two through (the link warns at each connect).
+func TestTLSIsNeverSilentlyOff(t *testing.T) {
+	for _, tc := range []struct {
+		name, mqtt string
+		want       []string // empty: valid
+	}{
+		{"tls files over tcp", `"broker":"tcp://broker.example:1883","ca_file":"ca.pem","cert_file":"c.pem","key_file":"k.pem"`,
+			[]string{"mqtt.broker", "mqtt.ca_file, mqtt.cert_file, mqtt.key_file are set", "ssl://broker.example:8883"}},
+		{"ca file over mqtt", `"broker":"mqtt://127.0.0.1:1883","ca_file":"ca.pem"`, []string{"mqtt.ca_file is set", "TLS would be silently off"}},
+		{"key pair over ws", `"broker":"ws://127.0.0.1:9001","cert_file":"c.pem","key_file":"k.pem"`, []string{"mqtt.cert_file, mqtt.key_file are set"}},
+		{"tls files over tcp even when plaintext is allowed", `"broker":"tcp://127.0.0.1:1883","ca_file":"ca.pem","allow_plaintext":true`, []string{"mqtt.ca_file is set"}},
+		{"password over loopback tcp", `"broker":"tcp://127.0.0.1:1883","username":"u","password":"p"`, []string{"mqtt.broker", "password would cross the network in clear text", "mqtt.allow_plaintext"}},
+		{"password file over tcp", `"broker":"tcp://localhost:1883","username":"u","password_file":"/etc/pw"`, []string{"password would cross"}},
+		{"non-loopback plaintext", `"broker":"tcp://10.0.0.5:1883"`, []string{"mqtt.broker", "not loopback", "mqtt.allow_plaintext"}},
+		{"non-loopback name", `"broker":"mqtt://broker.example:1883"`, []string{"not loopback"}},
+		{"password and password file", `"broker":"ssl://b:8883","password":"p","password_file":"/etc/pw"`, []string{"mqtt.password", "exclude each other"}},
+		{"allowed: loopback plaintext without password", `"broker":"tcp://127.0.0.1:1883"`, nil},
+		{"allowed: ipv6 loopback", `"broker":"tcp://[::1]:1883"`, nil},
+		{"allowed: plaintext opt-in with password", `"broker":"tcp://10.0.0.5:1883","username":"u","password":"p","allow_plaintext":true`, nil},
+		{"allowed: tls with password file", `"broker":"ssl://broker.example:8883","ca_file":"ca.pem","username":"u","password_file":"/etc/pw"`, nil},
+		{"allowed: mutual tls", `"broker":"mqtts://broker.example:8883","ca_file":"ca.pem","cert_file":"c.pem","key_file":"k.pem"`, nil},
+		{"allowed: wss with password", `"broker":"wss://broker.example:443","password":"p"`, nil},
+	} {
+		_, err := Parse(strings.NewReader(`{"version":1,"mqtt":{` + tc.mqtt + `}}`))
+		if len(tc.want) == 0 {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%s: accepted", tc.name)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not mention %q", tc.name, err, w)
+			}
+		}
+	}
+}
+
+func TestExampleFileUsesTLS(t *testing.T) {
+	c, err := Load("../deploy/posd.example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(c.MQTT.Broker, "ssl://") || !strings.HasSuffix(c.MQTT.Broker, ":8883") || c.MQTT.CAFile == "" || c.MQTT.Password != "" {
+		t.Fatalf("example mqtt section: %+v", c.MQTT)
+	}
+}

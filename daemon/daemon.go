@@ -18,6 +18,7 @@ import (
 	"github.com/walletless/walletless/config"
 	"github.com/walletless/walletless/device"
 	"github.com/walletless/walletless/gateway"
+	"github.com/walletless/walletless/internal/secretfile"
 	"github.com/walletless/walletless/payment"
 	"github.com/walletless/walletless/printer"
 	"github.com/walletless/walletless/scanner"
@@ -72,8 +73,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := secretfile.PrivateDir(cfg.DataDir); err != nil {
 		return fmt.Errorf("daemon: data dir: %w", err)
+	}
+	password, err := mqttPassword(cfg)
+	if err != nil {
+		return err
 	}
 	// Verify: a damaged file is refused at start with the command that salvages it.
 	st, err := store.Open(filepath.Join(cfg.DataDir, DBFile), store.Options{Verify: true})
@@ -124,6 +129,15 @@ func Run(ctx context.Context, opts Options) (err error) {
 	// the deferred closes above take the broker and the ledger from under it.
 	defer func() { cancel(); _ = g.Wait() }()
 
+	sh, err := newShredder(st, cfg.DataDir, log.With("component", "shred"))
+	if err != nil {
+		return err
+	}
+	codes, err := codeKey(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+
 	session, err := st.NextSession()
 	if err != nil {
 		return err
@@ -155,7 +169,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		BrokerURL:   cfg.MQTT.Broker,
 		DeviceID:    cfg.DeviceID,
 		Username:    cfg.MQTT.Username,
-		Password:    cfg.MQTT.Password,
+		Password:    password,
 		Window:      cfg.MQTT.Window,
 		Bundle:      cfg.MQTT.Bundle,
 		ResendAfter: time.Duration(cfg.MQTT.ResendAfter),
@@ -172,13 +186,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 		},
 		Session: session,
 		Version: opts.Version,
-		Outbox:  outbox{st},
+		Outbox:  sh.outbox(outbox{st}),
 		// Results that arrive together are applied in one store transaction.
 		OnResults: func(ctx context.Context, rs []wsync.PaymentResult) error {
 			prs := make([]payment.Result, len(rs))
 			for i, r := range rs {
 				prs[i] = payment.Result{Key: r.Key, Kind: r.Kind, Status: r.Status, Reason: r.Reason}
 			}
+			defer sh.Kick() // decided sales may free an epoch key
 			return engine.HandleResults(ctx, prs)
 		},
 		Log: log.With("component", "sync"),
@@ -198,7 +213,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	engine, err = payment.New(payment.Config{
 		Store:        st,
-		EncodeOutbox: encodeOutbox(cfg.DeviceID),
+		EncodeOutbox: sh.encode(encodeOutbox(cfg.DeviceID)),
+		CodeKey:      codes,
 		Kick:         link.Kick,
 		Finished: func(sale payment.Sale) {
 			receipts.enqueue(sale)
@@ -230,6 +246,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	g.Go(func() error { return link.Run(ctx) })
 	g.Go(func() error { return online.run(ctx) })
 	g.Go(func() error { return receipts.run(ctx) })
+	g.Go(func() error { return sh.run(ctx) })
 	g.Go(func() error {
 		return scanner.Run(ctx, scanner.Config{
 			Source:  cfg.Scanner.Source,

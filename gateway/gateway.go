@@ -163,6 +163,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if err := wsync.CheckTLSURL(cfg.BrokerURL, cfg.TLS, cfg.CAFile, cfg.CertFile, cfg.KeyFile); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	tc, err := wsync.TLSConfig(cfg.TLS, cfg.CAFile, cfg.CertFile, cfg.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)

@@ -15,11 +15,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/walletless/walletless/internal/secretfile"
 	wsync "github.com/walletless/walletless/sync"
 )
 
@@ -93,8 +93,10 @@ const MinTokenLen = 16
 
 // ReadToken reads the shared bearer token from path: the file's content with
 // surrounding white space trimmed, at least MinTokenLen printable ASCII characters.
+// A token file its group or others can read is refused (secretfile.ErrTooOpen, with
+// the chmod to run).
 func ReadToken(path string) (string, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := secretfile.Read(path) // refused when group or others can read it
 	if err != nil {
 		return "", fmt.Errorf("gateway: ledger token: %w", err)
 	}

@@ -6,10 +6,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"strings"
 
+	"github.com/walletless/walletless/internal/secretfile"
 	wsync "github.com/walletless/walletless/sync"
 )
 
@@ -100,7 +102,15 @@ func readCAs(path string) (*x509.CertPool, error) {
 // checkPEM reads path and checks that it holds at least one PEM block whose type
 // ends with typ ("CERTIFICATE"; "PRIVATE KEY" also matches "EC PRIVATE KEY" and
 // "RSA PRIVATE KEY").
+//
+// A private key its group or others can read is refused (secretfile.ErrTooOpen, with
+// the chmod to run), as ssh refuses such keys.
 func checkPEM(path, typ string) error {
+	if typ == "PRIVATE KEY" {
+		if err := secretfile.Check(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: %w", ErrBadTLSFiles, err)
+		}
+	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadTLSFiles, err)

@@ -2,6 +2,7 @@ package payment
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -62,6 +63,12 @@ type Config struct {
 	// CodeReuseWindow: a one-time code seen again within this window is refused.
 	// Default 24h.
 	CodeReuseWindow time.Duration
+	// CodeKey is the device secret that keys the record of used one-time codes
+	// (HMAC-SHA-256): without it an 18-digit code could be found again from its
+	// plain hash by trying them all. Empty keeps the unkeyed hash (tests only).
+	// Records of the unkeyed hash written before a key was set are still checked,
+	// and are pruned with the rest after CodeReuseWindow.
+	CodeKey []byte
 	// PruneAfter: final, synced sales older than this are deleted; 0 keeps them.
 	PruneAfter time.Duration
 	// ClockSynced reports whether the wall clock can be trusted; default: after
@@ -328,9 +335,16 @@ func (e *Engine) Create(ctx context.Context, amountMinor int64, currency string)
 	return out, err
 }
 
-// Get returns a sale as last committed.
+// Get returns a sale as last committed. It is called from any goroutine (the API), so
+// it reads through a read transaction of its own, never through the Run goroutine's
+// open result transaction (see view).
 func (e *Engine) Get(id string) (Sale, error) {
-	r, err := e.load(id)
+	var r *record
+	err := e.cfg.Store.View(func(tx *store.Tx) error {
+		var err error
+		r, err = loadSale(tx, id)
+		return err
+	})
 	if err != nil {
 		return Sale{}, err
 	}
@@ -436,9 +450,24 @@ func (e *Engine) ScanFor(ctx context.Context, id, code string) (sale Sale, ok bo
 	return sale, ok, err
 }
 
-func codeHash(code string) []byte {
+// legacyCodeHash is the unkeyed record of a used one-time code that versions before
+// Config.CodeKey wrote; it is only looked up, never written, once a key is set.
+func legacyCodeHash(code string) []byte {
 	h := sha256.Sum256([]byte("walletless one-time code\x00" + code))
 	return h[:16]
+}
+
+// codeHashes returns the record under which a used one-time code is written and
+// every record under which an earlier use may be found.
+func (e *Engine) codeHashes(code string) (write []byte, lookup [][]byte) {
+	legacy := legacyCodeHash(code)
+	if len(e.cfg.CodeKey) == 0 {
+		return legacy, [][]byte{legacy}
+	}
+	m := hmac.New(sha256.New, e.cfg.CodeKey)
+	m.Write([]byte("walletless one-time code\x00" + code))
+	keyed := m.Sum(nil)[:16]
+	return keyed, [][]byte{keyed, legacy}
 }
 
 func (e *Engine) scan(id, code string) (Sale, bool, error) {
@@ -490,7 +519,7 @@ func (e *Engine) scan(id, code string) (Sale, bool, error) {
 		return r.Sale, true, nil
 	}
 
-	hash := codeHash(code)
+	hash, earlier := e.codeHashes(code)
 	var reused bool
 	online := e.cfg.Online()
 	policy := e.cfg.Offline.For(r.Scheme, r.CodeKind)
@@ -500,9 +529,11 @@ func (e *Engine) scan(id, code string) (Sale, bool, error) {
 	}
 	var nb *batchRecord
 	err := e.commit(func(tx *store.Tx) error {
-		if at, seen := tx.CodeSeen(hash); seen && now.Sub(at) < e.cfg.CodeReuseWindow {
-			reused = true
-			return nil
+		for _, h := range earlier {
+			if at, seen := tx.CodeSeen(h); seen && now.Sub(at) < e.cfg.CodeReuseWindow {
+				reused = true
+				return nil
+			}
 		}
 		switch {
 		case online:

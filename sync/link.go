@@ -113,6 +113,7 @@ type Link struct {
 	cfg     Config
 	log     *slog.Logger
 	tls     *tls.Config
+	plain   string // why a plaintext connection is risky ("" when it is TLS or harmless); warned at every connect
 	kick    chan struct{}
 	results chan mqtt.Message
 	lost    chan error
@@ -205,6 +206,10 @@ func NewLink(cfg Config) (*Link, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	plain, err := plaintextRisk(cfg)
+	if err != nil {
+		return nil, err
+	}
 	tc, err := TLSConfig(cfg.TLS, cfg.CAFile, cfg.CertFile, cfg.KeyFile)
 	if err != nil {
 		return nil, err
@@ -213,6 +218,7 @@ func NewLink(cfg Config) (*Link, error) {
 		cfg:      cfg,
 		log:      cfg.Log,
 		tls:      tc,
+		plain:    plain,
 		kick:     make(chan struct{}, 1),
 		results:  make(chan mqtt.Message, 2*cfg.Window+64),
 		lost:     make(chan error, 1),
@@ -300,6 +306,9 @@ func (l *Link) Run(ctx context.Context) error {
 		l.stats.connects.Add(1)
 		l.online.Store(true)
 		l.log.Info("broker connected", "broker", l.cfg.BrokerURL)
+		if l.plain != "" {
+			l.log.Warn("broker connection is plaintext: "+l.plain+"; use ssl:// with a CA file", "broker", l.cfg.BrokerURL)
+		}
 		lostErr := l.serve(ctx, client)
 		l.online.Store(false)
 		if lostErr == nil { // ctx done: say goodbye

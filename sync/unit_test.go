@@ -178,8 +178,8 @@ func TestNewLinkRejectsBadConfig(t *testing.T) {
 		"bad device":       func(c *wsync.Config) { c.DeviceID = "a/b" },
 		"no outbox":        func(c *wsync.Config) { c.Outbox = nil },
 		"no result hook":   func(c *wsync.Config) { c.OnResult = nil },
-		"missing CA file":  func(c *wsync.Config) { c.CAFile = "/nonexistent/ca.pem" },
-		"cert without key": func(c *wsync.Config) { c.CertFile = "/nonexistent/c.pem" },
+		"missing CA file":  func(c *wsync.Config) { c.BrokerURL = "ssl://127.0.0.1:1"; c.CAFile = "/nonexistent/ca.pem" },
+		"cert without key": func(c *wsync.Config) { c.BrokerURL = "ssl://127.0.0.1:1"; c.CertFile = "/nonexistent/c.pem" },
 	} {
 		c := ok
 		mutate(&c)
