@@ -12,7 +12,7 @@
 // cross-site requests (421, 403), Content-Type: application/json on every request
 // that changes state (415), a slowdown after repeated bad tokens from one address
 // (429), 503 while posd stops, and a recover that turns a handler's panic into a 500.
-// docs/security-api.md explains the whole door.
+// docs/security.md ("The local API") explains the whole door.
 //
 // # Caveats
 //
