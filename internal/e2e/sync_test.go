@@ -53,6 +53,39 @@ func checkLedger(t *testing.T, gw *testGateway, dev string, n int, amount func(i
 	if got != want {
 		t.Errorf("ledger total for %s is %d, the device's is %d", dev, got, want)
 	}
+	// Each key was decided exactly once, however often the device sent it: a resend
+	// answered by a fresh decision would count again.
+	var decided uint64
+	for _, g := range gw.gws {
+		decided += g.Stats().Decided
+	}
+	if decided != uint64(n) {
+		t.Errorf("posgw made %d decisions for %d sales: a resend was decided again", decided, n)
+	}
+}
+
+// resendAnsweredFromLedger sends the device's first k sales again (a restored backup,
+// a lost acknowledgement) and checks that posgw answers each with the decision it
+// stored, not a new one: the same decided_at, the ledger entry unchanged but for its
+// request count.
+func resendAnsweredFromLedger(t *testing.T, d *testDevice, gw *testGateway, k int) {
+	t.Helper()
+	before := gw.entries(t)
+	for i := 0; i < k; i++ {
+		d.sale(t, i, amountOf(i))
+	}
+	waitFor(t, "resends drained", 30*time.Second, func() bool { return d.depth() == 0 })
+	after := gw.entries(t)
+	for i := 0; i < k; i++ {
+		key := saleKey(d.id, i)
+		b, a := before[key], after[key]
+		if !a.DecidedAt.Equal(b.DecidedAt) || a.Status != b.Status || a.Requests != b.Requests+1 {
+			t.Errorf("resent sale %d decided again: before %+v, after %+v", i, b, a)
+		}
+		if r, ok := d.result(key); !ok || !r.DecidedAt.Equal(b.DecidedAt) {
+			t.Errorf("resent sale %d answered with %+v, the ledger decided it at %v", i, r, b.DecidedAt)
+		}
+	}
 }
 
 func amountOf(i int) int64 { return int64(1000 + i*7) }
@@ -97,6 +130,7 @@ func TestBrokerGoesAwayDuringStream(t *testing.T) {
 			}
 			waitFor(t, "every sale answered", 60*time.Second, func() bool { return d.answered() == n })
 			waitFor(t, "outbox drained", 20*time.Second, func() bool { return d.depth() == 0 })
+			resendAnsweredFromLedger(t, d, gw, 5)
 			stop()
 			gw.stop()
 			checkLedger(t, gw, "dev-r", n, amountOf)
@@ -142,6 +176,7 @@ func TestProxyCutsAndStalls(t *testing.T) {
 	}
 	waitFor(t, "every sale answered", 60*time.Second, func() bool { return d.answered() == n })
 	waitFor(t, "outbox drained", 20*time.Second, func() bool { return d.depth() == 0 })
+	resendAnsweredFromLedger(t, d, gw, 5)
 	stop()
 	gw.stop()
 	checkLedger(t, gw, "dev-p", n, amountOf)
