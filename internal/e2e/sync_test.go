@@ -415,17 +415,45 @@ func TestDeviceKilledWhileDraining(t *testing.T) {
 		n, _, _ := st.OutboxStats()
 		return n
 	}
-	midDrain := 0
+	// Each round aims its kill at one state, and each kill is classified by what the
+	// outbox shows afterwards: nothing drained yet (killed while connecting or before
+	// the first results were recorded), part drained (mid-drain: results recorded and
+	// more in flight), or all drained. Every state must be hit at least once.
+	decided := func() uint64 { return gw.gws[0].Stats().Decided }
+	kills := map[string]int{}
 	for r := 0; r < rounds; r++ {
+		before := depth()
 		cmd := child()
-		time.Sleep(time.Duration(50+rng.IntN(400)) * time.Millisecond)
+		switch r % 3 {
+		case 0: // right after the start, before the link is up
+			time.Sleep(time.Duration(rng.IntN(5)) * time.Millisecond)
+		case 1: // mid-drain: as soon as posgw decided one of the backlog
+			d0 := decided()
+			for i := 0; i < 20000 && decided() == d0; i++ {
+				time.Sleep(100 * time.Microsecond)
+			}
+		default: // anywhere
+			time.Sleep(time.Duration(50+rng.IntN(400)) * time.Millisecond)
+		}
 		cmd.Process.Kill()
 		cmd.Wait()
-		if depth() > 0 {
-			midDrain++
+		after := depth()
+		switch {
+		case after == before:
+			kills["before any result"]++
+		case after > 0:
+			kills["mid-drain"]++
+		default:
+			kills["after the drain"]++
 		}
-		if r%3 == 1 {
-			addSales(extra)
+		if r%3 == 0 { // a backlog for the next, mid-drain round
+			addSales(extra + rng.IntN(200))
+		}
+	}
+	t.Logf("kills by state: %v", kills)
+	for _, st := range []string{"before any result", "mid-drain"} {
+		if kills[st] == 0 {
+			t.Errorf("no kill landed %s (kills by state: %v)", st, kills)
 		}
 	}
 	// The last run drains everything and exits by itself.
@@ -480,7 +508,7 @@ func TestDeviceKilledWhileDraining(t *testing.T) {
 	for _, e := range gw.entries(t) {
 		resends += e.Requests - 1
 	}
-	t.Logf("%d sales over %d killed runs (%d killed with entries still queued); %d resends answered from the ledger", n, rounds, midDrain, resends)
+	t.Logf("%d sales over %d killed runs; %d resends answered from the ledger", n, rounds, resends)
 }
 
 // TestCrashChild is the device process of TestDeviceKilledWhileDraining.
