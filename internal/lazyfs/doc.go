@@ -20,4 +20,10 @@
 // cache of the mount, so after PowerCut the caller unmounts before it looks at the
 // files again; a process that still has files open on the mount keeps seeing them as
 // before the cut.
+//
+// The process that serves the mount must not touch it in ways that need the server
+// while the Go runtime cannot serve: memory-map a file on it (a page fault can
+// deadlock with the garbage collector), or start a child whose working directory is on
+// it (the child can hang in chdir between fork and exec). Run such work in another
+// process with its working directory elsewhere.
 package lazyfs
