@@ -40,7 +40,8 @@ mutant() {
 		results+=("SURVIVED $name ($(($(date +%s) - t0))s)")
 		fail=1
 	else
-		results+=("KILLED   $name ($(($(date +%s) - t0))s): $(grep -m1 -E -- '--- FAIL' "$dir.log" | sed 's/^ *//')")
+		results+=("KILLED   $name ($(($(date +%s) - t0))s) by $(grep -E -- '^--- FAIL' "$dir.log" | awk '{print $3}' | sort -u | tr '\n' ' ')")
+		results+=("         $(grep -m1 -E '_test\.go:[0-9]+: ' "$dir.log" | sed 's/^ *//' | cut -c1-160)")
 	fi
 	rm -rf "$dir"
 }
