@@ -9,8 +9,10 @@
 // posd (or a device link) with SIGKILL, aim the kills at states (a call cut mid-way, a
 // result still owed, a backlog draining after a restart), count the kills per state
 // with t.Logf, and fail when a state was never hit: a kill that always lands while
-// posd is idle tests nothing. TestCrashSafety also scans reused one-time codes and
-// checks refused sales against posgw's audit records.
+// posd is idle tests nothing. TestCrashSafety also scans reused one-time codes (they
+// must be refused); TestPosdKilledWhileDraining takes sales behind an unreachable
+// broker, which the offline policy refuses, and checks that each refused sale is one
+// audit record in posgw's ledger and never a payment.
 //
 // The chaos tests check that posgw decides each key exactly once: its decision count
 // equals the number of sales, and a resent sale is answered with the stored decision
