@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 CMDS     := posd posctl posgw
 DIST     := dist
 
-.PHONY: help demo build test test-short vet bench fuzz cross clean
+.PHONY: help demo build test test-short vet bench fuzz cross mutants clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ cross: ## static CGO_ENABLED=0 builds for linux/arm (GOARM=7) and linux/arm64 in
 	  CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/$$c-linux-arm64 ./cmd/$$c || exit 1; \
 	done
 	@ls -l $(DIST)
+
+mutants: ## break each safety invariant in a copy of the tree (scripts/mutants.sh) and check the tests catch it; needs mosquitto and fuse3
+	./scripts/mutants.sh
 
 clean: ## remove build output and the demo folder
 	rm -rf bin $(DIST) demo

@@ -105,6 +105,7 @@ func (p *crashPosd) call(method, path, body string) (int, map[string]any, error)
 type ackedSale struct {
 	amount  int64
 	scanned bool // the API acknowledged the code: the sale was committed for authorization
+	refused bool // the API answered refused (offline, policy refuse)
 }
 
 // TestCrashSafety kills posd with SIGKILL at random points while a cash register
@@ -130,7 +131,6 @@ func TestCrashSafety(t *testing.T) {
 	acked := map[string]*ackedSale{}
 	next := 0 // sale i has amount 1000+i and code 28 followed by i in 16 digits
 	code := func() string { next++; return fmt.Sprintf("28%016d", next) }
-	kills := 0
 	started := time.Now()
 
 	// scanWaiting gives the sale a crash left waiting its code.
@@ -152,19 +152,28 @@ func TestCrashSafety(t *testing.T) {
 		}
 		if a := acked[id]; a != nil {
 			a.scanned = true
+			a.refused = m["status"] == "refused"
 		}
 		return nil
 	}
+	// Each kill is classified by the call it cut (and whether a result was still
+	// owed): every state must be hit.
+	kills := map[string]int{}
+	reused := 0
 
 	for len(acked) < total {
 		p := startCrashPosd(t, bin, dir, port)
 		killAfter := time.Duration(10+rng.IntN(300)) * time.Millisecond
 		timer := time.AfterFunc(killAfter, p.kill)
+		phase := "idle"
+		owed := false // the last scanned sale waits for its result
 		for len(acked) < total {
+			phase = "status"
 			if err := scanWaiting(p); err != nil {
 				break
 			}
 			amount := int64(1000 + next + 1)
+			phase = "create"
 			c, m, err := p.call("POST", "/v1/sales", fmt.Sprintf(`{"amount_minor": %d, "currency": "KRW"}`, amount))
 			if err != nil {
 				break
@@ -180,6 +189,19 @@ func TestCrashSafety(t *testing.T) {
 				t.Fatalf("create answered %v for amount %d", m, amount)
 			}
 			acked[id] = &ackedSale{amount: amount}
+			if next > 0 && rng.IntN(10) == 0 { // the customer shows a code already used
+				phase = "scan"
+				c, m, err := p.call("POST", "/v1/sales/"+id+"/code", fmt.Sprintf(`{"code": "28%016d"}`, next))
+				if err != nil {
+					break
+				}
+				if c == http.StatusOK {
+					t.Errorf("a one-time code used twice was accepted: %v", m)
+				} else {
+					reused++
+				}
+			}
+			phase = "scan"
 			c, m, err = p.call("POST", "/v1/sales/"+id+"/code", fmt.Sprintf(`{"code": %q}`, code()))
 			if err != nil {
 				break
@@ -188,13 +210,32 @@ func TestCrashSafety(t *testing.T) {
 				t.Fatalf("code: %d %v", c, m)
 			}
 			acked[id].scanned = true
+			acked[id].refused = m["status"] == "refused"
+			owed = m["status"] == "authorizing"
 		}
 		if timer.Stop() {
 			p.kill()
+			phase = "idle" // the register had all it wanted
 		}
-		kills++
+		if owed && phase == "create" {
+			phase = "create, a result owed"
+		}
+		kills[phase]++
 	}
-	t.Logf("%d sales acknowledged, %d SIGKILLs, %v", len(acked), kills, time.Since(started).Round(time.Millisecond))
+	nkills := 0
+	for _, n := range kills {
+		nkills += n
+	}
+	t.Logf("kills by the call they cut: %v; %d reused codes refused", kills, reused)
+	for _, st := range []string{"status", "create, a result owed", "scan"} {
+		if kills[st] == 0 {
+			t.Errorf("no kill cut a %q call (kills: %v)", st, kills)
+		}
+	}
+	if reused == 0 {
+		t.Error("no reused code was tried")
+	}
+	t.Logf("%d sales acknowledged, %d SIGKILLs, %v", len(acked), nkills, time.Since(started).Round(time.Millisecond))
 	settle := time.Now()
 	defer func() { t.Logf("settled and checked in %v", time.Since(settle).Round(time.Millisecond)) }()
 
@@ -250,7 +291,7 @@ func TestCrashSafety(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := st.Check(); err != nil {
-		t.Errorf("posd.db after %d SIGKILLs: %v", kills, err)
+		t.Errorf("posd.db after %d SIGKILLs: %v", nkills, err)
 	}
 	st.Close()
 
@@ -272,10 +313,38 @@ func TestCrashSafety(t *testing.T) {
 		entries[e.Key] = e
 		return nil
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Refused sales: each reaches the ledger as an audit record, once, and never as
+	// a payment.
+	attempts := map[string]int{}
+	err = ledger.ForEachAttempt(func(a gateway.Attempt) error { attempts[a.Key]++; return nil })
 	ledger.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
+	refused := 0
+	for id, m := range final {
+		if m["status"] != "refused" {
+			continue
+		}
+		refused++
+		if attempts[id] != 1 {
+			t.Errorf("refused sale %s has %d audit records in the ledger, want 1", id, attempts[id])
+		}
+		if e, ok := entries[id]; ok {
+			t.Errorf("refused sale %s is a payment in the ledger: %+v", id, e)
+		}
+	}
+	for id, a := range acked {
+		if a.refused && final[id]["status"] != "refused" {
+			t.Errorf("sale %s was answered refused, it ended %v", id, final[id]["status"])
+		}
+	}
+	// The demo's broker is in the same process, so the link is up before the first
+	// sale and few runs refuse anything; the check above covers those that do.
+	t.Logf("%d refused sales, each recorded once for audit", refused)
 	for id, m := range final {
 		e, ok := entries[id]
 		switch m["status"] {

@@ -53,6 +53,39 @@ func checkLedger(t *testing.T, gw *testGateway, dev string, n int, amount func(i
 	if got != want {
 		t.Errorf("ledger total for %s is %d, the device's is %d", dev, got, want)
 	}
+	// Each key was decided exactly once, however often the device sent it: a resend
+	// answered by a fresh decision would count again.
+	var decided uint64
+	for _, g := range gw.gws {
+		decided += g.Stats().Decided
+	}
+	if decided != uint64(n) {
+		t.Errorf("posgw made %d decisions for %d sales: a resend was decided again", decided, n)
+	}
+}
+
+// resendAnsweredFromLedger sends the device's first k sales again (a restored backup,
+// a lost acknowledgement) and checks that posgw answers each with the decision it
+// stored, not a new one: the same decided_at, the ledger entry unchanged but for its
+// request count.
+func resendAnsweredFromLedger(t *testing.T, d *testDevice, gw *testGateway, k int) {
+	t.Helper()
+	before := gw.entries(t)
+	for i := 0; i < k; i++ {
+		d.sale(t, i, amountOf(i))
+	}
+	waitFor(t, "resends drained", 30*time.Second, func() bool { return d.depth() == 0 })
+	after := gw.entries(t)
+	for i := 0; i < k; i++ {
+		key := saleKey(d.id, i)
+		b, a := before[key], after[key]
+		if !a.DecidedAt.Equal(b.DecidedAt) || a.Status != b.Status || a.Requests != b.Requests+1 {
+			t.Errorf("resent sale %d decided again: before %+v, after %+v", i, b, a)
+		}
+		if r, ok := d.result(key); !ok || !r.DecidedAt.Equal(b.DecidedAt) {
+			t.Errorf("resent sale %d answered with %+v, the ledger decided it at %v", i, r, b.DecidedAt)
+		}
+	}
 }
 
 func amountOf(i int) int64 { return int64(1000 + i*7) }
@@ -97,6 +130,7 @@ func TestBrokerGoesAwayDuringStream(t *testing.T) {
 			}
 			waitFor(t, "every sale answered", 60*time.Second, func() bool { return d.answered() == n })
 			waitFor(t, "outbox drained", 20*time.Second, func() bool { return d.depth() == 0 })
+			resendAnsweredFromLedger(t, d, gw, 5)
 			stop()
 			gw.stop()
 			checkLedger(t, gw, "dev-r", n, amountOf)
@@ -142,6 +176,7 @@ func TestProxyCutsAndStalls(t *testing.T) {
 	}
 	waitFor(t, "every sale answered", 60*time.Second, func() bool { return d.answered() == n })
 	waitFor(t, "outbox drained", 20*time.Second, func() bool { return d.depth() == 0 })
+	resendAnsweredFromLedger(t, d, gw, 5)
 	stop()
 	gw.stop()
 	checkLedger(t, gw, "dev-p", n, amountOf)
@@ -380,17 +415,45 @@ func TestDeviceKilledWhileDraining(t *testing.T) {
 		n, _, _ := st.OutboxStats()
 		return n
 	}
-	midDrain := 0
+	// Each round aims its kill at one state, and each kill is classified by what the
+	// outbox shows afterwards: nothing drained yet (killed while connecting or before
+	// the first results were recorded), part drained (mid-drain: results recorded and
+	// more in flight), or all drained. Every state must be hit at least once.
+	decided := func() uint64 { return gw.gws[0].Stats().Decided }
+	kills := map[string]int{}
 	for r := 0; r < rounds; r++ {
+		before := depth()
 		cmd := child()
-		time.Sleep(time.Duration(50+rng.IntN(400)) * time.Millisecond)
+		switch r % 3 {
+		case 0: // right after the start, before the link is up
+			time.Sleep(time.Duration(rng.IntN(5)) * time.Millisecond)
+		case 1: // mid-drain: as soon as posgw decided one of the backlog
+			d0 := decided()
+			for i := 0; i < 20000 && decided() == d0; i++ {
+				time.Sleep(100 * time.Microsecond)
+			}
+		default: // anywhere
+			time.Sleep(time.Duration(50+rng.IntN(400)) * time.Millisecond)
+		}
 		cmd.Process.Kill()
 		cmd.Wait()
-		if depth() > 0 {
-			midDrain++
+		after := depth()
+		switch {
+		case after == before:
+			kills["before any result"]++
+		case after > 0:
+			kills["mid-drain"]++
+		default:
+			kills["after the drain"]++
 		}
-		if r%3 == 1 {
-			addSales(extra)
+		if r%3 == 0 { // a backlog for the next, mid-drain round
+			addSales(extra + rng.IntN(200))
+		}
+	}
+	t.Logf("kills by state: %v", kills)
+	for _, st := range []string{"before any result", "mid-drain"} {
+		if kills[st] == 0 {
+			t.Errorf("no kill landed %s (kills by state: %v)", st, kills)
 		}
 	}
 	// The last run drains everything and exits by itself.
@@ -445,7 +508,7 @@ func TestDeviceKilledWhileDraining(t *testing.T) {
 	for _, e := range gw.entries(t) {
 		resends += e.Requests - 1
 	}
-	t.Logf("%d sales over %d killed runs (%d killed with entries still queued); %d resends answered from the ledger", n, rounds, midDrain, resends)
+	t.Logf("%d sales over %d killed runs; %d resends answered from the ledger", n, rounds, resends)
 }
 
 // TestCrashChild is the device process of TestDeviceKilledWhileDraining.
