@@ -56,7 +56,7 @@ mutant result-applied-twice payment/resolve.go \
 	's/^\tif !open {$/\tif false \&\& !open { \/\/ mutant/' \
 	./payment/ '.'
 mutant one-time-code-check-removed payment/engine.go \
-	's/if at, seen := tx.CodeSeen(hash); seen \&\& /if at, seen := tx.CodeSeen(hash); false \&\& seen \&\& /' \
+	's/if at, seen := tx.CodeSeen(h); seen \&\& /if at, seen := tx.CodeSeen(h); false \&\& seen \&\& /' \
 	'./payment/ ./internal/e2e/' '^(TestOneTimeCodeUsedTwice|TestCrashSafety)$'
 echo
 printf '%s\n' "${results[@]}"
