@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Mutation check of the safety tests: each mutant is a small source change that breaks
 # an invariant (posgw deciding a duplicate again, bbolt without fsync, a result applied
-# twice, a one-time code accepted twice). Each is applied to a copy of the tree (never
-# the working tree), the tests that guard it run, and the mutant must be KILLED (the
+# twice, a one-time code accepted twice, any API token accepted, TLS files with a
+# plaintext URL, shredded keys kept, a bbolt panic not recovered). Each is applied to
+# a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
 set -uo pipefail
@@ -58,6 +59,18 @@ mutant result-applied-twice payment/resolve.go \
 mutant one-time-code-check-removed payment/engine.go \
 	's/if at, seen := tx.CodeSeen(h); seen \&\& /if at, seen := tx.CodeSeen(h); false \&\& seen \&\& /' \
 	'./payment/ ./internal/e2e/' '^(TestOneTimeCodeUsedTwice|TestCrashSafety)$'
+mutant api-any-token-accepted auth/auth.go \
+	's/if subtle.ConstantTimeCompare(h, sum\[:\]) == 1 {/if true || subtle.ConstantTimeCompare(h, sum[:]) == 1 {/' \
+	'./auth/ ./api/' '.'
+mutant tls-files-with-plaintext-url sync/plaintext.go \
+	's/if !plaintextScheme(u.Scheme) {/if true || !plaintextScheme(u.Scheme) {/' \
+	./sync/ '.'
+mutant shred-keys-never-destroyed internal/shred/shred.go \
+	's/if epoch == k.cur {/if true || epoch == k.cur {/' \
+	'./internal/shred/ ./daemon/' '^(TestDestroyShreds|TestNoPaymentCodeLeftAtRest|TestSealedOutbox)$'
+mutant store-panic-not-recovered store/guard.go \
+	's/^\t\tr := recover()$/\t\tvar r any \/\/ mutant/' \
+	./store/ '^(TestDamageWhileOpen|TestTruncatedWhileOpen)$'
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"
