@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/walletless/walletless/broker"
 	"github.com/walletless/walletless/config"
@@ -28,12 +30,12 @@ func TestSecretFilesReadableByOthersStopPosd(t *testing.T) {
 	base.MQTT.Username, base.MQTT.PasswordFile = "shop-7", pw
 
 	// Over tcp:// the password is refused whatever the file's mode.
-	if err := Run(t.Context(), Options{Config: base}); err == nil || !strings.Contains(err.Error(), "mqtt.allow_plaintext") {
+	if err := Run(refuseCtx(t), Options{Config: base}); err == nil || !strings.Contains(err.Error(), "mqtt.allow_plaintext") {
 		t.Fatalf("password over plaintext: %v", err)
 	}
 	cfg := base
 	cfg.MQTT.AllowPlaintext = true
-	err := Run(t.Context(), Options{Config: cfg})
+	err := Run(refuseCtx(t), Options{Config: cfg})
 	if !errors.Is(err, secretfile.ErrTooOpen) || !strings.Contains(err.Error(), "mqtt.password_file") || !strings.Contains(err.Error(), "chmod 600 "+pw) {
 		t.Fatalf("0644 password file: %v", err)
 	}
@@ -45,9 +47,17 @@ func TestSecretFilesReadableByOthersStopPosd(t *testing.T) {
 	cfg = base
 	cfg.MQTT.PasswordFile = ""
 	cfg.MQTT.Broker, cfg.MQTT.CAFile, cfg.MQTT.CertFile, cfg.MQTT.KeyFile = "ssl://127.0.0.1:1", ca.File, cert, key
-	if err := Run(t.Context(), Options{Config: cfg}); !errors.Is(err, secretfile.ErrTooOpen) || !strings.Contains(err.Error(), "chmod 600 "+key) {
+	if err := Run(refuseCtx(t), Options{Config: cfg}); !errors.Is(err, secretfile.ErrTooOpen) || !strings.Contains(err.Error(), "chmod 600 "+key) {
 		t.Fatalf("0644 key file: %v", err)
 	}
+}
+
+// refuseCtx bounds a Run that should refuse to start: if it starts after all, it
+// stops after two seconds and the test fails on the nil error instead of hanging.
+func refuseCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // TestPasswordFileAndPrivateDataDir: with a 0600 password file (plaintext allowed on
