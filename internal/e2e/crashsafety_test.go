@@ -270,19 +270,7 @@ func TestCrashSafety(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	for {
-		_, st, err := p.call("GET", "/v1/status", "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st["outbox_depth"] == float64(0) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("outbox never drained: %v", st)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	p.waitDrained(t, deadline)
 	p.stop(t)
 
 	// The file itself: bbolt's page checks and the store's invariants.
@@ -373,5 +361,23 @@ func TestCrashSafety(t *testing.T) {
 		if e.Status == "approved" && m["status"] != "approved" {
 			t.Errorf("ledger approved %s, posd says %v", key, m["status"])
 		}
+	}
+}
+
+// waitDrained waits until posd's outbox is empty, failing the test after deadline.
+func (p *crashPosd) waitDrained(t *testing.T, deadline time.Time) {
+	t.Helper()
+	for {
+		_, st, err := p.call("GET", "/v1/status", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st["outbox_depth"] == float64(0) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox never drained: %v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -191,19 +191,7 @@ func TestPowerCut(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	for {
-		_, st, err := p.call("GET", "/v1/status", "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st["outbox_depth"] == float64(0) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("outbox never drained: %v", st)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	p.waitDrained(t, deadline)
 	p.stop(t)
 
 	ledger, err := gateway.OpenLedger(filepath.Join(backing, "posgw.db"), true)
