@@ -10,6 +10,7 @@ import (
 	"github.com/walletless/walletless/broker"
 	"github.com/walletless/walletless/config"
 	"github.com/walletless/walletless/gateway"
+	"github.com/walletless/walletless/internal/wirecheck"
 )
 
 // TestBatchCloseWaitsForSaleInFlight: a sale is authorizing (posgw is not running yet)
@@ -25,6 +26,7 @@ func TestBatchCloseWaitsForSaleInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wirecheck.Watch(t, b.URL(), wirecheck.Options{})
 	defer b.Close()
 	tp := startThinPathWith(t, dir, b.URL(), func(c *config.Config) {
 		// The sale must stay authorizing (not go in doubt) while posgw is away.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -178,7 +179,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		CertFile:    cfg.MQTT.CertFile,
 		KeyFile:     cfg.MQTT.KeyFile,
 		Health: func() wsync.Health {
-			h := wsync.Health{Firmware: opts.Version, Scanner: "disconnected", Printer: cfg.Printer.Target}
+			h := wsync.Health{Firmware: opts.Version, Scanner: "disconnected", Printer: printerKind(cfg.Printer.Target)}
 			if scanStatus.State().Connected {
 				h.Scanner = "ok"
 			}
@@ -360,4 +361,23 @@ func signalOutcome(ctx context.Context, lights *device.Indicators, s payment.Sal
 func (o outbox) Depth() (int, error) {
 	d, _, err := o.st.OutboxStats()
 	return d, err
+}
+
+// printerKind is what a heartbeat says about the printer: the kind of its target
+// (none, emulator, tcp, usb, serial, file), never its path or address
+// (docs/protocol.md, Heartbeat).
+func printerKind(target string) string {
+	switch {
+	case target == "" || target == "none":
+		return "none"
+	case strings.HasPrefix(target, "emulator:"):
+		return "emulator"
+	case strings.HasPrefix(target, "tcp:"):
+		return "tcp"
+	case strings.HasPrefix(target, "serial:"), strings.HasPrefix(target, "/dev/tty"):
+		return "serial"
+	case strings.HasPrefix(target, "/dev/"):
+		return "usb"
+	}
+	return "file"
 }

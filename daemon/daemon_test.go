@@ -17,6 +17,7 @@ import (
 	"github.com/walletless/walletless/broker"
 	"github.com/walletless/walletless/config"
 	"github.com/walletless/walletless/gateway"
+	"github.com/walletless/walletless/internal/wirecheck"
 	"github.com/walletless/walletless/payment"
 )
 
@@ -162,6 +163,7 @@ func TestThinPathEmbeddedBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wirecheck.Watch(t, b.URL(), wirecheck.Options{})
 	defer b.Close()
 	ledger, stopGateway := runGateway(t, b.URL(), dir)
 	defer stopGateway()

@@ -13,6 +13,7 @@ import (
 	"github.com/walletless/walletless/broker"
 	"github.com/walletless/walletless/config"
 	"github.com/walletless/walletless/gateway"
+	"github.com/walletless/walletless/internal/wirecheck"
 	"github.com/walletless/walletless/paycode"
 )
 
@@ -44,6 +45,7 @@ func TestMerchantQRConfigured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wirecheck.Watch(t, b.URL(), wirecheck.Options{})
 	defer b.Close()
 	ledger, stopGateway := runGateway(t, b.URL(), dir)
 	defer stopGateway()
@@ -151,6 +153,7 @@ func TestPresentTimeoutGoesInDoubt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wirecheck.Watch(t, b.URL(), wirecheck.Options{})
 	defer b.Close()
 	tp := startThinPathWith(t, dir, b.URL(), func(c *config.Config) {
 		c.Merchant.EMVQR = sampleMerchantQR

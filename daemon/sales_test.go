@@ -10,6 +10,7 @@ import (
 
 	"github.com/walletless/walletless/broker"
 	"github.com/walletless/walletless/config"
+	"github.com/walletless/walletless/internal/wirecheck"
 	"github.com/walletless/walletless/paycode"
 )
 
@@ -45,6 +46,7 @@ func TestRefundAndBatchThroughTheGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wirecheck.Watch(t, b.URL(), wirecheck.Options{})
 	defer b.Close()
 	_, stopGateway := runGateway(t, b.URL(), dir)
 	defer stopGateway()

@@ -13,6 +13,7 @@ import (
 	"github.com/walletless/walletless/config"
 	"github.com/walletless/walletless/internal/secretfile"
 	"github.com/walletless/walletless/internal/testpki"
+	"github.com/walletless/walletless/internal/wirecheck"
 )
 
 // TestSecretFilesReadableByOthersStopPosd: a password file or a TLS key that group or
@@ -75,6 +76,7 @@ func TestPasswordFileAndPrivateDataDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wirecheck.Watch(t, b.URL(), wirecheck.Options{})
 	defer b.Close()
 	tp := startThinPathWith(t, dir, b.URL(), func(c *config.Config) {
 		c.MQTT.Username, c.MQTT.PasswordFile, c.MQTT.AllowPlaintext = "shop-7", pw, true

@@ -18,6 +18,7 @@ import (
 	"github.com/walletless/walletless/config"
 	"github.com/walletless/walletless/gateway"
 	"github.com/walletless/walletless/internal/shred"
+	"github.com/walletless/walletless/internal/wirecheck"
 )
 
 // TestNoPaymentCodeLeftAtRest runs 1,000 sales through posd and posgw with two broker
@@ -39,6 +40,7 @@ func TestNoPaymentCodeLeftAtRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wirecheck.Watch(t, b.URL(), wirecheck.Options{})
 	addr := b.Addr()
 	defer func() { b.Close() }()
 	ledger, stopGateway := runGateway(t, b.URL(), dir)

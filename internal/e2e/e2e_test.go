@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/walletless/walletless/internal/wirecheck"
 )
 
 // need finds a program or skips (fails under CI) with an install hint.
@@ -159,6 +161,7 @@ func startMosquitto(t *testing.T, dir string) string {
 	start(t, nil, bin, "-c", conf)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	waitTCP(t, addr)
+	wirecheck.Watch(t, "tcp://"+addr, wirecheck.Options{}) // every payload against docs/schema/v1
 	return "tcp://" + addr
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/walletless/walletless/internal/testpki"
+	"github.com/walletless/walletless/internal/wirecheck"
 )
 
 // password is every test user's MQTT password.
@@ -40,6 +41,7 @@ type mosq struct {
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when cmd has been waited for
 	out     *lockedWriter
+	wire    *wirecheck.Watcher // validates every payload against docs/schema/v1
 }
 
 // newMosquitto writes the configuration and starts the broker.
@@ -54,7 +56,7 @@ func newMosquitto(t testing.TB, o mosqOpts) *mosq {
 		m.pki = newPKI(t, dir)
 	}
 	pwFile := filepath.Join(dir, "passwd")
-	for i, u := range append([]string{"posgw", "posfleet"}, o.users...) {
+	for i, u := range append([]string{"posgw", "posfleet", "wirecheck"}, o.users...) {
 		args := []string{"-b", pwFile, u, password}
 		if i == 0 {
 			args = append([]string{"-c"}, args...)
@@ -63,8 +65,13 @@ func newMosquitto(t testing.TB, o mosqOpts) *mosq {
 			t.Fatalf("mosquitto_passwd: %v\n%s", err, out)
 		}
 	}
-	acl, err := filepath.Abs("../../deploy/walletless.acl")
+	// The deploy ACL plus a read-everything user for the schema watcher (wirecheck).
+	deployACL, err := os.ReadFile("../../deploy/walletless.acl")
 	if err != nil {
+		t.Fatal(err)
+	}
+	acl := filepath.Join(dir, "walletless.acl")
+	if err := os.WriteFile(acl, append([]byte("user wirecheck\ntopic read walletless/v1/devices/#\n\n"), deployACL...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	src, err := os.ReadFile("../../deploy/mosquitto.conf")
@@ -129,6 +136,8 @@ done:
 			t.Logf("--- mosquitto output (last 4 KiB):\n%s", tail(m.out.String(), 4096))
 		}
 	})
+	// Every payload published through this broker is checked against docs/schema/v1.
+	m.wire = wirecheck.Watch(t, m.URL(), wirecheck.Options{Username: "wirecheck", Password: password})
 	return m
 }
 
