@@ -92,7 +92,7 @@ func encodeOutbox(device string) func(payment.Message) ([]byte, error) {
 			body = wsync.PaymentRequest{
 				V: wsync.Version, Key: a.Key, Device: device, AmountMinor: a.AmountMinor, Currency: a.Currency,
 				Kind: a.Kind, Scheme: a.Scheme, Operator: a.Operator, Code: a.Code, MaskedCode: a.MaskedCode,
-				CreatedAt: a.CreatedAt, Batch: a.Batch,
+				CreatedAt: a.CreatedAt, Offline: a.Offline, Batch: a.Batch,
 			}
 		case payment.QueryRequest:
 			body = wsync.QueryRequest{V: wsync.Version, Key: a.Key, Device: device, AskedAt: a.AskedAt}

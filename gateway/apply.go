@@ -110,7 +110,7 @@ func (l *Local) apply(tx *Tx, j *job, now time.Time) (bool, error) {
 			j.res.Status = wsync.ResultUnknown
 			return false, nil
 		}
-		j.res.Status, j.res.Reason, j.res.DecidedAt = e.Status, e.Reason, e.DecidedAt
+		j.res.Status, j.res.Reason, j.res.DecidedAt = e.Status, e.Reason, answeredAt(e)
 		return false, nil
 	case *wsync.ReversalRequest:
 		return l.applyReversal(tx, j, m, now)
@@ -152,6 +152,9 @@ func (l *Local) applyPayment(tx *Tx, j *job, req *wsync.PaymentRequest, now time
 		l.log.Debug("duplicate request answered from the ledger", "key", req.Key, "device", j.Device, "status", e.Status)
 	} else {
 		status, reason := l.rules.Decide(*req)
+		if why, old := l.rules.stale(req, now); old && status == wsync.ResultApproved {
+			status, reason = wsync.ResultDeclined, why
+		}
 		e = Entry{
 			Key: req.Key, Type: TypeSale, Device: j.Device, AmountMinor: req.AmountMinor, Currency: req.Currency,
 			Scheme: req.Scheme, MaskedCode: paycode.Mask(req.Code), Status: status, Reason: reason,
@@ -163,7 +166,7 @@ func (l *Local) applyPayment(tx *Tx, j *job, req *wsync.PaymentRequest, now time
 		l.log.Info("payment decided", "key", req.Key, "device", j.Device, "amount_minor", req.AmountMinor,
 			"currency", req.Currency, "scheme", req.Scheme, "code", e.MaskedCode, "status", e.Status)
 	}
-	j.res.Status, j.res.Reason, j.res.DecidedAt = e.Status, e.Reason, e.DecidedAt
+	j.res.Status, j.res.Reason, j.res.DecidedAt = e.Status, e.Reason, answeredAt(e)
 	return !seen, nil
 }
 
@@ -186,10 +189,14 @@ func (l *Local) applyReversal(tx *Tx, j *job, m *wsync.ReversalRequest, now time
 		j.res.Status, j.res.Reason = wsync.ResultDeclined, "not a sale of this device"
 		return false, nil
 	case e.Status == wsync.ResultReversed:
-		j.res.Reason = "already reversed"
+		// A replay of the reversal (or a second one): the same status, and the time
+		// the key became reversed, so every answer for it carries one decided_at.
+		j.res.Reason, j.res.DecidedAt = "already reversed", reversedAt(e)
 		return false, nil
 	case e.Status == wsync.ResultDeclined:
-		j.res.Reason = "the payment was declined; nothing was charged"
+		// Nothing to undo: the record stays declined (a query answers declined), the
+		// reversal is answered reversed ("not charged") with the decline's time.
+		j.res.Reason, j.res.DecidedAt = "the payment was declined; nothing was charged", e.DecidedAt
 		return false, nil
 	case e.RefundedMinor > 0:
 		j.res.Status, j.res.Reason = wsync.ResultDeclined, "the payment was partly refunded; refund the rest instead"
@@ -331,4 +338,22 @@ func (l *Local) applyBatch(tx *Tx, j *job, m *wsync.BatchClose, now time.Time) (
 	l.log.Info("batch reconciled", "key", m.Key, "device", j.Device, "status", b.Status, "reason", b.Reason)
 	j.res.Status, j.res.Reason, j.res.DecidedAt = b.Status, b.Reason, now
 	return true, tx.PutBatch(b)
+}
+
+// answeredAt is the decided_at of every answer from a stored sale: when it became
+// reversed for a reversed one, its decision's time otherwise.
+func answeredAt(e Entry) time.Time {
+	if e.Status == wsync.ResultReversed {
+		return reversedAt(e)
+	}
+	return e.DecidedAt
+}
+
+// reversedAt is when a reversed record became reversed (older ledgers may lack
+// ReversedAt: then its decision time).
+func reversedAt(e Entry) time.Time {
+	if !e.ReversedAt.IsZero() {
+		return e.ReversedAt
+	}
+	return e.DecidedAt
 }

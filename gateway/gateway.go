@@ -33,6 +33,10 @@ var DefaultLimits = map[string]int64{
 // Rules are the gateway's decision rules.
 type Rules struct {
 	Limits map[string]int64 // per-currency limit in minor units; nil means DefaultLimits
+	// MaxAge declines a payment request (not one stored offline) whose created_at is
+	// more than MaxAge before the cloud sees it first; zero means DefaultMaxAge,
+	// negative turns the rule off (see staleness in apply.go).
+	MaxAge time.Duration
 }
 
 // Decide applies the rules to one request.
@@ -65,7 +69,7 @@ type Config struct {
 	CAFile    string      // PEM bundle for the broker's certificate
 	CertFile  string      // client certificate for mutual TLS
 	KeyFile   string
-	ClientID  string // default "posgw-" + random; keep it stable (persistent session)
+	ClientID  string // default "posgw-" + 8 random hex digits; the session is clean, so it need not be stable
 	Group     string // shared subscription group; default "posgw"
 	// Applier decides and records messages: a *Local on this process's ledger or a
 	// *Remote on another posgw's. When nil, Ledger and Rules make a Local.
@@ -198,7 +202,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		BrokerURL: g.cfg.BrokerURL, ClientID: g.cfg.ClientID, Username: g.cfg.Username, Password: g.cfg.Password,
 		TLS: g.tls, KeepAlive: g.cfg.KeepAlive, Timeout: g.cfg.Timeout,
 		Lost: g.lost, Down: func() { g.ready.Store(false) },
-		OnMessage: g.onMessage, // requests queued for the persistent session before we subscribe
+		OnMessage: g.onMessage,
+		// A clean session: while no gateway runs, the broker queues nothing for it,
+		// so it never redelivers requests that were answered long ago; the devices
+		// resend what is still unanswered (docs/protocol.md, "The cloud's session").
+		CleanSession: true,
 	})
 	client := mqtt.NewClient(opts)
 	defer g.wg.Wait() // PUBACK waiters are bounded by Timeout

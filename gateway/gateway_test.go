@@ -32,7 +32,8 @@ func newTestGateway(t *testing.T) *Gateway {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	g, err := New(Config{BrokerURL: "tcp://127.0.0.1:1", Ledger: l})
+	// These tests use fixed timestamps: the staleness rule has its own tests.
+	g, err := New(Config{BrokerURL: "tcp://127.0.0.1:1", Ledger: l, Rules: Rules{MaxAge: -1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +205,8 @@ func FuzzParse(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer l.Close()
-	g, err := New(Config{BrokerURL: "tcp://127.0.0.1:1", Ledger: l})
+	// These tests use fixed timestamps: the staleness rule has its own tests.
+	g, err := New(Config{BrokerURL: "tcp://127.0.0.1:1", Ledger: l, Rules: Rules{MaxAge: -1}})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -392,7 +394,8 @@ func TestIndexBuiltForOldLedger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := New(Config{BrokerURL: "tcp://127.0.0.1:1", Ledger: l})
+	// These tests use fixed timestamps: the staleness rule has its own tests.
+	g, err := New(Config{BrokerURL: "tcp://127.0.0.1:1", Ledger: l, Rules: Rules{MaxAge: -1}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func serveLedger(t *testing.T, l *Ledger, addr, token string) *ledgerServer {
 // serveLedgerTLS is serveLedger speaking HTTPS when tc is set, logging to log.
 func serveLedgerTLS(t *testing.T, l *Ledger, addr, token string, tc *tls.Config, log *slog.Logger) *ledgerServer {
 	t.Helper()
-	s, err := NewServer(ServerConfig{Local: NewLocal(l, Rules{}, nil), Token: token, TLS: tc, Log: log})
+	s, err := NewServer(ServerConfig{Local: NewLocal(l, Rules{MaxAge: -1}, nil), Token: token, TLS: tc, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func entriesOf(t *testing.T, forEach func(func(Entry) error) error) []Entry {
 func TestRemoteSameAnswersAsLocal(t *testing.T) {
 	steps := kindSteps()
 	msgs := messagesOf(t, steps)
-	local := NewLocal(newTestGateway(t).cfg.Ledger, Rules{}, nil)
+	local := NewLocal(newTestGateway(t).cfg.Ledger, Rules{MaxAge: -1}, nil)
 	want, err := local.Apply(context.Background(), msgs)
 	if err != nil {
 		t.Fatal(err)
@@ -523,7 +523,7 @@ func FuzzDecodeApply(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer l.Close()
-	s, err := NewServer(ServerConfig{Local: NewLocal(l, Rules{}, nil), Token: testToken})
+	s, err := NewServer(ServerConfig{Local: NewLocal(l, Rules{MaxAge: -1}, nil), Token: testToken})
 	if err != nil {
 		f.Fatal(err)
 	}

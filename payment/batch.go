@@ -56,7 +56,7 @@ const metaOpenBatch = "open_batch"
 
 func (b *batchRecord) clone() *batchRecord {
 	c := *b
-	c.Totals = append([]Total(nil), b.Totals...)
+	c.Totals = append(make([]Total, 0, len(b.Totals)), b.Totals...) // [] not null when empty (HTTP API)
 	return &c
 }
 
@@ -227,7 +227,7 @@ func (e *Engine) GetBatch(id string) (Batch, error) {
 	if err != nil {
 		return Batch{}, err
 	}
-	return b.Batch, nil
+	return b.clone().Batch, nil // Totals [] (not null) when the batch is empty
 }
 
 // CloseBatch closes the open batch, queues its totals for the cloud (kind batch) and

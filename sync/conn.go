@@ -85,10 +85,15 @@ type Client struct {
 	// OnMessage handles messages queued for the persistent session that arrive
 	// before the subscriptions are made again.
 	OnMessage mqtt.MessageHandler
+	// CleanSession asks the broker for a clean session: nothing is queued for the
+	// client while it is away and nothing survives its disconnect. The cloud uses it
+	// (docs/protocol.md, "The cloud's session"); a device keeps a persistent one.
+	CleanSession bool
 }
 
 // ClientOptions are the paho options of every Walletless client, device link and
-// gateway alike: a persistent session (CleanSession false) under a stable client id,
+// gateway alike: a persistent session (CleanSession false, unless c.CleanSession)
+// under the client id,
 // no reconnects or connect retries of paho's own (Reconnect does them, with jitter,
 // and subscribes again), every wait bounded by Timeout, credentials, TLS and the
 // buffered connection of OpenConnection.
@@ -96,7 +101,7 @@ func ClientOptions(c Client) *mqtt.ClientOptions {
 	opts := mqtt.NewClientOptions().
 		AddBroker(c.BrokerURL).
 		SetClientID(c.ClientID).
-		SetCleanSession(false).
+		SetCleanSession(c.CleanSession).
 		SetOrderMatters(false).
 		SetAutoReconnect(false).
 		SetConnectRetry(false).

@@ -139,6 +139,11 @@ type PaymentRequest struct {
 	Code        string    `json:"code"`        // the customer's one-time code: the credential the operator charges
 	MaskedCode  string    `json:"masked_code"` // safe for logs
 	CreatedAt   time.Time `json:"created_at"`
+	// Offline is set on a sale the device stored offline under its offline policy:
+	// the customer has left with the goods and the request arrives whenever the
+	// network returns, so the cloud's staleness rule does not apply to it. Omitted
+	// (false) for a sale authorized online.
+	Offline bool `json:"offline,omitempty"`
 	// Batch is the id of the settlement batch the sale belongs to (the one open on the
 	// device when the sale was created). Optional: older devices leave it out, and the
 	// cloud then places the sale by CreatedAt (see BatchClose).

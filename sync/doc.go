@@ -12,7 +12,8 @@
 // that were answered during the previous one).
 //
 // The link owns its reconnects: exponential backoff with ±25% jitter, a persistent
-// session (CleanSession=false, stable client id), the result subscription made again on
+// session for the device (CleanSession=false, stable client id; the cloud's clients
+// ask for a clean one, see Client.CleanSession), the result subscription made again on
 // every connect, a retained birth and a retained last will on the same topic carrying a
 // session counter, and a heartbeat with queue depth, oldest unsynced age and the health
 // reported by Config.Health. Every wait for the broker is bounded by Config.Timeout.

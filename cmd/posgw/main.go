@@ -96,6 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	caFile := fs.String("ca", "", "PEM CA bundle for the broker's certificate (turns TLS on)")
 	certFile := fs.String("cert", "", "client certificate for mutual TLS")
 	keyFile := fs.String("key", "", "client key for mutual TLS")
+	maxAge := fs.Duration("max-age", gateway.DefaultMaxAge, "decline a payment request whose created_at is older than this when it first arrives (sales stored offline are exempt; negative: never)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -174,7 +175,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer ledger.Close()
-		local := gateway.NewLocal(ledger, gateway.Rules{}, log.With("component", "ledger"))
+		local := gateway.NewLocal(ledger, gateway.Rules{MaxAge: *maxAge}, log.With("component", "ledger"))
 		applier = local
 		if *ledgerListen != "" {
 			srv, err := gateway.NewServer(gateway.ServerConfig{Local: local, Token: token, TLS: serverTLS, Log: log.With("component", "ledger-server")})
