@@ -133,8 +133,8 @@ type PaymentRequest struct {
 	Device      string    `json:"device"`
 	AmountMinor int64     `json:"amount_minor"`
 	Currency    string    `json:"currency"`
-	Kind        string    `json:"kind"`   // paycode kind: wallet, emv_cpm
-	Scheme      string    `json:"scheme"` // e.g. alipay
+	Kind        string    `json:"kind,omitempty"`   // paycode kind: wallet, emv_cpm; optional
+	Scheme      string    `json:"scheme,omitempty"` // e.g. alipay; optional (unidentified)
 	Operator    string    `json:"operator,omitempty"`
 	Code        string    `json:"code"`        // the customer's one-time code: the credential the operator charges
 	MaskedCode  string    `json:"masked_code"` // safe for logs
