@@ -292,6 +292,9 @@ func (p *PaymentRequest) Validate() error {
 		return fmt.Errorf("%w: currency must be an ISO 4217 code", ErrMalformed)
 	case p.Batch != "" && !validKey(p.Batch):
 		return fmt.Errorf("%w: batch too long or not printable ASCII", ErrMalformed)
+	case p.CreatedAt.IsZero():
+		// Required: the cloud's staleness rule reads it.
+		return fmt.Errorf("%w: created_at missing", ErrMalformed)
 	}
 	return nil
 }
