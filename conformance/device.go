@@ -74,7 +74,6 @@ func dial(ctx context.Context, cfg Config, id, user string) (*device, error) {
 	return d, nil
 }
 
-
 func (d *device) close() { d.client.Disconnect(100) }
 
 var codeField = regexp.MustCompile(`"code":"([^"]*)"`)

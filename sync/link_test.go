@@ -64,7 +64,7 @@ func newDevice(t *testing.T, brokerURL, id string) *device {
 func (d *device) enqueue(t *testing.T, dev string, i int, amount int64) string {
 	t.Helper()
 	key := fmt.Sprintf("0190b7a4-0000-7000-8000-%012d", i)
-	payload, _ := json.Marshal(wsync.PaymentRequest{V: wsync.Version, Key: key, Device: dev, AmountMinor: amount, Currency: "KRW", Kind: "wallet", Scheme: "alipay", Code: "281234567890123456", MaskedCode: "…3456"})
+	payload, _ := json.Marshal(wsync.PaymentRequest{V: wsync.Version, Key: key, Device: dev, AmountMinor: amount, Currency: "KRW", Kind: "wallet", Scheme: "alipay", Code: "281234567890123456", MaskedCode: "…3456", CreatedAt: time.Now().UTC()})
 	msg, _ := json.Marshal(wsync.OutboxMessage{Kind: wsync.KindPayment, Key: key, Payload: payload})
 	seq, err := d.st.PutSale(key, msg, func(uint64) ([]byte, error) { return []byte("{}"), nil })
 	if err != nil {

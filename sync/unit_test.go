@@ -99,7 +99,7 @@ func TestLinkReconnectsAndAcksInBatches(t *testing.T) {
 	const n = 100
 	for i := 0; i < n; i++ {
 		key := fmt.Sprintf("k-%03d", i)
-		ob.put(wsync.KindPayment, key, wsync.PaymentRequest{V: 1, Key: key, Device: "dev-u", AmountMinor: int64(100 + i), Currency: "JPY", Kind: "wallet", Scheme: "paypay", Code: "x", MaskedCode: "x"})
+		ob.put(wsync.KindPayment, key, wsync.PaymentRequest{V: 1, Key: key, Device: "dev-u", AmountMinor: int64(100 + i), Currency: "JPY", Kind: "wallet", Scheme: "paypay", Code: "x", MaskedCode: "x", CreatedAt: time.Now().UTC()})
 	}
 	ob.put(wsync.KindQuery, "k-000", wsync.QueryRequest{V: 1, Key: "k-000", Device: "dev-u"})
 	ob.put(wsync.KindAttempt, "a-1", wsync.AttemptRecord{V: 1, Key: "a-1", Device: "dev-u", Outcome: wsync.AttemptCancelled})

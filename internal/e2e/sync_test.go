@@ -288,7 +288,7 @@ func TestMalformedRequestsIgnoredByGateway(t *testing.T) {
 		topic, _ := wsync.UpTopic("dev-m", b.kind)
 		dev.pub(t, topic, false, b.payload)
 	}
-	good, _ := json.Marshal(wsync.PaymentRequest{V: 1, Key: "good-1", Device: "dev-m", AmountMinor: 500, Currency: "KRW", Kind: "wallet", Scheme: "alipay", Code: "281234567890123456", MaskedCode: "…3456"})
+	good, _ := json.Marshal(wsync.PaymentRequest{V: 1, Key: "good-1", Device: "dev-m", AmountMinor: 500, Currency: "KRW", Kind: "wallet", Scheme: "alipay", Code: "281234567890123456", MaskedCode: "…3456", CreatedAt: time.Now().UTC()})
 	dev.pub(t, wsync.RequestTopic("dev-m"), false, string(good))
 	waitFor(t, "the valid sale answered", 20*time.Second, func() bool {
 		dev.mu.Lock()
@@ -330,7 +330,7 @@ func TestTwoGatewaysShareSubscription(t *testing.T) {
 		})
 		for s := 0; s < n; s++ {
 			d.put(t, wsync.KindPayment, saleKey("dev-g", s), wsync.PaymentRequest{V: 1, Key: saleKey("dev-g", s), Device: "dev-g",
-				AmountMinor: amountOf(s), Currency: "KRW", Kind: "wallet", Scheme: "alipay", Code: "281234567890123456", MaskedCode: "…3456"})
+				AmountMinor: amountOf(s), Currency: "KRW", Kind: "wallet", Scheme: "alipay", Code: "281234567890123456", MaskedCode: "…3456", CreatedAt: time.Now().UTC()})
 		}
 		devs = append(devs, d)
 	}
