@@ -550,36 +550,54 @@ func DecodeUp(kind string, payload []byte) (msg any, key, device string, err err
 	case KindPayment:
 		var p PaymentRequest
 		if err = Decode(payload, &p); err == nil {
+			err = checkRequired(payload, &p)
+		}
+		if err == nil {
 			err = p.Validate()
 		}
 		return &p, p.Key, p.Device, err
 	case KindQuery:
 		var p QueryRequest
 		if err = Decode(payload, &p); err == nil {
+			err = checkRequired(payload, &p)
+		}
+		if err == nil {
 			err = p.Validate()
 		}
 		return &p, p.Key, p.Device, err
 	case KindReversal:
 		var p ReversalRequest
 		if err = Decode(payload, &p); err == nil {
+			err = checkRequired(payload, &p)
+		}
+		if err == nil {
 			err = p.Validate()
 		}
 		return &p, p.Key, p.Device, err
 	case KindRefund:
 		var p RefundRequest
 		if err = Decode(payload, &p); err == nil {
+			err = checkRequired(payload, &p)
+		}
+		if err == nil {
 			err = p.Validate()
 		}
 		return &p, p.Key, p.Device, err
 	case KindAttempt:
 		var p AttemptRecord
 		if err = Decode(payload, &p); err == nil {
+			err = checkRequired(payload, &p)
+		}
+		if err == nil {
 			err = p.Validate()
 		}
 		return &p, p.Key, p.Device, err
 	case KindBatch:
 		var p BatchClose
 		if err = Decode(payload, &p); err == nil {
+			err = checkRequired(payload, &p)
+		}
+		if err == nil {
 			err = p.Validate()
 		}
 		return &p, p.Key, p.Device, err
