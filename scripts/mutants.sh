@@ -2,7 +2,9 @@
 # Mutation check of the safety tests: each mutant is a small source change that breaks
 # an invariant (posgw deciding a duplicate again, bbolt without fsync, a result applied
 # twice, a one-time code accepted twice, any API token accepted, TLS files with a
-# plaintext URL, shredded keys kept, a bbolt panic not recovered). Each is applied to
+# plaintext URL, shredded keys kept, a bbolt panic not recovered, posgw without the
+# staleness rule, with a persistent session or without reversed tombstones, a device
+# message without a required field accepted). Each is applied to
 # a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
@@ -71,6 +73,18 @@ mutant shred-keys-never-destroyed internal/shred/shred.go \
 mutant store-panic-not-recovered store/guard.go \
 	's/^\t\tr := recover()$/\t\tvar r any \/\/ mutant/' \
 	./store/ '^(TestDamageWhileOpen|TestTruncatedWhileOpen)$'
+mutant posgw-no-staleness-rule gateway/staleness.go \
+	's/if maxAge < 0 || req.Offline || req.CreatedAt.IsZero() {/if true || maxAge < 0 || req.Offline || req.CreatedAt.IsZero() {/' \
+	'./gateway/ ./conformance/' '^(TestStateTable|TestPosgwPasses)$'
+mutant posgw-persistent-session gateway/gateway.go \
+	's/^\t\tCleanSession: true,$/\t\tCleanSession: false, \/\/ mutant/' \
+	./gateway/ '^TestCloudSessionIsClean$'
+mutant posgw-no-reversed-tombstone gateway/apply.go \
+	's/^\t\treturn true, tx.PutEntry(e)$/\t\treturn true, nil \/\/ mutant/' \
+	'./gateway/ ./conformance/' '^(TestStateTable|TestPosgwPasses)$'
+mutant missing-required-field-accepted sync/required.go \
+	's/if _, ok := fields\[name\]; !ok {/if _, ok := fields[name]; false \&\& !ok {/' \
+	./sync/ '^TestDecodeUpRefusesMissingRequiredFields$'
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"
