@@ -83,7 +83,7 @@ func Start(cfg Config) (*Cloud, error) {
 	}
 	c := &Cloud{cfg: cfg}
 	opts := mqtt.NewClientOptions().AddBroker(cfg.BrokerURL).SetClientID(cfg.ClientID).
-		SetCleanSession(!cfg.Flaws.Persistent).SetAutoReconnect(false).SetOrderMatters(false).
+		SetCleanSession(!cfg.Flaws.Persistent).SetAutoReconnect(false).SetOrderMatters(true).
 		SetDefaultPublishHandler(c.onMessage)
 	if cfg.Username != "" {
 		opts.SetUsername(cfg.Username).SetPassword(cfg.Password)
@@ -133,7 +133,9 @@ func (c *Cloud) onMessage(_ mqtt.Client, m mqtt.Message) {
 		res := c.apply(device, u)
 		res.V, res.Key, res.Kind = wsync.Version, u.Key, u.Kind
 		raw, _ := json.Marshal(res)
-		c.client.Publish(wsync.ResultTopic(device), 1, false, raw).WaitTimeout(10 * time.Second)
+		// Not waiting for the PUBACK here: messages are handled one at a time, in
+		// order, on paho's goroutine, which must stay free to read it.
+		c.client.Publish(wsync.ResultTopic(device), 1, false, raw)
 	}
 }
 
