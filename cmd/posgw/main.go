@@ -1,7 +1,7 @@
 // Command posgw is the reference cloud end of the Walletless MQTT contract: it answers
 // payment requests from devices with dedup by idempotency key and keeps a ledger.
 //
-//	posgw [-broker URL] [-data DIR] [-instances N] [-ca FILE -cert FILE -key FILE]
+//	posgw [-broker URL] [-data DIR] [-instances N] [-max-age 60s] [-ca FILE -cert FILE -key FILE]
 //	posgw ... -ledger-listen ADDR [-ledger-token-file FILE] [-ledger-cert FILE -ledger-key FILE [-ledger-client-ca FILE]]
 //	posgw ... -ledger-url URL [-ledger-token-file FILE] [-ledger-ca FILE] [-ledger-client-cert FILE -ledger-client-key FILE]
 //	posgw ledger [-data DIR | -ledger-url URL ...] [-json] [-totals] [-attempts] [-batches]
