@@ -22,10 +22,10 @@ const password = "test-secret"
 
 // mosqOpts say how to run mosquitto from deploy/mosquitto.conf.
 type mosqOpts struct {
-	persistence bool     // keep persistence on (the deploy file's setting) or turn it off
-	users       []string // users in the password file (posgw, posfleet and device ids)
-	tls         bool     // keep the mutual-TLS listener (certificates are generated)
-	nagle       bool     // set_tcp_nodelay false (mosquitto's default) instead of the deploy file's true
+	persistence bool                    // keep persistence on (the deploy file's setting) or turn it off
+	users       []string                // users in the password file (posgw, posfleet and device ids)
+	tls         bool                    // keep the mutual-TLS listener (certificates are generated)
+	nagle       bool                    // set_tcp_nodelay false (mosquitto's default) instead of the deploy file's true
 	wireSkip    func(topic string) bool // topics the schema watcher leaves out (a test's own malformed publishes)
 }
 
