@@ -67,11 +67,18 @@ type Config struct {
 	KeyFile   string
 	ClientID  string // default "posgw-" + random; keep it stable (persistent session)
 	Group     string // shared subscription group; default "posgw"
-	// Applier decides and records messages: a *Local on this process's ledger or a
-	// *Remote on another posgw's. When nil, Ledger and Rules make a Local.
+	// CleanSession makes the broker forget this worker's session when it disconnects:
+	// requests it had not acknowledged, and its place in the shared subscription, go
+	// with it, and the devices' resends reach the workers that are alive. Use it for
+	// stateless workers on a shared ledger (PostgreSQL), which any number of processes
+	// serve. false keeps a persistent session under a stable ClientID: the broker
+	// queues requests while this gateway is away (one posgw on a bbolt ledger).
+	CleanSession bool
+	// Applier decides and records messages. When nil, Ledger and Rules make a Local.
 	Applier Applier
-	Ledger  *Ledger
-	Rules   Rules
+	// Ledger is the Store a Local decides on: a bbolt *Ledger or a *PGLedger.
+	Ledger Store
+	Rules  Rules
 	// Batch bounds how many messages are handled in one ledger transaction; default 512.
 	Batch int
 	// Linger is how long a batch waits for one more message before its transaction
@@ -200,9 +207,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 		Lost: g.lost, Down: func() { g.ready.Store(false) },
 		OnMessage: g.onMessage, // requests queued for the persistent session before we subscribe
 	})
+	// A request is acknowledged to the broker only once the ledger stored its answer
+	// (handleBatch): a worker that dies or loses its ledger leaves it unacknowledged.
+	opts.SetAutoAckDisabled(true)
+	opts.SetCleanSession(g.cfg.CleanSession)
 	client := mqtt.NewClient(opts)
 	defer g.wg.Wait() // PUBACK waiters are bounded by Timeout
-	g.log.Info("gateway starting", "broker", g.cfg.BrokerURL, "group", g.cfg.Group, "client_id", g.cfg.ClientID)
+	g.log.Info("gateway starting", "broker", g.cfg.BrokerURL, "group", g.cfg.Group, "client_id", g.cfg.ClientID, "clean_session", g.cfg.CleanSession)
 	batch := make([]mqtt.Message, 0, g.cfg.Batch)
 	connect := func() error {
 		select { // a loss reported for an earlier connection is stale now
@@ -372,19 +383,30 @@ func (g *Gateway) parse(m mqtt.Message, msgs []Message) []Message {
 }
 
 // handleBatch applies every message in one ledger transaction (the Applier's), then
-// publishes the answers. When the ledger fails nothing is answered: the devices
-// resend. A failure is logged once per burst of failures, and its end once.
+// acknowledges the MQTT messages to the broker and publishes the answers. When the
+// ledger fails nothing is acknowledged or answered: the devices resend. A batch of
+// several messages that fails is tried again message by message, so that one message
+// the ledger refuses does not hold the others back. A failure is logged once per
+// burst of failures, and its end once.
 func (g *Gateway) handleBatch(ctx context.Context, c mqtt.Client, batch []mqtt.Message) {
 	msgs := make([]Message, 0, len(batch))
 	for _, m := range batch {
 		msgs = g.parse(m, msgs)
 	}
 	if len(msgs) == 0 {
+		ack(batch) // nothing to store: malformed or foreign, and logged
 		return
 	}
 	answers, err := g.applier.Apply(ctx, msgs)
 	if err == nil && len(answers) != len(msgs) {
 		err = fmt.Errorf("gateway: ledger gave %d answers for %d messages", len(answers), len(msgs))
+	}
+	if err != nil && len(batch) > 1 && ctx.Err() == nil {
+		g.log.Debug("batch failed; trying its messages one by one", "messages", len(batch), "err", err)
+		for i := range batch {
+			g.handleBatch(ctx, c, batch[i:i+1])
+		}
+		return
 	}
 	if err != nil {
 		g.stats.unanswered.Add(uint64(len(msgs)))
@@ -399,6 +421,7 @@ func (g *Gateway) handleBatch(ctx context.Context, c mqtt.Client, batch []mqtt.M
 		g.log.Info("ledger works again", "failed_batches", g.ledgerFailed)
 		g.ledgerDown, g.ledgerFailed = false, 0
 	}
+	ack(batch)
 	// One message per device answers everything this batch decided for it: a single
 	// PaymentResult, or a ResultBatch of up to MaxBatchResults.
 	var (
@@ -456,4 +479,12 @@ func (g *Gateway) handleBatch(ctx context.Context, c mqtt.Client, batch []mqtt.M
 			g.stats.answered.Add(uint64(counts[i]))
 		}
 	}()
+}
+
+// ack acknowledges messages to the broker (PUBACK); after a lost connection the
+// acknowledgements are dropped, and a persistent session redelivers the messages.
+func ack(batch []mqtt.Message) {
+	for _, m := range batch {
+		m.Ack()
+	}
 }
