@@ -86,7 +86,11 @@ func TestPGLedger(t *testing.T) {
 			}
 		}
 	})
-	t.Run("concurrent deciders on one key", func(t *testing.T) {
+	t.Run("one key many deciders", func(t *testing.T) {
+		_, url := openPG(t, srv)
+		testOneKeyManyDeciders(t, url)
+	})
+	t.Run("concurrent batches", func(t *testing.T) {
 		_, url := openPG(t, srv)
 		testConcurrentDeciders(t, url)
 	})
@@ -101,6 +105,60 @@ func collect[T any](t *testing.T, each func(func(T) error) error) []T {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// testOneKeyManyDeciders: for each of 20 keys, 16 goroutines on four ledgers (four
+// processes' pools) send the same sale at once; each key is decided once and every
+// answer is the stored one.
+func testOneKeyManyDeciders(t *testing.T, url string) {
+	const (
+		procs   = 4
+		workers = 16
+		keys    = 20
+	)
+	var locs []*Local
+	for range procs {
+		l, err := OpenPG(context.Background(), PGConfig{URL: url, MaxConns: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		locs = append(locs, NewLocal(l, Rules{}, nil))
+	}
+	for k := range keys {
+		key := fmt.Sprintf("one-%02d", k)
+		answers := make([]Answer, workers)
+		var wg stdsync.WaitGroup
+		start := make(chan struct{})
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req := sale("d1", key, 100, "KRW", t0)
+				<-start
+				a, err := locs[w%procs].Apply(context.Background(), []Message{{Kind: wsync.KindPayment, Device: "d1", Key: key, Msg: &req}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				answers[w] = a[0]
+			}()
+		}
+		close(start)
+		wg.Wait()
+		fresh := 0
+		for _, a := range answers {
+			if a.Fresh {
+				fresh++
+			}
+			if !a.Result.DecidedAt.Equal(answers[0].Result.DecidedAt) || a.Result.Status != wsync.ResultApproved {
+				t.Errorf("%s: answers differ: %+v and %+v", key, a.Result, answers[0].Result)
+			}
+		}
+		if fresh != 1 {
+			t.Errorf("%s decided %d times by %d deciders, want once", key, fresh, workers)
+		}
+	}
 }
 
 // testConcurrentDeciders: four ledgers (four posgw processes' pools) and 32
