@@ -22,12 +22,8 @@ import (
 // tests' own (pgtest: Debian's postgresql, default settings, fsync on) on the same
 // machine as the workers.
 func BenchmarkDecisions(b *testing.B) {
-	var (
-		srv  *pgtest.Server
-		once stdsync.Once
-	)
+	srv := pgtest.Start(b)
 	pgURL := func(b *testing.B) string {
-		once.Do(func() { srv = pgtest.Start(b) })
 		url := srv.NewDB()
 		if _, err := Migrate(context.Background(), url); err != nil {
 			b.Fatal(err)
@@ -107,4 +103,13 @@ func benchDecisions(b *testing.B, stores []Store, batch int) {
 	wg.Wait()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "decisions/s")
+	if pl, ok := stores[0].(*PGLedger); ok {
+		// The ledger's size on disk per entry, indexes included (meaningful for large
+		// b.N: a table's first pages are mostly empty).
+		var size, n int64
+		err := pl.pool.QueryRow(context.Background(), `SELECT pg_total_relation_size('entries'), count(*) FROM entries`).Scan(&size, &n)
+		if err == nil && n > 0 {
+			b.ReportMetric(float64(size)/float64(n), "db_bytes/entry")
+		}
+	}
 }
