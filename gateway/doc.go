@@ -60,7 +60,11 @@
 //
 // The gateway acknowledges an MQTT request (PUBACK) only after the transaction
 // storing its answer committed, never before; a message that cannot be parsed is
-// acknowledged and dropped. Config.CleanSession chooses what the broker does with an
+// acknowledged and dropped. When the ledger fails a batch (a bbolt error, or a value
+// PostgreSQL refuses), the gateway reconnects after a backoff, so that the requests it
+// left unacknowledged do not fill the broker's in-flight window for it: a persistent
+// session gets them again, a clean one drops them and the devices resend.
+// Config.CleanSession chooses what the broker does with an
 // absent worker: a clean session (stateless workers on PostgreSQL) leaves nothing
 // queued for it, and unacknowledged requests reach the live workers through the
 // devices' resends; a persistent session (one posgw on bbolt) keeps them queued.

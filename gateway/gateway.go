@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	stdsync "sync"
@@ -108,10 +109,18 @@ type Gateway struct {
 	ready   atomic.Bool       // subscribed on the current connection
 	running atomic.Bool
 
-	// Owned by Run's goroutine: the ledger failure burst in progress.
-	ledgerDown   bool
-	ledgerFailed int
+	// Owned by Run's goroutine: the ledger failure burst in progress, and the wait
+	// before giving unacknowledged requests back to the broker after one.
+	ledgerDown    bool
+	ledgerFailed  int
+	ledgerBackoff wsync.Backoff
 }
+
+// errLedgerFailed ends a connection after a batch the ledger did not store: its
+// requests stay unacknowledged, and a new connection gives them back (a persistent
+// session redelivers them; a clean one drops them and the devices resend), instead of
+// their filling the broker's in-flight window for this gateway for good.
+var errLedgerFailed = errors.New("gateway: ledger failed; reconnecting to give the unacknowledged requests back to the broker")
 
 // Ready reports whether the gateway is connected and subscribed.
 func (g *Gateway) Ready() bool { return g.ready.Load() }
@@ -182,7 +191,8 @@ func New(cfg Config) (*Gateway, error) {
 		a = NewLocal(cfg.Ledger, cfg.Rules, cfg.Log)
 	}
 	return &Gateway{cfg: cfg, log: cfg.Log, tls: tc, applier: a,
-		reqs: make(chan mqtt.Message, 2*cfg.Batch), lost: make(chan error, 1)}, nil
+		reqs: make(chan mqtt.Message, 2*cfg.Batch), lost: make(chan error, 1),
+		ledgerBackoff: wsync.Backoff{Min: cfg.BackoffMin, Max: cfg.BackoffMax}}, nil
 }
 
 // Filters are the shared-subscription filters the gateway subscribes to.
@@ -233,6 +243,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 			client.Disconnect(250)
 			return nil
 		}
+		if errors.Is(lostErr, errLedgerFailed) {
+			client.Disconnect(250)
+			d := g.ledgerBackoff.Next()
+			g.log.Warn("ledger failed; reconnecting to the broker so it hands the unacknowledged requests out again", "in", d.Round(time.Millisecond))
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			return lostErr
+		}
 		g.log.Warn("broker connection lost; reconnecting", "err", lostErr)
 		client.Disconnect(0)
 		return lostErr
@@ -281,7 +303,9 @@ func (g *Gateway) serve(ctx context.Context, c mqtt.Client, batch []mqtt.Message
 			return err
 		case m := <-g.reqs:
 			batch = g.collect(append(batch[:0], m), len(batch) > 1)
-			g.handleBatch(ctx, c, batch)
+			if !g.handleBatch(ctx, c, batch) && ctx.Err() == nil {
+				return errLedgerFailed
+			}
 		}
 	}
 }
@@ -387,15 +411,16 @@ func (g *Gateway) parse(m mqtt.Message, msgs []Message) []Message {
 // ledger fails nothing is acknowledged or answered: the devices resend. A batch of
 // several messages that fails is tried again message by message, so that one message
 // the ledger refuses does not hold the others back. A failure is logged once per
-// burst of failures, and its end once.
-func (g *Gateway) handleBatch(ctx context.Context, c mqtt.Client, batch []mqtt.Message) {
+// burst of failures, and its end once. It reports whether every message was stored
+// (or had nothing to store).
+func (g *Gateway) handleBatch(ctx context.Context, c mqtt.Client, batch []mqtt.Message) bool {
 	msgs := make([]Message, 0, len(batch))
 	for _, m := range batch {
 		msgs = g.parse(m, msgs)
 	}
 	if len(msgs) == 0 {
 		ack(batch) // nothing to store: malformed or foreign, and logged
-		return
+		return true
 	}
 	answers, err := g.applier.Apply(ctx, msgs)
 	if err == nil && len(answers) != len(msgs) {
@@ -403,10 +428,11 @@ func (g *Gateway) handleBatch(ctx context.Context, c mqtt.Client, batch []mqtt.M
 	}
 	if err != nil && len(batch) > 1 && ctx.Err() == nil {
 		g.log.Debug("batch failed; trying its messages one by one", "messages", len(batch), "err", err)
+		ok := true
 		for i := range batch {
-			g.handleBatch(ctx, c, batch[i:i+1])
+			ok = g.handleBatch(ctx, c, batch[i:i+1]) && ok
 		}
-		return
+		return ok
 	}
 	if err != nil {
 		g.stats.unanswered.Add(uint64(len(msgs)))
@@ -415,11 +441,12 @@ func (g *Gateway) handleBatch(ctx context.Context, c mqtt.Client, batch []mqtt.M
 			g.log.Error("ledger failed; not answering until it works again (the devices resend)", "messages", len(msgs), "err", err)
 		}
 		g.ledgerDown = true
-		return
+		return false
 	}
 	if g.ledgerDown {
 		g.log.Info("ledger works again", "failed_batches", g.ledgerFailed)
 		g.ledgerDown, g.ledgerFailed = false, 0
+		g.ledgerBackoff.Reset()
 	}
 	ack(batch)
 	// One message per device answers everything this batch decided for it: a single
@@ -479,6 +506,7 @@ func (g *Gateway) handleBatch(ctx context.Context, c mqtt.Client, batch []mqtt.M
 			g.stats.answered.Add(uint64(counts[i]))
 		}
 	}()
+	return true
 }
 
 // ack acknowledges messages to the broker (PUBACK); after a lost connection the

@@ -348,9 +348,11 @@ func testOutage(t *testing.T, srv *pgtest.Server) {
 	}
 }
 
+var waitLimit = 60 * time.Second
+
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(waitLimit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting until %s", what)
