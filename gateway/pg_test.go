@@ -94,6 +94,22 @@ func TestPGLedger(t *testing.T) {
 		_, url := openPG(t, srv)
 		testConcurrentDeciders(t, url)
 	})
+	t.Run("NUL in a device's text", func(t *testing.T) {
+		l, _ := openPG(t, srv)
+		g := newTestGatewayOn(t, l)
+		if res, _ := send(t, g, "d1", wsync.KindPayment, sale("d1", "k1", 100, "KRW", t0)); res.Status != wsync.ResultApproved {
+			t.Fatalf("sale: %+v", res)
+		}
+		raw := []byte(`{"v":1,"key":"k1","device":"d1","reason":"bad\u0000byte"}`)
+		res, ok := send(t, g, "d1", wsync.KindReversal, raw)
+		if !ok || res.Status != wsync.ResultReversed {
+			t.Fatalf("reversal with a NUL in its reason: %+v %v", res, ok)
+		}
+		es := collect(t, l.ForEach)
+		if len(es) != 1 || strings.ContainsRune(es[0].Reason, 0) || !strings.Contains(es[0].Reason, "bad\uFFFDbyte") {
+			t.Fatalf("stored %+v", es)
+		}
+	})
 	t.Run("migrations", func(t *testing.T) { testMigrations(t, srv) })
 	t.Run("outage", func(t *testing.T) { testOutage(t, srv) })
 }

@@ -422,13 +422,23 @@ func scanEntry(row pgx.Row) (Entry, error) {
 	return e, err
 }
 
+// text makes a device's free text storable: PostgreSQL's text holds no NUL byte (a
+// JSON "\u0000" decodes to one), which would fail the whole batch again at every
+// resend; it is stored as U+FFFD.
+func text(s string) string {
+	if strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(s, "\x00", "\uFFFD")
+}
+
 func entryArgs(e Entry) []any {
 	typ := e.Type
 	if typ == "" {
 		typ = TypeSale
 	}
-	return []any{e.Key, typ, e.Device, e.AmountMinor, e.Currency, e.Scheme, e.MaskedCode, e.Status, e.Reason,
-		nullTime(e.CreatedAt), e.Batch, e.DecidedAt, e.Requests, e.OriginalKey, e.RefundedMinor, nullTime(e.ReversedAt)}
+	return []any{e.Key, typ, e.Device, e.AmountMinor, e.Currency, text(e.Scheme), text(e.MaskedCode), e.Status, text(e.Reason),
+		nullTime(e.CreatedAt), text(e.Batch), e.DecidedAt, e.Requests, e.OriginalKey, e.RefundedMinor, nullTime(e.ReversedAt)}
 }
 
 // Entry reads the entry under key and locks it for the rest of the transaction.
@@ -496,7 +506,7 @@ func (t *pgTx) Attempt(key string) (Attempt, bool, error) {
 // Transact runs it again).
 func (t *pgTx) PutAttempt(a Attempt) error {
 	_, err := t.tx.Exec(t.ctx, `INSERT INTO attempts (`+attemptCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		a.Key, a.Device, a.AmountMinor, a.Currency, a.Kind, a.Scheme, a.MaskedCode, a.Outcome, a.Reason,
+		a.Key, a.Device, a.AmountMinor, a.Currency, text(a.Kind), text(a.Scheme), text(a.MaskedCode), text(a.Outcome), text(a.Reason),
 		nullTime(a.CreatedAt), a.RecordedAt)
 	if err != nil {
 		return t.fail(err)
@@ -543,7 +553,7 @@ func (t *pgTx) PutBatch(b Batch) error {
 		return err
 	}
 	_, err = t.tx.Exec(t.ctx, `INSERT INTO batches (`+batchCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		b.Key, b.Device, nullTime(b.OpenedAt), nullTime(b.ClosedAt), totals, b.Status, b.Reason, b.RecordedAt)
+		b.Key, b.Device, nullTime(b.OpenedAt), nullTime(b.ClosedAt), totals, b.Status, text(b.Reason), b.RecordedAt)
 	if err != nil {
 		return t.fail(err)
 	}
