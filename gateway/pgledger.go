@@ -32,6 +32,8 @@ var (
 	ErrSchemaMissing = errors.New("gateway: the ledger database is not migrated")
 	// ErrSchemaNewer: the database was migrated by a newer posgw.
 	ErrSchemaNewer = errors.New("gateway: the ledger database schema is newer than this posgw knows")
+	// ErrLedgerURL: the connection URL cannot be parsed.
+	ErrLedgerURL = errors.New("gateway: bad ledger URL")
 )
 
 // migration is one embedded schema migration, migrations/NNNN_name.sql.
@@ -184,7 +186,7 @@ type PGLedger struct {
 func OpenPG(ctx context.Context, cfg PGConfig) (*PGLedger, error) {
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: ledger URL: %w", redactErr(err))
+		return nil, fmt.Errorf("%w: %w", ErrLedgerURL, redactErr(err))
 	}
 	if cfg.MaxConns > 0 {
 		pc.MaxConns = cfg.MaxConns

@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/walletless/walletless/gateway"
+	wsync "github.com/walletless/walletless/sync"
 )
 
 func main() {
@@ -124,9 +125,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		where string
 	)
 	if *ledgerURL != "" {
-		pg, err := gateway.OpenPG(ctx, gateway.PGConfig{URL: *ledgerURL, MaxConns: int32(*conns), Log: log.With("component", "ledger")})
+		pg, err := openPG(ctx, log, gateway.PGConfig{URL: *ledgerURL, MaxConns: int32(*conns), Log: log.With("component", "ledger")})
 		if err != nil {
 			return err
+		}
+		if pg == nil {
+			return nil // stopped while waiting for the database
 		}
 		store, where = pg, "postgresql"
 	} else {
@@ -157,6 +161,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info("posgw starting", "broker", *broker, "ledger", where, "instances", *instances, "clean_session", clean)
 	return g.Wait()
+}
+
+// openPG opens the PostgreSQL ledger, waiting (with backoff and jitter) while the
+// database cannot be reached: posgw may start before it. A bad URL or schema is
+// fatal. It returns nil, nil when ctx ends first.
+func openPG(ctx context.Context, log *slog.Logger, cfg gateway.PGConfig) (*gateway.PGLedger, error) {
+	b := wsync.Backoff{Min: 500 * time.Millisecond, Max: 30 * time.Second}
+	for attempt := 1; ; attempt++ {
+		pg, err := gateway.OpenPG(ctx, cfg)
+		switch {
+		case err == nil:
+			return pg, nil
+		case errors.Is(err, gateway.ErrSchemaMissing), errors.Is(err, gateway.ErrSchemaNewer), errors.Is(err, gateway.ErrLedgerURL):
+			return nil, err
+		case ctx.Err() != nil:
+			return nil, nil
+		}
+		d := b.Next()
+		if attempt == 1 || attempt%10 == 0 {
+			log.Warn("ledger database unreachable; waiting for it", "attempt", attempt, "in", d.Round(time.Millisecond), "err", err)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, nil
+		case <-t.C:
+		}
+	}
 }
 
 // checkLedgerURL refuses a -ledger that is not a PostgreSQL URL.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,5 +172,47 @@ func TestLedgerPostgres(t *testing.T) {
 	if err := run(ctx, []string{"ledger", "-ledger", url, "-totals", "-json"}, &out, io.Discard); err != nil ||
 		strings.TrimSpace(out.String()) != `{"device":"shop-1","currency":"KRW","sales_count":2,"sales_minor":15400,"refunds_count":1,"refunds_minor":2000,"net_minor":13400,"declined":0,"reversed":1}` {
 		t.Fatalf("totals -json: %v %s", err, out.String())
+	}
+}
+
+// syncBuf is a goroutine-safe output buffer.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestWaitsForTheDatabase: posgw started before its database waits for it (it does
+// not exit), and stops cleanly meanwhile.
+func TestWaitsForTheDatabase(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuf
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-ledger", "postgres://posgw@127.0.0.1:1/walletless?sslmode=disable&connect_timeout=1",
+			"-broker", "tcp://127.0.0.1:1"}, io.Discard, &out)
+	}()
+	for !strings.Contains(out.String(), "ledger database unreachable; waiting for it") {
+		select {
+		case err := <-done:
+			t.Fatalf("posgw gave up on an unreachable database: %v\n%s", err, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("stopped while waiting: %v", err)
 	}
 }
