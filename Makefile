@@ -27,7 +27,7 @@ test: vet ## vet, then every test with the race detector (integration tests need
 test-short: ## quick tests without the race detector
 	$(GO) test -short -count=1 ./...
 
-bench: ## benchmarks with figures, one package at a time (decoder beside zbar/zxing-cpp, encoder, store, MQTT beside mosquitto_pub)
+bench: ## benchmarks with figures, one package at a time (decoder beside zbar/zxing-cpp, encoder, store, MQTT beside mosquitto_pub, ledger decisions on bbolt and PostgreSQL with 1/2/4 workers)
 	$(GO) test -p 1 -run '^$$' -bench . -benchmem -count=1 ./...
 
 fuzz: ## run each fuzz target for FUZZTIME (default 20s)

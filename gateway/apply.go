@@ -15,8 +15,8 @@ import (
 // Applier applies a batch of parsed device messages in one ledger transaction and
 // returns one Answer per message, in order. It returns answers only once the
 // transaction committed, so a result the device sees is always durable; on an error
-// nothing is answered (the devices resend). *Local (this process's bbolt ledger) and
-// *Remote (a ledger served by another posgw, see Server) implement it.
+// nothing is answered (the devices resend). *Local (the decision rules on a Store:
+// bbolt or PostgreSQL) implements it.
 type Applier interface {
 	Apply(ctx context.Context, msgs []Message) ([]Answer, error)
 }
@@ -39,20 +39,21 @@ type Answer struct {
 	// Fresh reports whether the ledger learnt something new (a new key decided, a
 	// reversal, a batch): false for a replay answered from the ledger or a query.
 	Fresh bool `json:"fresh,omitempty"`
-	// Ignored, when not empty, says why the ledger refused the message (a ledger
-	// server re-validates what its clients send); nothing is answered for it.
+	// Ignored, when not empty, says why the ledger refused the message; nothing is
+	// answered for it.
 	Ignored string `json:"ignored,omitempty"`
 }
 
-// Local applies batches to a bbolt Ledger in this process with the decision rules.
+// Local applies batches to a ledger Store (bbolt or PostgreSQL) with the decision
+// rules.
 type Local struct {
-	ledger *Ledger
+	ledger Store
 	rules  Rules
 	log    *slog.Logger
 }
 
 // NewLocal returns an Applier on l deciding with rules; log may be nil.
-func NewLocal(l *Ledger, rules Rules, log *slog.Logger) *Local {
+func NewLocal(l Store, rules Rules, log *slog.Logger) *Local {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -60,17 +61,24 @@ func NewLocal(l *Ledger, rules Rules, log *slog.Logger) *Local {
 }
 
 // Ledger returns the ledger the Local writes to.
-func (l *Local) Ledger() *Ledger { return l.ledger }
+func (l *Local) Ledger() Store { return l.ledger }
 
 // Apply applies msgs in one write transaction (one fsync); the messages are trusted
-// (decoded and validated by the caller).
-func (l *Local) Apply(_ context.Context, msgs []Message) ([]Answer, error) {
+// (decoded and validated by the caller). Times are kept to the microsecond, as
+// PostgreSQL stores them, so a replay answers the same decided_at on every backend.
+func (l *Local) Apply(ctx context.Context, msgs []Message) ([]Answer, error) {
 	if len(msgs) == 0 {
 		return nil, nil
 	}
-	now := time.Now().UTC()
+	now := time.Now().UTC().Truncate(time.Microsecond)
 	answers := make([]Answer, len(msgs))
-	err := l.ledger.Update(func(tx *Tx) error {
+	keys := lockKeys(msgs)
+	err := l.ledger.Transact(ctx, func(tx LedgerTx) error {
+		if kl, ok := tx.(KeyLocker); ok {
+			if err := kl.LockKeys(keys); err != nil {
+				return err
+			}
+		}
 		for i, m := range msgs {
 			j := &job{Message: m}
 			fresh, err := l.apply(tx, j, now)
@@ -96,7 +104,7 @@ type job struct {
 
 // apply handles one message inside tx and fills j.res. It reports whether the ledger
 // learnt something new (false: a replay answered from the ledger or a query).
-func (l *Local) apply(tx *Tx, j *job, now time.Time) (bool, error) {
+func (l *Local) apply(tx LedgerTx, j *job, now time.Time) (bool, error) {
 	j.res.DecidedAt = now
 	switch m := j.Msg.(type) {
 	case *wsync.PaymentRequest:
@@ -133,7 +141,7 @@ func (l *Local) apply(tx *Tx, j *job, now time.Time) (bool, error) {
 	return false, fmt.Errorf("gateway: no handler for %T", j.Msg)
 }
 
-func (l *Local) applyPayment(tx *Tx, j *job, req *wsync.PaymentRequest, now time.Time) (bool, error) {
+func (l *Local) applyPayment(tx LedgerTx, j *job, req *wsync.PaymentRequest, now time.Time) (bool, error) {
 	e, seen, err := tx.Entry(req.Key)
 	if err != nil {
 		return false, err
@@ -170,7 +178,7 @@ func (l *Local) applyPayment(tx *Tx, j *job, req *wsync.PaymentRequest, now time
 	return !seen, nil
 }
 
-func (l *Local) applyReversal(tx *Tx, j *job, m *wsync.ReversalRequest, now time.Time) (bool, error) {
+func (l *Local) applyReversal(tx LedgerTx, j *job, m *wsync.ReversalRequest, now time.Time) (bool, error) {
 	e, ok, err := tx.Entry(m.Key)
 	if err != nil {
 		return false, err
@@ -210,7 +218,7 @@ func (l *Local) applyReversal(tx *Tx, j *job, m *wsync.ReversalRequest, now time
 	return true, tx.PutEntry(e)
 }
 
-func (l *Local) applyRefund(tx *Tx, j *job, m *wsync.RefundRequest, now time.Time) (bool, error) {
+func (l *Local) applyRefund(tx LedgerTx, j *job, m *wsync.RefundRequest, now time.Time) (bool, error) {
 	e, seen, err := tx.Entry(m.Key)
 	if err != nil {
 		return false, err
@@ -253,7 +261,7 @@ func (l *Local) applyRefund(tx *Tx, j *job, m *wsync.RefundRequest, now time.Tim
 	return true, tx.PutEntry(e)
 }
 
-func (l *Local) applyBatch(tx *Tx, j *job, m *wsync.BatchClose, now time.Time) (bool, error) {
+func (l *Local) applyBatch(tx LedgerTx, j *job, m *wsync.BatchClose, now time.Time) (bool, error) {
 	if b, ok, err := tx.Batch(m.Key); err != nil || ok {
 		if ok {
 			if b.Device != j.Device {

@@ -1,8 +1,9 @@
 // Package gateway is posgw, the reference cloud end of the Walletless MQTT contract
 // (docs/protocol.md). It receives every kind of device message (payment requests,
 // status queries, reversals, refunds, attempt records, batch closes) through shared
-// subscriptions, applies them to its own bbolt ledger with dedup by idempotency key,
-// and publishes each answer to the device's result topic.
+// subscriptions, applies them to its ledger (a bbolt file, or PostgreSQL shared by any
+// number of posgw processes) with dedup by idempotency key, and publishes each answer
+// to the device's result topic.
 //
 // Messages that arrive together are applied in one ledger transaction (one fsync),
 // and answered only after it committed: a result the device sees is always durable.
@@ -21,56 +22,57 @@
 //     entries without a batch (older devices), those created in [opened_at,
 //     closed_at). An entry keeps the batch of its first request.
 //
-// Reconciliation reads two index buckets, not the ledger: one keyed by device, batch
+// On bbolt, reconciliation reads two index buckets, not the ledger: one keyed by device, batch
 // and key for entries that name a batch, one keyed by device and created_at for
 // entries that do not. PutEntry keeps them in the same transaction as the entry; a
 // ledger written before they existed gets them when it is opened writable (one
 // transaction over the whole ledger, once).
 //
 // The ledger work sits behind Applier: "apply this batch of device messages in one
-// transaction and return each answer". Local is this process's bbolt Ledger with the
-// Rules; Remote is an HTTP client of a Server, which serves a Local to other posgw
-// processes.
+// transaction and return each answer". Local is the decision rules on a Store, the
+// ledger: *Ledger (bbolt, this process) or *PGLedger (PostgreSQL, shared). The rules
+// read and write through LedgerTx, one transaction of either.
 //
-// # Several processes, one ledger
+// # One process, one bbolt file
 //
-// The ledger is one bbolt file and bbolt allows one process per file: a second posgw
+// The bbolt ledger is one file and bbolt allows one process per file: a second posgw
 // on the same data directory fails fast with ErrLocked. Gateways share one Ledger
 // safely inside one process (posgw -instances N): bbolt serializes the write
 // transactions and each key is looked up and decided inside one.
 //
-// Several posgw processes (on one machine or several) share a ledger through its
-// owner: one process opens the file and serves it (Server; posgw -ledger-listen), the
-// others decide through it (Remote; posgw -ledger-url). A resend that the broker hands
-// to another member of the shared subscription is therefore decided against the same
-// ledger and never twice. The server decodes and validates every message again and
-// applies the decision rules itself (a client's Rules are not used); each request is
-// one transaction. Calls carry a shared bearer token (ReadToken), compared in
-// constant time. The link can run over TLS (ServerConfig.TLS from ServerTLSConfig;
-// an https URL and RemoteConfig.TLS from ClientTLSConfig, TLS 1.2 at least, 1.3 when
-// both sides offer it), and the server can require client certificates signed by its
-// client CA (mutual TLS). A listener on a non-loopback address that authenticates
-// nobody, neither by token nor by client certificate, is refused (CheckListen); with
-// mutual TLS the token is optional but recommended, so that a copied client key
-// alone cannot write the ledger. A failed handshake is ErrLedgerTLS, not
-// ErrLedgerUnreachable: it lasts until the certificates agree.
+// # Many processes, one PostgreSQL
+//
+// PGLedger keeps entries, attempts and batch closes in tables (schema in
+// migrations/*.sql, embedded, applied by Migrate and recorded in schema_migrations;
+// OpenPG refuses a database at another version). Each Transact is one READ COMMITTED
+// transaction. The entry's primary key decides a key once: a transaction that inserts
+// a key another one committed first fails with unique_violation and is run again from
+// the start, and then reads the stored decision and answers it. To make that rare and
+// to keep concurrent batches from deadlocking, Local first locks every key of the
+// batch (KeyLocker: advisory transaction locks in the order of the keys' 64-bit
+// hashes, the same order in every process); rows it changes are read FOR UPDATE.
+// Deadlocks and serialization failures are run again at once (a bounded number of
+// times); a lost connection, a database that is down, restarting or read-only (a
+// standby after failover) is waited for with backoff and jitter for as long as the
+// caller's context lasts, and nothing is answered meanwhile.
+//
+// # Acknowledgements and sessions
+//
+// The gateway acknowledges an MQTT request (PUBACK) only after the transaction
+// storing its answer committed, never before; a message that cannot be parsed is
+// acknowledged and dropped. When the ledger fails a batch (a bbolt error, or a value
+// PostgreSQL refuses), the gateway reconnects after a backoff, so that the requests it
+// left unacknowledged do not fill the broker's in-flight window for it. The session is
+// always clean, on both ledgers: the broker queues nothing for an absent worker, and
+// unacknowledged requests reach the live workers through the devices' resends
+// (docs/protocol.md, "The cloud's session").
 //
 // # Caveats
 //
-// Without ServerConfig.TLS the ledger link is plain HTTP: the token and the requests
-// (payment codes included) travel in clear text. Use TLS whenever the link leaves
-// the machine. With TLS 1.3 the server checks a client certificate after the client
-// has finished its side of the handshake, so a refused client may see a reset
-// connection (ErrLedgerUnreachable) instead of the server's alert; the server logs
-// every failed handshake.
-//
-// The owner is a single point of failure: while it is down the other processes
-// answer nothing (the devices keep their requests and resend), and they log that once
-// per outage. Nothing is lost or decided twice, but nothing is decided either.
-//
-// A Remote splits a batch larger than MaxApplyMessages or MaxApplyBody into several
-// requests, each its own transaction; when a later one fails, the earlier ones are
-// recorded but unanswered until the devices resend.
+// PostgreSQL keeps times to the microsecond; Local truncates its decision times to
+// the microsecond on both ledgers so a replay answers the same decided_at. A device's
+// created_at is stored to the microsecond too, which only matters for the created_at
+// window of entries without a batch (older devices).
 //
 // A batch close is reconciled against the ledger as it stands when the close arrives.
 // Devices send a batch's requests before its close, but a request that reaches the

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	stdsync "sync"
@@ -71,11 +72,11 @@ type Config struct {
 	KeyFile   string
 	ClientID  string // default "posgw-" + 8 random hex digits; the session is clean, so it need not be stable
 	Group     string // shared subscription group; default "posgw"
-	// Applier decides and records messages: a *Local on this process's ledger or a
-	// *Remote on another posgw's. When nil, Ledger and Rules make a Local.
+	// Applier decides and records messages. When nil, Ledger and Rules make a Local.
 	Applier Applier
-	Ledger  *Ledger
-	Rules   Rules
+	// Ledger is the Store a Local decides on: a bbolt *Ledger or a *PGLedger.
+	Ledger Store
+	Rules  Rules
 	// Batch bounds how many messages are handled in one ledger transaction; default 512.
 	Batch int
 	// Linger is how long a batch waits for one more message before its transaction
@@ -105,10 +106,18 @@ type Gateway struct {
 	ready   atomic.Bool       // subscribed on the current connection
 	running atomic.Bool
 
-	// Owned by Run's goroutine: the ledger failure burst in progress.
-	ledgerDown   bool
-	ledgerFailed int
+	// Owned by Run's goroutine: the ledger failure burst in progress, and the wait
+	// before giving unacknowledged requests back to the broker after one.
+	ledgerDown    bool
+	ledgerFailed  int
+	ledgerBackoff wsync.Backoff
 }
+
+// errLedgerFailed ends a connection after a batch the ledger did not store: its
+// requests stay unacknowledged, and a new connection gives them back (a persistent
+// session redelivers them; a clean one drops them and the devices resend), instead of
+// their filling the broker's in-flight window for this gateway for good.
+var errLedgerFailed = errors.New("gateway: ledger failed; reconnecting to give the unacknowledged requests back to the broker")
 
 // Ready reports whether the gateway is connected and subscribed.
 func (g *Gateway) Ready() bool { return g.ready.Load() }
@@ -179,7 +188,8 @@ func New(cfg Config) (*Gateway, error) {
 		a = NewLocal(cfg.Ledger, cfg.Rules, cfg.Log)
 	}
 	return &Gateway{cfg: cfg, log: cfg.Log, tls: tc, applier: a,
-		reqs: make(chan mqtt.Message, 2*cfg.Batch), lost: make(chan error, 1)}, nil
+		reqs: make(chan mqtt.Message, 2*cfg.Batch), lost: make(chan error, 1),
+		ledgerBackoff: wsync.Backoff{Min: cfg.BackoffMin, Max: cfg.BackoffMax}}, nil
 }
 
 // Filters are the shared-subscription filters the gateway subscribes to.
@@ -208,6 +218,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		// resend what is still unanswered (docs/protocol.md, "The cloud's session").
 		CleanSession: true,
 	})
+	// A request is acknowledged to the broker only once the ledger stored its answer
+	// (handleBatch): a worker that dies or loses its ledger leaves it unacknowledged.
+	opts.SetAutoAckDisabled(true)
 	client := mqtt.NewClient(opts)
 	defer g.wg.Wait() // PUBACK waiters are bounded by Timeout
 	g.log.Info("gateway starting", "broker", g.cfg.BrokerURL, "group", g.cfg.Group, "client_id", g.cfg.ClientID)
@@ -229,6 +242,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 			g.wg.Wait()
 			client.Disconnect(250)
 			return nil
+		}
+		if errors.Is(lostErr, errLedgerFailed) {
+			client.Disconnect(250)
+			d := g.ledgerBackoff.Next()
+			g.log.Warn("ledger failed; reconnecting to the broker so it hands the unacknowledged requests out again", "in", d.Round(time.Millisecond))
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			return lostErr
 		}
 		g.log.Warn("broker connection lost; reconnecting", "err", lostErr)
 		client.Disconnect(0)
@@ -278,7 +303,9 @@ func (g *Gateway) serve(ctx context.Context, c mqtt.Client, batch []mqtt.Message
 			return err
 		case m := <-g.reqs:
 			batch = g.collect(append(batch[:0], m), len(batch) > 1)
-			g.handleBatch(ctx, c, batch)
+			if !g.handleBatch(ctx, c, batch) && ctx.Err() == nil {
+				return errLedgerFailed
+			}
 		}
 	}
 }
@@ -380,19 +407,32 @@ func (g *Gateway) parse(m mqtt.Message, msgs []Message) []Message {
 }
 
 // handleBatch applies every message in one ledger transaction (the Applier's), then
-// publishes the answers. When the ledger fails nothing is answered: the devices
-// resend. A failure is logged once per burst of failures, and its end once.
-func (g *Gateway) handleBatch(ctx context.Context, c mqtt.Client, batch []mqtt.Message) {
+// acknowledges the MQTT messages to the broker and publishes the answers. When the
+// ledger fails nothing is acknowledged or answered: the devices resend. A batch of
+// several messages that fails is tried again message by message, so that one message
+// the ledger refuses does not hold the others back. A failure is logged once per
+// burst of failures, and its end once. It reports whether every message was stored
+// (or had nothing to store).
+func (g *Gateway) handleBatch(ctx context.Context, c mqtt.Client, batch []mqtt.Message) bool {
 	msgs := make([]Message, 0, len(batch))
 	for _, m := range batch {
 		msgs = g.parse(m, msgs)
 	}
 	if len(msgs) == 0 {
-		return
+		ack(batch) // nothing to store: malformed or foreign, and logged
+		return true
 	}
 	answers, err := g.applier.Apply(ctx, msgs)
 	if err == nil && len(answers) != len(msgs) {
 		err = fmt.Errorf("gateway: ledger gave %d answers for %d messages", len(answers), len(msgs))
+	}
+	if err != nil && len(batch) > 1 && ctx.Err() == nil {
+		g.log.Debug("batch failed; trying its messages one by one", "messages", len(batch), "err", err)
+		ok := true
+		for i := range batch {
+			ok = g.handleBatch(ctx, c, batch[i:i+1]) && ok
+		}
+		return ok
 	}
 	if err != nil {
 		g.stats.unanswered.Add(uint64(len(msgs)))
@@ -401,12 +441,14 @@ func (g *Gateway) handleBatch(ctx context.Context, c mqtt.Client, batch []mqtt.M
 			g.log.Error("ledger failed; not answering until it works again (the devices resend)", "messages", len(msgs), "err", err)
 		}
 		g.ledgerDown = true
-		return
+		return false
 	}
 	if g.ledgerDown {
 		g.log.Info("ledger works again", "failed_batches", g.ledgerFailed)
 		g.ledgerDown, g.ledgerFailed = false, 0
+		g.ledgerBackoff.Reset()
 	}
+	ack(batch)
 	// One message per device answers everything this batch decided for it: a single
 	// PaymentResult, or a ResultBatch of up to MaxBatchResults.
 	var (
@@ -464,4 +506,13 @@ func (g *Gateway) handleBatch(ctx context.Context, c mqtt.Client, batch []mqtt.M
 			g.stats.answered.Add(uint64(counts[i]))
 		}
 	}()
+	return true
+}
+
+// ack acknowledges messages to the broker (PUBACK); after a lost connection the
+// acknowledgements are dropped, and a persistent session redelivers the messages.
+func ack(batch []mqtt.Message) {
+	for _, m := range batch {
+		m.Ack()
+	}
 }

@@ -32,7 +32,13 @@ func newTestGateway(t *testing.T) *Gateway {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	// These tests use fixed timestamps: the staleness rule has its own tests.
+	return newTestGatewayOn(t, l)
+}
+
+// newTestGatewayOn returns a gateway (not running) deciding on l. These tests use
+// fixed timestamps: the staleness rule has its own tests.
+func newTestGatewayOn(t *testing.T, l Store) *Gateway {
+	t.Helper()
 	g, err := New(Config{BrokerURL: "tcp://127.0.0.1:1", Ledger: l, Rules: Rules{MaxAge: -1}})
 	if err != nil {
 		t.Fatal(err)
@@ -114,8 +120,11 @@ func kindSteps() []kindStep {
 	}
 }
 
-func TestKinds(t *testing.T) {
-	g := newTestGateway(t)
+func TestKinds(t *testing.T) { testKinds(t, newTestGateway(t)) }
+
+// testKinds runs kindSteps on g and checks the ledger it leaves (bbolt and PostgreSQL
+// both pass it: see TestPGLedger).
+func testKinds(t *testing.T, g *Gateway) {
 	for _, s := range kindSteps() {
 		res, ok := send(t, g, s.device, s.kind, s.msg)
 		if !ok {
@@ -316,6 +325,12 @@ func runSteps(t *testing.T, g *Gateway, steps []kindStep) {
 // for entries without a batch, those created in its window.
 func TestReconcileByBatch(t *testing.T) {
 	g := newTestGateway(t)
+	testReconcile(t, g)
+	checkIndexes(t, g.cfg.Ledger.(*Ledger))
+}
+
+// testReconcile runs reconcileSteps on g (bbolt and PostgreSQL).
+func testReconcile(t *testing.T, g *Gateway) {
 	runSteps(t, g, reconcileSteps())
 	err := g.cfg.Ledger.ForEach(func(e Entry) error {
 		if e.Key == "k2" && (e.Batch != "B2" || e.Requests != 2) {
@@ -326,7 +341,6 @@ func TestReconcileByBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkIndexes(t, g.cfg.Ledger)
 }
 
 // checkIndexes checks that every entry has exactly its one index key and no index key

@@ -4,7 +4,8 @@
 # twice, a one-time code accepted twice, any API token accepted, TLS files with a
 # plaintext URL, shredded keys kept, a bbolt panic not recovered, posgw without the
 # staleness rule, with a persistent session or without reversed tombstones, a device
-# message without a required field accepted). Each is applied to
+# message without a required field accepted, a PostgreSQL ledger deciding a key
+# twice). Each is applied to
 # a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
@@ -52,6 +53,11 @@ mutant() {
 mutant posgw-redecides-duplicates gateway/apply.go \
 	's/^\tif seen && (e.Device != j.Device || !e.IsSale()) {$/\tseen = false \/\/ mutant\n&/' \
 	./internal/e2e/ '^(TestBrokerGoesAwayDuringStream|TestProxyCutsAndStalls|TestDeviceKilledWhileDraining)$'
+# PostgreSQL ledger: without the key locks and with the primary key's conflict turned
+# into an overwrite, two workers decide one key twice.
+mutant pg-ledger-decides-twice gateway/pgledger.go \
+	's/^\tseen := map\[int64\]bool{}$/\tif len(keys) >= 0 {\n\t\treturn nil \/\/ mutant\n\t}\n&/; s/\$13, \$14, \$15, \$16)`, args...); err/$13, $14, $15, $16) ON CONFLICT (key) DO UPDATE SET decided_at = EXCLUDED.decided_at, requests = EXCLUDED.requests`, args...); err/' \
+	./gateway/ '^TestPGLedger$/^one_key_many_deciders$'
 mutant bbolt-fsync-off store/store.go \
 	's/^\tdb.NoSync = opts.NoSync$/\tdb.NoSync = true \/\/ mutant/' \
 	./internal/e2e/ '^TestPowerCut$'

@@ -1,32 +1,31 @@
 // Command posgw is the reference cloud end of the Walletless MQTT contract: it answers
 // payment requests from devices with dedup by idempotency key and keeps a ledger.
 //
-//	posgw [-broker URL] [-data DIR] [-instances N] [-max-age 60s] [-ca FILE -cert FILE -key FILE]
-//	posgw ... -ledger-listen ADDR [-ledger-token-file FILE] [-ledger-cert FILE -ledger-key FILE [-ledger-client-ca FILE]]
-//	posgw ... -ledger-url URL [-ledger-token-file FILE] [-ledger-ca FILE] [-ledger-client-cert FILE -ledger-client-key FILE]
-//	posgw ledger [-data DIR | -ledger-url URL ...] [-json] [-totals] [-attempts] [-batches]
+//	posgw [-broker URL] [-data DIR | -ledger postgres://…] [-instances N] [-max-age 60s] [-ca FILE -cert FILE -key FILE]
+//	posgw migrate -ledger postgres://…
+//	posgw ledger [-data DIR | -ledger postgres://…] [-json | -csv] [-totals | -attempts | -batches]
 //
-// Several posgw processes share one ledger like this: one owns the bbolt file and
-// serves it (-ledger-listen), the others decide every message through it
-// (-ledger-url), so a resend that the broker hands to another process is answered
-// from the same ledger and never decided twice. The link can run over TLS, with
-// client certificates (mutual TLS), and carries a bearer token.
+// The ledger is a bbolt file in -data (one process: the embedded default) or a
+// PostgreSQL database (-ledger), which any number of posgw processes share: each key
+// is decided once, by the database's unique key inside the transaction that stores
+// it, so a resend that the broker hands to another process gets the stored answer.
+// See docs/deploy.md.
 package main
 
 import (
 	"context"
-	"crypto/tls"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -34,6 +33,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/walletless/walletless/gateway"
+	wsync "github.com/walletless/walletless/sync"
 )
 
 func main() {
@@ -53,46 +53,38 @@ const ledgerFile = "posgw.db"
 const usage = `posgw is the reference cloud end of the Walletless MQTT contract.
 
 Usage:
-  posgw [flags]                       run gateways on the ledger in -data
-  posgw [flags] -ledger-listen ADDR   also serve that ledger to other posgw processes
-  posgw [flags] -ledger-url URL       run gateways on another posgw's ledger (no local file)
-  posgw ledger [-data DIR | -ledger-url URL [-ledger-ca FILE] ...] [-json] [-totals|-attempts|-batches]
+  posgw [flags]                        run gateways on the bbolt ledger in -data (one process)
+  posgw [flags] -ledger postgres://…   run gateways on a PostgreSQL ledger (any number of processes)
+  posgw migrate -ledger postgres://…   create or upgrade the PostgreSQL ledger's schema
+  posgw ledger [-data DIR | -ledger postgres://…] [-json | -csv] [-totals | -attempts | -batches]
 
-Shared ledger: one posgw owns the ledger and serves it (-ledger-listen); the others
-use it (-ledger-url); all join the same -group, and every key is decided once, by the
-owner's rules. The link carries payment data. Protect it with:
-  - a bearer token: -ledger-token-file, the same file on every side;
-  - TLS: -ledger-cert and -ledger-key on the owner, an https:// -ledger-url and
-    -ledger-ca (the CA that signed the owner's certificate) on the others;
-  - mutual TLS: -ledger-client-ca on the owner, -ledger-client-cert and
-    -ledger-client-key on the others.
-A listener on a non-loopback address needs a token or mutual TLS; use TLS and a
-token (and client certificates where you can) whenever the link leaves the machine.
+On PostgreSQL, every posgw joins the same -group (a shared subscription) and every key
+is decided once by the database. Keep the password out of the URL (and so out of ps):
+PGPASSWORD or ~/.pgpass are read as libpq reads them. See docs/deploy.md.
 
 Flags:
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "ledger" {
-		return runLedger(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "ledger":
+			return runLedger(args[1:], stdout, stderr)
+		case "migrate":
+			return runMigrate(ctx, args[1:], stdout, stderr)
+		}
 	}
 	fs := flag.NewFlagSet("posgw", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	broker := fs.String("broker", "tcp://127.0.0.1:1883", "MQTT broker URL")
-	data := fs.String("data", "posgw-data", "data directory for the ledger")
+	data := fs.String("data", "posgw-data", "data directory for the bbolt ledger (without -ledger)")
+	ledgerURL := fs.String("ledger", "", "PostgreSQL ledger `URL` (postgres://user@host:5432/db?sslmode=verify-full) instead of the bbolt file in -data")
+	conns := fs.Int("ledger-conns", 0, "PostgreSQL connections of this process (default 4 or the CPU count)")
 	user := fs.String("username", "", "MQTT username")
 	group := fs.String("group", "posgw", "shared subscription group")
 	clientID := fs.String("client-id", "", "MQTT client id (default posgw-RANDOM; with -instances N, ID-1 … ID-N)")
-	instances := fs.Int("instances", 1, "gateways in this process sharing the subscription and the ledger (0: with -ledger-listen, serve the ledger only)")
-	ledgerListen := fs.String("ledger-listen", "", "serve this process's ledger to other posgw processes on `ADDR` (host:port, e.g. 127.0.0.1:7601)")
-	ledgerURL := fs.String("ledger-url", "", "use the ledger served by another posgw at `URL` (https://host:7601 for TLS, http://host:7601) instead of a local file")
-	tokenFile := fs.String("ledger-token-file", "", "`FILE` holding the bearer token of the ledger link (at least 16 characters; to listen on a non-loopback address, this or -ledger-client-ca is required)")
-	ledgerTimeout := fs.Duration("ledger-timeout", 10*time.Second, "bound of every call to the ledger server (-ledger-url)")
-	ledgerCert := fs.String("ledger-cert", "", "PEM certificate `FILE` of the ledger server: serve -ledger-listen over TLS (with -ledger-key)")
-	ledgerKey := fs.String("ledger-key", "", "PEM private key `FILE` of -ledger-cert")
-	ledgerClientCA := fs.String("ledger-client-ca", "", "PEM CA bundle `FILE`: the ledger server requires client certificates signed by it (mutual TLS; needs -ledger-cert)")
-	ledgerTLS := clientTLSFlags(fs)
+	instances := fs.Int("instances", 1, "gateways in this process sharing the subscription and the ledger")
 	caFile := fs.String("ca", "", "PEM CA bundle for the broker's certificate (turns TLS on)")
 	certFile := fs.String("cert", "", "client certificate for mutual TLS")
 	keyFile := fs.String("key", "", "client key for mutual TLS")
@@ -102,101 +94,46 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q (did you mean 'posgw ledger'?)", fs.Args())
+		return fmt.Errorf("unexpected arguments %q (did you mean 'posgw ledger' or 'posgw migrate'?)", fs.Args())
 	}
-	if *instances < 0 || *instances > 64 || (*instances == 0 && *ledgerListen == "") {
-		return fmt.Errorf("-instances must be 1..64 (0 only with -ledger-listen)")
+	if *instances < 1 || *instances > 64 {
+		return fmt.Errorf("-instances must be 1..64")
 	}
-	if *ledgerURL != "" && *ledgerListen != "" {
-		return fmt.Errorf("-ledger-url and -ledger-listen exclude each other: a process either owns the ledger or uses another's")
+	if *conns < 0 || *conns > 1000 {
+		return fmt.Errorf("-ledger-conns must be 0..1000")
+	}
+	if err := checkLedgerURL(*ledgerURL); err != nil {
+		return err
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	var token string
-	if *tokenFile != "" {
-		var err error
-		if token, err = gateway.ReadToken(*tokenFile); err != nil {
-			return err
-		}
-	}
-	// Every ledger-link setting is checked before anything is opened.
-	clientTLS, err := ledgerTLS.config(*ledgerURL)
-	if err != nil {
-		return err
-	}
-	var serverTLS *tls.Config
-	if *ledgerCert != "" || *ledgerKey != "" || *ledgerClientCA != "" {
-		if *ledgerListen == "" {
-			return fmt.Errorf("-ledger-cert, -ledger-key and -ledger-client-ca are for the ledger server: they need -ledger-listen")
-		}
-		if *ledgerClientCA != "" && *ledgerCert == "" && *ledgerKey == "" {
-			return fmt.Errorf("-ledger-client-ca needs -ledger-cert and -ledger-key: mutual TLS runs over TLS")
-		}
-		if serverTLS, err = gateway.ServerTLSConfig(*ledgerCert, *ledgerKey, *ledgerClientCA); err != nil {
-			return fmt.Errorf("-ledger-cert/-ledger-key/-ledger-client-ca: %w", err)
-		}
-	}
-	mutualTLS := *ledgerClientCA != ""
-	if *ledgerListen != "" {
-		if err := gateway.CheckListen(*ledgerListen, token, mutualTLS); err != nil {
-			return fmt.Errorf("%w (give -ledger-token-file, or -ledger-client-ca for mutual TLS)", err)
-		}
-	}
-	g, ctx := errgroup.WithContext(ctx)
 	var (
-		applier gateway.Applier
-		where   string
+		store gateway.Store
+		where string
 	)
 	if *ledgerURL != "" {
-		remote, err := gateway.NewRemote(gateway.RemoteConfig{URL: *ledgerURL, Token: token, Timeout: *ledgerTimeout, TLS: clientTLS})
+		pg, err := openPG(ctx, log, gateway.PGConfig{URL: *ledgerURL, MaxConns: int32(*conns), Log: log.With("component", "ledger")})
 		if err != nil {
 			return err
 		}
-		if !isLoopbackURL(*ledgerURL) && clientTLS == nil && !isHTTPS(*ledgerURL) {
-			log.Warn("ledger link over plain HTTP: the token and payment data cross the network in clear text (use an https:// -ledger-url)", "url", remote.URL())
+		if pg == nil {
+			return nil // stopped while waiting for the database
 		}
-		switch err := remote.Ping(ctx); {
-		case errors.Is(err, gateway.ErrLedgerTLS), errors.Is(err, gateway.ErrUnauthorized):
-			// Not fatal either (the owner's files may be being replaced), but nothing
-			// works until the certificates or tokens agree.
-			log.Error("ledger server refuses this process; answering nothing until it accepts it (check -ledger-ca, -ledger-client-cert and -ledger-token-file)", "url", remote.URL(), "err", err)
-		case err != nil:
-			// Not fatal: the owner may start later; until then nothing is answered.
-			log.Warn("ledger server not reachable yet; answering nothing until it is", "url", remote.URL(), "err", err)
-		}
-		applier, where = remote, remote.URL()
+		store, where = pg, "postgresql"
 	} else {
 		where = filepath.Join(*data, ledgerFile)
 		ledger, err := gateway.OpenLedger(where, false)
 		if err != nil {
 			return err
 		}
-		defer ledger.Close()
-		local := gateway.NewLocal(ledger, gateway.Rules{MaxAge: *maxAge}, log.With("component", "ledger"))
-		applier = local
-		if *ledgerListen != "" {
-			srv, err := gateway.NewServer(gateway.ServerConfig{Local: local, Token: token, TLS: serverTLS, Log: log.With("component", "ledger-server")})
-			if err != nil {
-				return err
-			}
-			ln, err := net.Listen("tcp", *ledgerListen)
-			if err != nil {
-				return fmt.Errorf("-ledger-listen: %w", err)
-			}
-			switch loopback := gateway.CheckListen(*ledgerListen, "", false) == nil; {
-			case token == "" && !mutualTLS:
-				log.Warn("ledger server without a token: any local process can write the ledger", "addr", *ledgerListen)
-			case token == "":
-				log.Warn("ledger server authenticates by client certificate alone; a token as well is recommended", "addr", *ledgerListen)
-			case serverTLS == nil && !loopback:
-				log.Warn("ledger server over plain HTTP: the token and payment data cross the network in clear text (use -ledger-cert and -ledger-key)", "addr", *ledgerListen)
-			}
-			g.Go(func() error { return srv.Serve(ctx, ln) })
-		}
+		store = ledger
 	}
+	defer store.Close()
+	applier := gateway.NewLocal(store, gateway.Rules{MaxAge: *maxAge}, log.With("component", "ledger"))
+	g, ctx := errgroup.WithContext(ctx)
 	for i := 1; i <= *instances; i++ {
 		id := *clientID
 		if id != "" && *instances > 1 {
@@ -212,54 +149,111 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		g.Go(func() error { return gw.Run(ctx) })
 	}
-	log.Info("posgw starting", "broker", *broker, "ledger", where, "ledger_listen", *ledgerListen, "instances", *instances)
+	log.Info("posgw starting", "broker", *broker, "ledger", where, "instances", *instances)
 	return g.Wait()
 }
 
-// ledgerView is what posgw ledger reads: the local file (*gateway.Ledger) or a
-// running owner's ledger server (*gateway.Remote).
-type ledgerView interface {
-	ForEach(func(gateway.Entry) error) error
-	ForEachAttempt(func(gateway.Attempt) error) error
-	ForEachBatch(func(gateway.Batch) error) error
-	Totals() ([]gateway.Total, error)
+// openPG opens the PostgreSQL ledger, waiting (with backoff and jitter) while the
+// database cannot be reached: posgw may start before it. A bad URL or schema is
+// fatal. It returns nil, nil when ctx ends first.
+func openPG(ctx context.Context, log *slog.Logger, cfg gateway.PGConfig) (*gateway.PGLedger, error) {
+	b := wsync.Backoff{Min: 500 * time.Millisecond, Max: 30 * time.Second}
+	for attempt := 1; ; attempt++ {
+		pg, err := gateway.OpenPG(ctx, cfg)
+		switch {
+		case err == nil:
+			return pg, nil
+		case errors.Is(err, gateway.ErrSchemaMissing), errors.Is(err, gateway.ErrSchemaNewer), errors.Is(err, gateway.ErrLedgerURL):
+			return nil, err
+		case ctx.Err() != nil:
+			return nil, nil
+		}
+		d := b.Next()
+		if attempt == 1 || attempt%10 == 0 {
+			log.Warn("ledger database unreachable; waiting for it", "attempt", attempt, "in", d.Round(time.Millisecond), "err", err)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, nil
+		case <-t.C:
+		}
+	}
 }
 
-func runLedger(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("posgw ledger", flag.ContinueOnError)
+// checkLedgerURL refuses a -ledger that is not a PostgreSQL URL.
+func checkLedgerURL(u string) error {
+	if u == "" || strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") {
+		return nil
+	}
+	return fmt.Errorf("-ledger wants a postgres:// URL (the bbolt ledger is chosen with -data)")
+}
+
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("posgw migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	data := fs.String("data", "posgw-data", "data directory for the ledger")
-	asJSON := fs.Bool("json", false, "one JSON object per line")
-	totals := fs.Bool("totals", false, "per-device totals per currency instead of the sales")
-	attempts := fs.Bool("attempts", false, "audit records of attempts instead of the sales")
-	batches := fs.Bool("batches", false, "settlement batches instead of the sales")
-	ledgerURL := fs.String("ledger-url", "", "read the ledger served by a running posgw at `URL` instead of the file in -data")
-	tokenFile := fs.String("ledger-token-file", "", "`FILE` holding the ledger server's bearer token")
-	ledgerTLS := clientTLSFlags(fs)
+	ledgerURL := fs.String("ledger", "", "PostgreSQL ledger `URL` to create or upgrade")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	clientTLS, err := ledgerTLS.config(*ledgerURL)
+	if *ledgerURL == "" {
+		return fmt.Errorf("posgw migrate needs -ledger postgres://… (the bbolt ledger needs no migration)")
+	}
+	if err := checkLedgerURL(*ledgerURL); err != nil {
+		return err
+	}
+	applied, err := gateway.Migrate(ctx, *ledgerURL)
 	if err != nil {
 		return err
 	}
-	var ledger ledgerView
+	if len(applied) == 0 {
+		fmt.Fprintf(stdout, "ledger schema is at version %d; nothing to do\n", gateway.SchemaVersion())
+		return nil
+	}
+	for _, v := range applied {
+		fmt.Fprintf(stdout, "applied migration %d\n", v)
+	}
+	fmt.Fprintf(stdout, "ledger schema is at version %d\n", gateway.SchemaVersion())
+	return nil
+}
+
+func runLedger(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("posgw ledger", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "posgw-data", "data directory of the bbolt ledger")
+	ledgerURL := fs.String("ledger", "", "read the PostgreSQL ledger at `URL` instead of the file in -data")
+	asJSON := fs.Bool("json", false, "one JSON object per line")
+	asCSV := fs.Bool("csv", false, "CSV with a header line, for accounting (amounts in minor units)")
+	totals := fs.Bool("totals", false, "per-device totals per currency instead of the sales")
+	attempts := fs.Bool("attempts", false, "audit records of attempts instead of the sales")
+	batches := fs.Bool("batches", false, "settlement batches instead of the sales")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *asJSON && *asCSV {
+		return fmt.Errorf("-json and -csv exclude each other")
+	}
+	if n := btoi(*totals) + btoi(*attempts) + btoi(*batches); n > 1 {
+		return fmt.Errorf("-totals, -attempts and -batches exclude each other")
+	}
+	if err := checkLedgerURL(*ledgerURL); err != nil {
+		return err
+	}
+	var ledger gateway.LedgerReader
 	if *ledgerURL != "" {
-		var token string
-		if *tokenFile != "" {
-			var err error
-			if token, err = gateway.ReadToken(*tokenFile); err != nil {
-				return err
-			}
-		}
-		remote, err := gateway.NewRemote(gateway.RemoteConfig{URL: *ledgerURL, Token: token, TLS: clientTLS})
+		pg, err := gateway.OpenPG(context.Background(), gateway.PGConfig{URL: *ledgerURL, MaxConns: 2})
 		if err != nil {
 			return err
 		}
-		ledger = remote
+		defer pg.Close()
+		ledger = pg
 	} else {
 		path := filepath.Join(*data, ledgerFile)
 		if _, err := os.Stat(path); err != nil {
@@ -267,108 +261,134 @@ func runLedger(args []string, stdout, stderr io.Writer) error {
 		}
 		local, err := gateway.OpenLedger(path, true)
 		if err != nil {
-			return fmt.Errorf("%w (while posgw runs, read it with -ledger-url from a posgw started with -ledger-listen)", err)
+			return fmt.Errorf("%w (the bbolt ledger is read while posgw is stopped; a PostgreSQL ledger can be read at any time)", err)
 		}
 		defer local.Close()
 		ledger = local
 	}
-	enc := json.NewEncoder(stdout)
-	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	defer w.Flush()
+	var out writer
 	switch {
-	case *totals:
-		ts, err := ledger.Totals()
+	case *asJSON:
+		out = &jsonWriter{enc: json.NewEncoder(stdout)}
+	case *asCSV:
+		out = &csvWriter{w: csv.NewWriter(stdout)}
+	default:
+		out = &tableWriter{w: tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)}
+	}
+	err := export(ledger, out, *totals, *attempts, *batches)
+	if ferr := out.flush(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// export writes the chosen records of ledger to out.
+func export(ledger gateway.LedgerReader, out writer, totals, attempts, batches bool) error {
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339Nano)
+	}
+	i64 := func(v int64) string { return strconv.FormatInt(v, 10) }
+	switch {
+	case totals:
+		tot, err := ledger.Totals()
 		if err != nil {
 			return err
 		}
-		if !*asJSON {
-			fmt.Fprintln(w, "DEVICE\tCURRENCY\tSALES\tSALES_MINOR\tREFUNDS\tREFUNDS_MINOR\tNET_MINOR\tDECLINED\tREVERSED")
-		}
-		for _, t := range ts {
-			if *asJSON {
-				if err := enc.Encode(t); err != nil {
-					return err
-				}
-				continue
+		out.header("device", "currency", "sales", "sales_minor", "refunds", "refunds_minor", "net_minor", "declined", "reversed")
+		for _, t := range tot {
+			if err := out.row(t, t.Device, t.Currency, i64(t.SalesCount), i64(t.SalesMinor), i64(t.RefundsCount), i64(t.RefundsMinor),
+				i64(t.NetMinor), i64(t.Declined), i64(t.Reversed)); err != nil {
+				return err
 			}
-			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", t.Device, t.Currency, t.SalesCount, t.SalesMinor, t.RefundsCount, t.RefundsMinor, t.NetMinor, t.Declined, t.Reversed)
 		}
 		return nil
-	case *attempts:
+	case attempts:
+		out.header("key", "device", "amount_minor", "currency", "kind", "scheme", "masked_code", "outcome", "reason", "created_at", "recorded_at")
 		return ledger.ForEachAttempt(func(a gateway.Attempt) error {
-			if *asJSON {
-				return enc.Encode(a)
-			}
-			_, err := fmt.Fprintf(w, "%s\t%s\t%d %s\t%s\t%s\t%s\n", a.Key, a.Device, a.AmountMinor, a.Currency, a.Scheme, a.Outcome, a.Reason)
-			return err
+			return out.row(a, a.Key, a.Device, i64(a.AmountMinor), a.Currency, a.Kind, a.Scheme, a.MaskedCode, a.Outcome, a.Reason,
+				ts(a.CreatedAt), ts(a.RecordedAt))
 		})
-	case *batches:
+	case batches:
+		out.header("key", "device", "opened_at", "closed_at", "status", "reason", "recorded_at")
 		return ledger.ForEachBatch(func(b gateway.Batch) error {
-			if *asJSON {
-				return enc.Encode(b)
-			}
-			_, err := fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", b.Key, b.Device, b.OpenedAt.Format(time.RFC3339), b.ClosedAt.Format(time.RFC3339), b.Status, b.Reason)
-			return err
+			return out.row(b, b.Key, b.Device, ts(b.OpenedAt), ts(b.ClosedAt), b.Status, b.Reason, ts(b.RecordedAt))
 		})
 	}
+	out.header("key", "type", "device", "amount_minor", "currency", "scheme", "masked_code", "status", "reason",
+		"created_at", "batch", "decided_at", "requests", "original_key", "refunded_minor", "reversed_at")
 	return ledger.ForEach(func(e gateway.Entry) error {
-		if *asJSON {
-			return enc.Encode(e)
-		}
 		typ := e.Type
 		if typ == "" {
 			typ = gateway.TypeSale
 		}
-		_, err := fmt.Fprintf(w, "%s\t%s\t%s\t%d %s\t%s\t%s\t%s\n", e.Key, typ, e.Device, e.AmountMinor, e.Currency, e.Scheme, e.Status, e.Reason)
-		return err
+		return out.row(e, e.Key, typ, e.Device, i64(e.AmountMinor), e.Currency, e.Scheme, e.MaskedCode, e.Status, e.Reason,
+			ts(e.CreatedAt), e.Batch, ts(e.DecidedAt), strconv.Itoa(e.Requests), e.OriginalKey, i64(e.RefundedMinor), ts(e.ReversedAt))
 	})
 }
 
-// tlsFlags are the TLS settings of a ledger client (-ledger-url).
-type tlsFlags struct{ ca, cert, key *string }
-
-func clientTLSFlags(fs *flag.FlagSet) tlsFlags {
-	return tlsFlags{
-		ca:   fs.String("ledger-ca", "", "PEM CA bundle `FILE` to verify the ledger server of an https:// -ledger-url (default: the system's roots)"),
-		cert: fs.String("ledger-client-cert", "", "PEM client certificate `FILE` for a ledger server that requires mutual TLS (with -ledger-client-key)"),
-		key:  fs.String("ledger-client-key", "", "PEM private key `FILE` of -ledger-client-cert"),
-	}
+// writer is one output format of posgw ledger: a record as JSON, or its fields as a
+// CSV or table row.
+type writer interface {
+	header(cols ...string)
+	row(v any, fields ...string) error
+	flush() error
 }
 
-// config checks the flags against the ledger URL and reads the files: nil when no
-// file is given.
-func (f tlsFlags) config(ledgerURL string) (*tls.Config, error) {
-	if *f.ca == "" && *f.cert == "" && *f.key == "" {
-		return nil, nil
+type jsonWriter struct{ enc *json.Encoder }
+
+func (w *jsonWriter) header(...string)             {}
+func (w *jsonWriter) row(v any, _ ...string) error { return w.enc.Encode(v) }
+func (w *jsonWriter) flush() error                 { return nil }
+
+type csvWriter struct{ w *csv.Writer }
+
+func (w *csvWriter) header(cols ...string) { _ = w.w.Write(cols) }
+func (w *csvWriter) row(_ any, fields ...string) error {
+	for i, f := range fields {
+		fields[i] = csvSafe(f)
 	}
-	if ledgerURL == "" {
-		return nil, fmt.Errorf("-ledger-ca, -ledger-client-cert and -ledger-client-key are for a ledger client: they need -ledger-url")
+	return w.w.Write(fields)
+}
+func (w *csvWriter) flush() error { w.w.Flush(); return w.w.Error() }
+
+// csvSafe keeps a spreadsheet from reading a text field as a formula: a device's
+// reversal reason or batch id starting with = + - @ (or a tab or carriage return)
+// gets a leading apostrophe. Numbers are written by us and never start so, except a
+// negative net, which stays a number.
+func csvSafe(f string) string {
+	if f == "" {
+		return f
 	}
-	if !isHTTPS(ledgerURL) {
-		return nil, fmt.Errorf("-ledger-ca, -ledger-client-cert and -ledger-client-key need an https:// -ledger-url, not %q: they would not be used", ledgerURL)
+	if _, err := strconv.ParseInt(f, 10, 64); err == nil {
+		return f
 	}
-	c, err := gateway.ClientTLSConfig(*f.ca, *f.cert, *f.key)
-	if err != nil {
-		return nil, fmt.Errorf("-ledger-ca/-ledger-client-cert/-ledger-client-key: %w", err)
+	switch f[0] {
+	case '=', '+', '-', '@', '\t', '\r':
+		return "'" + f
 	}
-	return c, nil
+	return f
 }
 
-func isHTTPS(rawURL string) bool {
-	u, err := url.Parse(rawURL)
-	return err == nil && u.Scheme == "https"
-}
+type tableWriter struct{ w *tabwriter.Writer }
 
-// isLoopbackURL reports whether the URL's host is a loopback address.
-func isLoopbackURL(rawURL string) bool {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return false
-	}
-	host := u.Hostname()
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+func (w *tableWriter) header(cols ...string) {
+	fmt.Fprintln(w.w, strings.ToUpper(strings.Join(cols, "\t")))
 }
+func (w *tableWriter) row(_ any, fields ...string) error {
+	for i, f := range fields {
+		fields[i] = strings.NewReplacer("\t", " ", "\n", " ").Replace(f)
+	}
+	_, err := fmt.Fprintln(w.w, strings.Join(fields, "\t"))
+	return err
+}
+func (w *tableWriter) flush() error { return w.w.Flush() }

@@ -70,6 +70,8 @@ var forbidden = map[string][]string{
 	"conformance":        {"payment", "store", "printer", "scanner", "device", "daemon", "api", "gateway"},
 	"internal/minicloud": {"payment", "store", "printer", "scanner", "device", "daemon", "api", "gateway"},
 	"internal/wirecheck": {"payment", "store", "printer", "scanner", "device", "daemon", "api", "gateway", "sync"},
+	// pgtest runs a throwaway PostgreSQL for tests: it knows nothing of ours.
+	"internal/pgtest": {"*"},
 	// auth holds the local API's tokens: it knows nothing of sales, the store or MQTT.
 	"auth": {"payment", "store", "sync", "printer", "scanner", "device", "daemon", "api", "gateway"},
 }
