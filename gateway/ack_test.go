@@ -48,7 +48,7 @@ func TestLedgerFailureReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	fa := &flakyApplier{Local: NewLocal(l, Rules{}, nil)}
+	fa := &flakyApplier{Local: NewLocal(l, Rules{MaxAge: -1}, nil)}
 	fa.fails.Store(3)
 	var logs logWatch
 	defer func() {

@@ -72,7 +72,7 @@ func benchDecisions(b *testing.B, stores []Store, batch int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			loc := NewLocal(st, Rules{}, nil)
+			loc := NewLocal(st, Rules{MaxAge: -1}, nil)
 			dev := fmt.Sprintf("dev-%d-%d", run, w)
 			msgs := make([]Message, 0, batch)
 			for {

@@ -100,7 +100,7 @@ func TestPGLedger(t *testing.T) {
 		if res, _ := send(t, g, "d1", wsync.KindPayment, sale("d1", "k1", 100, "KRW", t0)); res.Status != wsync.ResultApproved {
 			t.Fatalf("sale: %+v", res)
 		}
-		raw := []byte(`{"v":1,"key":"k1","device":"d1","reason":"bad\u0000byte"}`)
+		raw := []byte(`{"v":1,"key":"k1","device":"d1","amount_minor":100,"currency":"KRW","created_at":"2026-01-01T00:00:00Z","reason":"bad\u0000byte"}`)
 		res, ok := send(t, g, "d1", wsync.KindReversal, raw)
 		if !ok || res.Status != wsync.ResultReversed {
 			t.Fatalf("reversal with a NUL in its reason: %+v %v", res, ok)
@@ -139,7 +139,7 @@ func testOneKeyManyDeciders(t *testing.T, url string) {
 			t.Fatal(err)
 		}
 		defer l.Close()
-		locs = append(locs, NewLocal(l, Rules{}, nil))
+		locs = append(locs, NewLocal(l, Rules{MaxAge: -1}, nil))
 	}
 	for k := range keys {
 		key := fmt.Sprintf("one-%02d", k)
@@ -206,7 +206,7 @@ func testConcurrentDeciders(t *testing.T, url string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			loc := NewLocal(stores[w%procs], Rules{}, nil)
+			loc := NewLocal(stores[w%procs], Rules{MaxAge: -1}, nil)
 			var msgs []Message
 			for i := range keys {
 				k := (i*7 + w) % keys // each worker its own order: lock orders cross
@@ -327,7 +327,7 @@ func testOutage(t *testing.T, srv *pgtest.Server) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	loc := NewLocal(l, Rules{}, nil)
+	loc := NewLocal(l, Rules{MaxAge: -1}, nil)
 	srv.Stop()
 	stopped := true
 	defer func() {

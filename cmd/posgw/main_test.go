@@ -64,7 +64,7 @@ func fill(t *testing.T, l gateway.Store) {
 			OpenedAt: at.Add(-time.Hour), ClosedAt: at.Add(time.Hour), Totals: []wsync.BatchTotal{
 				{Scheme: "alipay", Currency: "KRW", SalesCount: 2, SalesMinor: 15400, RefundsCount: 1, RefundsMinor: 2000}}}},
 	}
-	answers, err := gateway.NewLocal(l, gateway.Rules{}, nil).Apply(context.Background(), msgs)
+	answers, err := gateway.NewLocal(l, gateway.Rules{MaxAge: -1}, nil).Apply(context.Background(), msgs)
 	if err != nil {
 		t.Fatal(err)
 	}
