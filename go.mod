@@ -3,10 +3,8 @@ module github.com/walletless/walletless
 go 1.25.0
 
 require (
-	aead.dev/minisign v0.3.0
 	github.com/creack/pty v1.1.24
 	github.com/eclipse/paho.mqtt.golang v1.5.1
-	github.com/hanwen/go-fuse/v2 v2.9.0
 	github.com/makiuchi-d/gozxing v0.1.1
 	github.com/mochi-mqtt/server/v2 v2.7.9
 	go.bug.st/serial v1.8.0
@@ -19,7 +17,9 @@ require (
 )
 
 require (
+	aead.dev/minisign v0.3.0 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
+	github.com/hanwen/go-fuse/v2 v2.9.0 // indirect
 	github.com/jonboulle/clockwork v0.4.0 // indirect
 	github.com/rs/xid v1.4.0 // indirect
 	golang.org/x/crypto v0.42.0 // indirect

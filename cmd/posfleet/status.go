@@ -8,7 +8,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
 )
 
 // deviceRow is one line of posfleet status.
@@ -362,5 +361,3 @@ func cmdSign(e env) error {
 	fmt.Fprintf(e.stdout, "signed version %d for %s: %s and %s\n", *ver, t, *out, *out+".minisig")
 	return nil
 }
-
-
