@@ -194,6 +194,9 @@ func (w *watcher) handle(topic string, payload []byte, retained bool) {
 			return
 		}
 		d := w.device(id)
+		if old := d.Report; old != nil && r.Version == old.Version && r.At.Before(old.At) {
+			return // an older report of the same version
+		}
 		d.Report, d.ReportSeen = &r, w.now()
 	}
 }
@@ -307,7 +310,7 @@ func (f connFlags) dial(ctx context.Context, stderr io.Writer) (*session, error)
 	opts := mqtt.NewClientOptions().AddBroker(*f.broker).SetClientID(id).SetCleanSession(true).
 		SetUsername(*f.username).SetPassword(password).SetConnectTimeout(10 * time.Second).
 		SetConnectRetry(false).SetAutoReconnect(true).SetMaxReconnectInterval(10 * time.Second).
-		SetOrderMatters(false).SetKeepAlive(30 * time.Second)
+		SetOrderMatters(true).SetKeepAlive(30 * time.Second)
 	if tc != nil {
 		opts.SetTLSConfig(tc)
 	}

@@ -153,7 +153,10 @@ func cmdStatus(ctx context.Context, e env) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Device, r.State, dash(strings.Join(r.Groups, ",")), dash(r.Firmware), dash(r.ConfigVersion), queue, oldest, dash(r.Scanner), dash(r.Printer), hb)
 	}
 	w.Flush()
-	fmt.Fprintf(e.stdout, "%d online, %d stale (online but no heartbeat in %s), %d offline\n", res.Online, res.Stale, res.Listened, res.Offline)
+	fmt.Fprintf(e.stdout, "%d online, %d stale, %d offline\n", res.Online, res.Stale, res.Offline)
+	if res.Stale > 0 {
+		fmt.Fprintf(e.stdout, "stale: the broker says online but no heartbeat came in %s\n", res.Listened)
+	}
 	return nil
 }
 
