@@ -63,6 +63,8 @@ var forbidden = map[string][]string{
 	"gateway":        {"payment", "store", "printer", "scanner", "device", "daemon", "api"},
 	"api":            {"daemon", "sync", "gateway"},
 	"broker":         {"*"},
+	// fleet is the config contract and the device's state machine; posfleet imports it.
+	"fleet": {"*"},
 	// auth holds the local API's tokens: it knows nothing of sales, the store or MQTT.
 	"auth": {"payment", "store", "sync", "printer", "scanner", "device", "daemon", "api", "gateway"},
 }
