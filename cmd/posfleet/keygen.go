@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"aead.dev/minisign"
@@ -82,7 +83,7 @@ func cmdKeygen(e env) error {
 }
 
 // keyID formats a minisign key id as the minisign CLI prints it.
-func keyID(id uint64) string { return strings.ToUpper(fmt.Sprintf("%016X", id)) }
+func keyID(id uint64) string { return strings.ToUpper(strconv.FormatUint(id, 16)) }
 
 // writeNew creates path with data and mode, failing when it exists, and syncs it.
 func writeNew(path string, data []byte, mode os.FileMode) error {

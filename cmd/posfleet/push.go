@@ -457,16 +457,7 @@ func (s *session) canaryRollout(ctx context.Context, e env, t target, config []b
 	}
 	halt := func(format string, args ...any) error {
 		clear()
-		var applied []string
-		for _, c := range res.Canaries {
-			if c.State == "applied" {
-				applied = append(applied, c.Device)
-			}
-		}
-		msg := fmt.Sprintf(format, args...) + fmt.Sprintf("; rollout halted: the document of %s was not changed", t)
-		if len(applied) > 0 {
-			msg += fmt.Sprintf("; canaries %s run version %d until the next push to %s (to take them back, push the previous config)", strings.Join(applied, ", "), ver, t)
-		}
+		msg := fmt.Sprintf(format, args...) + fmt.Sprintf("; rollout halted: the document of %s was not changed. Canaries that applied version %d keep it until the next push to %s (see: posfleet config status -version %d; to take them back, push the previous config to %s)", t, ver, t, ver, t)
 		return withCode(exitHalted, "%s", msg)
 	}
 	// Wave 1: the canaries apply.

@@ -207,7 +207,8 @@ func cmdConfigStatus(ctx context.Context, e env) error {
 		}
 	}
 	// The devices in scope: the target of the retained document with this version
-	// when there is one, else every known device; -group/-device narrow it.
+	// when there is one, else the devices that reported this version (a canary
+	// version, or a document replaced since); -group/-device narrow it.
 	var scope *target
 	s.w.mu.Lock()
 	for _, d := range s.w.desired {
@@ -233,7 +234,10 @@ func cmdConfigStatus(ctx context.Context, e env) error {
 				continue
 			}
 			reported := d.Report != nil && d.Report.Version == v
-			if scope != nil && !reported && !(scope.All || scope.Device == d.ID || scope.Group != "" && d.inGroup(scope.Group)) {
+			switch {
+			case scope == nil && !reported:
+				continue
+			case scope != nil && !reported && !(scope.All || scope.Device == d.ID || scope.Group != "" && d.inGroup(scope.Group)):
 				continue
 			}
 			r := outcome(d, v)
@@ -280,7 +284,7 @@ func cmdConfigStatus(ctx context.Context, e env) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%t\t%s\n", r.Device, r.State, code, r.Online, dash(r.Reason))
 	}
 	w.Flush()
-	scopeText := "all known devices"
+	scopeText := "the devices that reported it (no retained document has this version now)"
 	if scope != nil {
 		scopeText = scope.String()
 	}

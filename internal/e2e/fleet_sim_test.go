@@ -3,8 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,15 +18,15 @@ import (
 	"aead.dev/minisign"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/walletless/walletless/fleet"
 	wsync "github.com/walletless/walletless/sync"
 )
 
-// The fleet simulator: many device links in one process, each following the fleet
-// wire contract of docs/protocol.md as posd does (retained birth and will, heartbeats
-// with groups and config_version, the desired-config slots it subscribes to, signed
-// documents verified against the trusted key, versions above the current one only,
-// byte-identical redeliveries ignored, a retained report per document). posfleet is
-// run against it as a built binary.
+// The fleet simulator: many device links in one process. Each is posd's fleet.Agent
+// (the device's own verification, version and merge rules, and reports) with an
+// in-memory apply, on its own MQTT connection with a retained birth and will and
+// heartbeats carrying groups and config_version. posfleet is run against it as a
+// built binary.
 
 // simDevice is one simulated terminal.
 type simDevice struct {
@@ -44,11 +44,13 @@ type simDevice struct {
 	hb     time.Duration
 	client mqtt.Client
 
+	agent   *fleet.Agent
+	ctx     context.Context
+	cancel  context.CancelFunc
 	mu      sync.Mutex
-	current uint64            // highest version accepted; guarded by mu
-	slots   map[string][]byte // topic → document bytes held; guarded by mu
-	got     map[uint64]bool   // every version a document carried to this device; guarded by mu
-	config  map[string]any    // effective config (merge of the slots); guarded by mu
+	current uint64          // version in force; guarded by mu
+	got     map[uint64]bool // every version a document carried to this device; guarded by mu
+	config  map[string]any  // effective config in force; guarded by mu
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -73,7 +75,7 @@ func startSim(t *testing.T, m *mosq, trust minisign.PublicKey, specs []simSpec) 
 	errs := make(chan error, len(specs))
 	for _, s := range specs {
 		d := &simDevice{id: s.id, groups: s.groups, trust: trust, reject: s.reject, fail: s.fail, silent: s.silent, hb: 200 * time.Millisecond,
-			slots: map[string][]byte{}, got: map[uint64]bool{}, config: map[string]any{}, stop: make(chan struct{}), done: make(chan struct{})}
+			got: map[uint64]bool{}, config: map[string]any{}, stop: make(chan struct{}), done: make(chan struct{})}
 		f.devices[s.id] = d
 		f.ids = append(f.ids, s.id)
 		wg.Add(1)
@@ -112,6 +114,21 @@ func (d *simDevice) status(state string) []byte {
 }
 
 func (d *simDevice) start(url string) error {
+	a, err := fleet.NewAgent(fleet.AgentConfig{Device: d.id, Groups: d.groups, Keys: []minisign.PublicKey{d.trust},
+		Validate: d.validate, Apply: d.apply,
+		Publish: func(topic string, payload []byte) error {
+			tok := d.client.Publish(topic, 1, true, payload)
+			if !tok.WaitTimeout(10 * time.Second) {
+				return errors.New("no PUBACK")
+			}
+			return tok.Error()
+		}})
+	if err != nil {
+		return err
+	}
+	d.agent = a
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	go a.Run(d.ctx)
 	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID(d.id).SetUsername(d.id).SetPassword(password).
 		SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(10*time.Second).
 		SetBinaryWill(wsync.StatusTopic(d.id), d.status("offline"), 1, true)
@@ -124,13 +141,14 @@ func (d *simDevice) start(url string) error {
 	if tok := c.Publish(wsync.StatusTopic(d.id), 1, true, d.status("online")); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		return fmt.Errorf("birth: %v", tok.Error())
 	}
-	filters := map[string]byte{"walletless/v1/fleet/config/all": 1, "walletless/v1/fleet/config/devices/" + d.id: 1}
-	for _, g := range d.groups {
-		filters["walletless/v1/fleet/config/groups/"+g] = 1
+	filters := map[string]byte{}
+	for _, f := range a.Filters() {
+		filters[f] = 1
 	}
 	if tok := c.SubscribeMultiple(filters, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		return fmt.Errorf("subscribe: %v", tok.Error())
 	}
+	a.Connected()
 	go d.heartbeats()
 	return nil
 }
@@ -167,137 +185,56 @@ func (d *simDevice) close() {
 	}
 	close(d.stop)
 	<-d.done
+	if d.cancel != nil {
+		defer d.cancel()
+	}
 	if d.client != nil && d.client.IsConnected() {
 		d.client.Publish(wsync.StatusTopic(d.id), 1, true, d.status("offline")).WaitTimeout(5 * time.Second)
 		d.client.Disconnect(100)
 	}
 }
 
-func (d *simDevice) report(version uint64, code int, reason string) {
-	b, _ := json.Marshal(map[string]any{"v": 1, "device": d.id, "version": version, "code": code, "reason": reason, "at": time.Now().UTC()})
-	d.client.Publish("walletless/v1/devices/"+d.id+"/config/reported", 1, true, b)
-}
-
-// onDoc handles a message on one of the device's desired-config slots.
+// onDoc hands a message of one of the device's slots to its fleet.Agent, noting the
+// version it carries (to check later that a document never reached a device).
 func (d *simDevice) onDoc(topic string, payload []byte) {
+	if env, err := fleet.ParseEnvelope(payload); err == nil {
+		if doc, err := fleet.ParseDocument(env.Document); err == nil {
+			d.mu.Lock()
+			d.got[uint64(doc.Version)] = true
+			d.mu.Unlock()
+		}
+	}
+	d.agent.Handle(d.ctx, topic, payload)
+}
+
+// validate is the simulated startup validation: a device with reject set fails it.
+func (d *simDevice) validate([]byte) error {
+	if d.reject != "" {
+		return errors.New(d.reject)
+	}
+	return nil
+}
+
+// apply puts a configuration in force in memory; a device with fail set reports
+// that it went back to the previous one.
+func (d *simDevice) apply(_ context.Context, c fleet.Change) error {
+	if d.fail != "" {
+		return errors.New(d.fail)
+	}
+	var eff map[string]any
+	if err := json.Unmarshal(c.Effective, &eff); err != nil {
+		return err
+	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(payload) == 0 { // a cleared slot: no document there; the applied config stays
-		delete(d.slots, topic)
-		return
-	}
-	var env struct {
-		V         int    `json:"v"`
-		Document  string `json:"document"`
-		Signature string `json:"signature"`
-	}
-	if json.Unmarshal(payload, &env) != nil || env.V != 1 {
-		d.report(d.current, 400, "malformed envelope")
-		return
-	}
-	raw, err := base64.StdEncoding.DecodeString(env.Document)
-	if err != nil {
-		d.report(d.current, 400, "malformed document encoding")
-		return
-	}
-	if bytes.Equal(d.slots[topic], raw) {
-		return // retained redelivery
-	}
-	var doc struct {
-		V         int             `json:"v"`
-		Version   uint64          `json:"version"`
-		Target    map[string]any  `json:"target"`
-		NotBefore *time.Time      `json:"not_before"`
-		NotAfter  *time.Time      `json:"not_after"`
-		Config    json.RawMessage `json:"config"`
-	}
-	if json.Unmarshal(raw, &doc) != nil || doc.V != 1 {
-		d.report(d.current, 400, "malformed document")
-		return
-	}
-	d.got[doc.Version] = true
-	if !minisign.Verify(d.trust, raw, []byte(env.Signature)) {
-		d.report(doc.Version, 400, "signature does not verify with a trusted key")
-		return
-	}
-	var slotOK bool
-	switch rest := strings.TrimPrefix(topic, "walletless/v1/fleet/config/"); {
-	case rest == "all":
-		slotOK = doc.Target["all"] == true
-	case strings.HasPrefix(rest, "groups/"):
-		slotOK = doc.Target["group"] == strings.TrimPrefix(rest, "groups/")
-	default:
-		slotOK = doc.Target["device"] == d.id
-	}
-	now := time.Now()
-	switch {
-	case !slotOK:
-		d.report(doc.Version, 400, "document is for another target")
-	case doc.NotAfter != nil && now.After(*doc.NotAfter):
-		d.report(doc.Version, 400, "document expired")
-	case doc.NotBefore != nil && now.Before(*doc.NotBefore):
-		d.report(doc.Version, 400, "document not valid yet")
-	case doc.Version <= d.current:
-		d.report(doc.Version, 400, fmt.Sprintf("replay: version %d is not above %d", doc.Version, d.current))
-	case d.reject != "":
-		d.report(doc.Version, 400, d.reject)
-	default:
-		var patch map[string]any
-		if json.Unmarshal(doc.Config, &patch) != nil {
-			d.report(doc.Version, 400, "config is not an object")
-			return
-		}
-		d.report(doc.Version, 202, "applying")
-		if d.fail != "" {
-			d.report(doc.Version, 500, d.fail)
-			return
-		}
-		d.slots[topic] = raw
-		d.current = doc.Version
-		d.config = d.effective()
-		d.report(doc.Version, 200, "")
-	}
+	d.current, d.config = uint64(c.Version), eff
+	d.mu.Unlock()
+	return nil
 }
 
-// effective merges the held documents: all, then the groups in order, then the device.
-func (d *simDevice) effective() map[string]any {
-	out := map[string]any{}
-	order := []string{"walletless/v1/fleet/config/all"}
-	for _, g := range d.groups {
-		order = append(order, "walletless/v1/fleet/config/groups/"+g)
-	}
-	order = append(order, "walletless/v1/fleet/config/devices/"+d.id)
-	for _, topic := range order {
-		raw, ok := d.slots[topic]
-		if !ok {
-			continue
-		}
-		var doc struct {
-			Config map[string]any `json:"config"`
-		}
-		json.Unmarshal(raw, &doc)
-		mergePatch(out, doc.Config)
-	}
-	return out
-}
-
-// mergePatch applies an RFC 7386 merge patch to dst.
-func mergePatch(dst, patch map[string]any) {
-	for k, v := range patch {
-		switch pv := v.(type) {
-		case nil:
-			delete(dst, k)
-		case map[string]any:
-			sub, ok := dst[k].(map[string]any)
-			if !ok {
-				sub = map[string]any{}
-			}
-			mergePatch(sub, pv)
-			dst[k] = sub
-		default:
-			dst[k] = v
-		}
-	}
+// holds reports whether the device's agent holds a document on its own device slot.
+func (d *simDevice) holdsDeviceDoc() bool {
+	_, ok := d.agent.State().Slots["devices/"+d.id]
+	return ok
 }
 
 // state returns the device's current version, effective config (as JSON) and
