@@ -222,7 +222,7 @@ func cmdPush(ctx context.Context, e env) error {
 	}
 	res.Pushed = true
 	if *pf.timeout > 0 {
-		err = s.waitTarget(ctx, e.stderr, t, ver, nil, *pf.timeout, *pf.progress, &res)
+		err = s.waitTarget(ctx, e.stderr, t, ver, *pf.timeout, *pf.progress, &res)
 	}
 	return finish(e.stdout, *pf.asJSON, &res, err)
 }
@@ -331,9 +331,9 @@ func outcome(d deviceState, v uint64) deviceReport {
 	return r
 }
 
-// waitTarget waits until every online member of t (or the devices in only, when
-// given) has reported version v, a rejection or failure halts it, or timeout.
-func (s *session) waitTarget(ctx context.Context, stderr io.Writer, t target, v uint64, only map[string]bool, timeout, every time.Duration, res *pushResult) error {
+// waitTarget waits until every online member of t has reported an outcome for version v, or timeout. Rejections and failures
+// make it return exitHalted naming each device and its reason.
+func (s *session) waitTarget(ctx context.Context, stderr io.Writer, t target, v uint64, timeout, every time.Duration, res *pushResult) error {
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -342,9 +342,6 @@ func (s *session) waitTarget(ctx context.Context, stderr io.Writer, t target, v 
 		pending, applied := 0, 0
 		var bad []deviceReport
 		for _, d := range s.members(t) {
-			if only != nil && !only[d.ID] {
-				continue
-			}
 			r := outcome(d, v)
 			reps = append(reps, r)
 			switch r.State {
@@ -359,7 +356,10 @@ func (s *session) waitTarget(ctx context.Context, stderr io.Writer, t target, v 
 			}
 		}
 		res.Devices = reps
-		if len(bad) > 0 {
+		left := time.Until(deadline)
+		// The document is out: wait for every online device's outcome, then say
+		// which ones rejected or failed it.
+		if len(bad) > 0 && (pending == 0 || left <= 0) {
 			var parts []string
 			for _, b := range bad {
 				parts = append(parts, fmt.Sprintf("%s %s it: %s", b.Device, b.State, b.Reason))
@@ -369,7 +369,6 @@ func (s *session) waitTarget(ctx context.Context, stderr io.Writer, t target, v 
 		if pending == 0 {
 			return nil
 		}
-		left := time.Until(deadline)
 		if left <= 0 {
 			return withCode(exitPending, "version %d: %d online device(s) of %s have not applied it after %s", v, pending, t, timeout)
 		}
@@ -574,7 +573,7 @@ func (s *session) canaryRollout(ctx context.Context, e env, t target, config []b
 	if remaining < *pf.wait {
 		remaining = *pf.wait
 	}
-	return s.waitTarget(ctx, e.stderr, t, ver+1, nil, remaining, *pf.progress, res)
+	return s.waitTarget(ctx, e.stderr, t, ver+1, remaining, *pf.progress, res)
 }
 
 // device returns a copy of one device's state.
