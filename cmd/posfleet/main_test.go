@@ -33,7 +33,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"config", "nope"}, exitUsage},
 		{[]string{"keygen"}, exitUsage},
 		{[]string{"keygen", "-bogus"}, exitUsage},
-		{[]string{"config", "push", "-broker", "tcp://127.0.0.1:1"}, exitUsage},                          // no FILE
+		{[]string{"config", "push", "-broker", "tcp://127.0.0.1:1"}, exitUsage}, // no FILE
 		{[]string{"config", "push", "-broker", "tcp://127.0.0.1:1", "-device", "a/b", "f.json"}, exitUsage}, // bad id
 		{[]string{"config", "push", "-broker", "tcp://127.0.0.1:1", "missing.json"}, exitError},
 		{[]string{"status"}, exitUsage}, // no -broker
