@@ -28,7 +28,7 @@ func TestFleetMinisignInterop(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "cfg.json")
-	os.WriteFile(cfg, []byte(`{"receipt":{"header":"Shibuya"}}`), 0o644)
+	os.WriteFile(cfg, []byte(`{"merchant":{"name":"Shibuya"}}`), 0o644)
 
 	// posfleet signs, minisign verifies.
 	doc := filepath.Join(dir, "doc.json")
@@ -56,7 +56,7 @@ func TestFleetMinisignInterop(t *testing.T) {
 	fleet := startSim(t, m, pub, specs)
 	conn := []string{"-broker", m.URL(), "-password-file", passwordFile(t)}
 	hand := filepath.Join(dir, "tokyo.json")
-	os.WriteFile(hand, []byte("{\n  \"v\": 1,\n  \"version\": 3,\n  \"target\": {\"group\": \"tokyo\"},\n  \"config\": {\"receipt\": {\"header\": \"Tokyo\"}}\n}\n"), 0o644)
+	os.WriteFile(hand, []byte("{\n  \"v\": 1,\n  \"version\": 3,\n  \"target\": {\"group\": \"tokyo\"},\n  \"config\": {\"merchant\": {\"name\": \"Tokyo\"}}\n}\n"), 0o644)
 	if out, err := exec.Command(mini, "-S", "-s", key, "-m", hand).CombinedOutput(); err != nil {
 		t.Fatalf("minisign -S: %v\n%s", err, out)
 	}
@@ -74,7 +74,7 @@ func TestFleetMinisignInterop(t *testing.T) {
 		t.Fatalf("push of the minisign-signed document: exit %d", code)
 	}
 	for _, id := range []string{"tokyo-001", "tokyo-002"} {
-		if v, c, _ := fleet.devices[id].state(3); v != 3 || c != `{"receipt":{"header":"Tokyo"}}` {
+		if v, c, _ := fleet.devices[id].state(3); v != 3 || c != `{"merchant":{"name":"Tokyo"}}` {
 			t.Errorf("%s: version %d, config %s", id, v, c)
 		}
 	}
@@ -107,7 +107,7 @@ func TestFleetConfigStatus(t *testing.T) {
 	fleet.devices["fs-off"].close()
 	conn := []string{"-broker", m.URL(), "-password-file", passwordFile(t)}
 	cfg := filepath.Join(t.TempDir(), "osaka.json")
-	os.WriteFile(cfg, []byte(`{"offline":{"max_total_minor":500000}}`), 0o644)
+	os.WriteFile(cfg, []byte(`{"payment":{"offline":{"by_scheme":{"jpqr":{"action":"defer","max_amount_minor":{"JPY":5000},"max_total_minor":{"JPY":50000},"max_count":20,"max_age":"72h"}}}}}`), 0o644)
 
 	// No -version: one above the highest seen (none yet), so 1.
 	out, errOut, code := runFleet(t, bin, append(append([]string{"config", "push"}, conn...), "-key", key, "-group", "osaka", "-timeout", "30s", "-progress", "1s", cfg)...)
