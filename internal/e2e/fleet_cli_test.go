@@ -159,3 +159,39 @@ func TestFleetConfigStatus(t *testing.T) {
 		t.Fatalf("config status -device fs-off after reconnect: exit %d, %+v", code, cs.Devices)
 	}
 }
+
+// TestFleetMutualTLS: posfleet reaches the broker's mutual-TLS listener with -ca,
+// -cert and -cert-key (its certificate's CN is its identity, posfleet), sees a device
+// and pushes to it; without a client certificate the broker refuses it.
+func TestFleetMutualTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	bin := posfleetBin(t)
+	key, _, pub := fleetKeys(t, bin)
+	specs := []simSpec{{id: "kr-tls-1", groups: []string{"kr"}}}
+	m := newMosquitto(t, mosqOpts{users: specIDs(specs), tls: true})
+	fleet := startSim(t, m, pub, specs)
+	cert, certKey := m.pki.issue(t, "posfleet", false)
+	os.Chmod(certKey, 0o600)
+	tlsConn := []string{"-broker", m.TLSURL(), "-ca", m.pki.ca, "-cert", cert, "-cert-key", certKey}
+	out, _, code := runFleet(t, bin, append(append([]string{"status"}, tlsConn...), "-listen", "5s")...)
+	if code != 0 || !strings.Contains(out, "kr-tls-1") || !strings.Contains(out, "1 online") {
+		t.Fatalf("status over mutual TLS: exit %d\n%s", code, out)
+	}
+	cfg := filepath.Join(t.TempDir(), "kr.json")
+	os.WriteFile(cfg, []byte(`{"printer":{"language":"ko"}}`), 0o644)
+	if _, _, code := runFleet(t, bin, append(append([]string{"config", "push"}, tlsConn...), "-key", key, "-group", "kr", "-timeout", "30s", cfg)...); code != 0 {
+		t.Fatalf("push over mutual TLS: exit %d", code)
+	}
+	if v, c, _ := fleet.devices["kr-tls-1"].state(1); v != 1 || c != `{"printer":{"language":"ko"}}` {
+		t.Fatalf("device after the push: version %d, config %s", v, c)
+	}
+	if _, errOut, code := runFleet(t, bin, "status", "-broker", m.TLSURL(), "-ca", m.pki.ca, "-listen", "1s"); code != 1 || !strings.Contains(errOut, "connect") {
+		t.Fatalf("status without a client certificate: exit %d, %s", code, errOut)
+	}
+	os.Chmod(certKey, 0o644)
+	if _, errOut, code := runFleet(t, bin, append([]string{"status"}, tlsConn...)...); code != 1 || !strings.Contains(errOut, "chmod 600") {
+		t.Fatalf("status with a 0644 client key: exit %d, %s", code, errOut)
+	}
+}
