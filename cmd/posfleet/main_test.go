@@ -249,6 +249,17 @@ func TestWatcher(t *testing.T) {
 	if out := outcome(a, 9); out.State != "pending" {
 		t.Errorf("outcome 9: %+v", out)
 	}
+	// A report lost while posd reconnected: the heartbeat shows the version in force.
+	w.handle("walletless/v1/devices/a/heartbeat", []byte(`{"v":1,"device":"a","session":5,"config_version":"9"}`), false)
+	a = w.snapshot()[0]
+	if out := outcome(a, 9); out.State != "applied" {
+		t.Errorf("outcome 9 after a heartbeat with version 9: %+v", out)
+	}
+	w.handle("walletless/v1/devices/a/config/reported", []byte(`{"v":1,"device":"a","version":9,"code":500,"reason":"rolled back","at":"2026-12-05T10:00:09Z"}`), true)
+	a = w.snapshot()[0]
+	if out := outcome(a, 9); out.State != "failed" {
+		t.Errorf("a 500 report must win over the heartbeat: %+v", out)
+	}
 }
 
 // FuzzEnvelope: any bytes on a desired-config topic are a document or an error,
