@@ -458,8 +458,11 @@ func (s *session) canaryRollout(ctx context.Context, e env, t target, config []b
 	// clear removes the canaries' device documents, so later pushes to the target
 	// reach them as every other device.
 	clear := func() {
+		// Also after Ctrl-C: the canaries' documents must not stay behind.
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
 		for _, id := range canaries {
-			if err := s.publish(ctx, target{Device: id}.topic(), nil); err != nil {
+			if err := s.publish(cctx, target{Device: id}.topic(), nil); err != nil {
 				fmt.Fprintf(e.stderr, "posfleet: could not clear the canary document of %s: %v\n", id, err)
 			}
 		}
