@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +13,8 @@ import (
 
 // TestFleetMinisignInterop: a key from posfleet keygen signs with posfleet and the
 // minisign CLI verifies it; the minisign CLI signs a document with the same key and
-// posfleet pushes that document with its .minisig, which a device applies.
+// posfleet pushes that document with its .minisig, which a device applies. The
+// broker ACL keeps a device from publishing desired config, even a signed document.
 func TestFleetMinisignInterop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
@@ -76,6 +79,27 @@ func TestFleetMinisignInterop(t *testing.T) {
 	for _, id := range []string{"tokyo-001", "tokyo-002"} {
 		if v, c, _ := fleet.devices[id].state(3); v != 3 || c != `{"merchant":{"name":"Tokyo"}}` {
 			t.Errorf("%s: version %d, config %s", id, v, c)
+		}
+	}
+	// The ACL: a device cannot publish desired config, even a validly signed
+	// document. tokyo-002 publishes one (version 9) to its group; the broker drops it.
+	rogue := filepath.Join(dir, "rogue.json")
+	if _, _, code := runFleet(t, bin, "config", "sign", "-key", key, "-group", "tokyo", "-version", "9", "-o", rogue, cfg); code != 0 {
+		t.Fatal("config sign for the rogue document")
+	}
+	rb, _ := os.ReadFile(rogue)
+	rs, _ := os.ReadFile(rogue + ".minisig")
+	payload, _ := json.Marshal(map[string]any{"v": 1, "document": base64.StdEncoding.EncodeToString(rb), "signature": string(rs)})
+	if tok := fleet.devices["tokyo-002"].client.Publish("walletless/v1/fleet/config/groups/tokyo", 1, true, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("rogue publish: %v", tok.Error())
+	}
+	// Then the manager pushes version 10; once it is in force, 9 never came.
+	if _, _, code := runFleet(t, bin, append(append([]string{"config", "push"}, conn...), "-key", key, "-group", "tokyo", "-version", "10", "-timeout", "30s", cfg)...); code != 0 {
+		t.Fatalf("push of version 10: exit %d", code)
+	}
+	for _, id := range []string{"tokyo-001", "tokyo-002"} {
+		if v, _, got9 := fleet.devices[id].state(9); v != 10 || got9 {
+			t.Errorf("%s: version %d, got the device-published version 9: %v", id, v, got9)
 		}
 	}
 	// A secret key its group can read is refused.
