@@ -123,6 +123,9 @@ func cmdPush(ctx context.Context, e env) error {
 	if err != nil {
 		return usageErr("-not-after: %v", err)
 	}
+	if na != nil && !na.After(now) {
+		return usageErr("-not-after %s is not in the future: every device would reject the document", na.Format(time.RFC3339))
+	}
 	// A whole document is pushed byte for byte: its fields are the truth, the flags
 	// may only repeat them.
 	var (
@@ -252,7 +255,7 @@ func finish(w io.Writer, asJSON bool, res *pushResult, err error) error {
 	if res.Pushed {
 		fmt.Fprintf(w, "pushed version %d to %s (%s)\n", res.Version, res.Target, res.Topic)
 	} else {
-		fmt.Fprintf(w, "version %d was NOT pushed to %s\n", res.Version, res.Target)
+		fmt.Fprintf(w, "the document for %s (version %d) was NOT pushed\n", res.Target, res.Version)
 	}
 	for _, d := range res.Devices {
 		fmt.Fprintf(w, "  %s: %s%s\n", d.Device, d.State, reasonSuffix(d.Reason))
