@@ -135,7 +135,7 @@ func (w *watcher) device(id string) *deviceState {
 // handle files one message. Malformed messages are ignored: a device's bad
 // heartbeat must not stop the manager's tool.
 func (w *watcher) handle(topic string, payload []byte, retained bool) {
-	if len(payload) > wsync.MaxPayload {
+	if len(payload) > maxEnvelope {
 		return
 	}
 	w.mu.Lock()
