@@ -102,6 +102,18 @@ func TestFleetMinisignInterop(t *testing.T) {
 			t.Errorf("%s: version %d, got the device-published version 9: %v", id, v, got9)
 		}
 	}
+	// A canary rollout to -all: tokyo-001 first (version 11), then everyone (12).
+	out, _, code = runFleet(t, bin, append(append([]string{"config", "push"}, conn...), "-key", key, "-all", "-canary", "1", "-wait", "1s", "-timeout", "30s", "-json", cfg)...)
+	var pr pushJSON
+	decodeJSON(t, out, &pr)
+	if code != 0 || pr.CanaryVersion != 11 || pr.Version != 12 || len(pr.Canaries) != 1 || pr.Canaries[0].Device != "tokyo-001" {
+		t.Fatalf("-all -canary 1: exit %d, %+v", code, pr)
+	}
+	for _, id := range []string{"tokyo-001", "tokyo-002"} {
+		if v, _, _ := fleet.devices[id].state(12); v != 12 {
+			t.Errorf("%s: version %d after the rollout to all, want 12", id, v)
+		}
+	}
 	// A secret key its group can read is refused.
 	os.Chmod(key, 0o640)
 	if _, errOut, code := runFleet(t, bin, append(append([]string{"config", "push"}, conn...), "-key", key, "-all", cfg)...); code != 1 || !strings.Contains(errOut, "chmod 600") {
