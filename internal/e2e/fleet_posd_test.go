@@ -96,12 +96,21 @@ func TestFleetRealPosd(t *testing.T) {
 	if len(cs.Devices) != 1 || cs.Devices[0].Device != "pos-seoul-1" || cs.Devices[0].State != "rejected" {
 		t.Fatalf("version 3 reached more than the canary: %+v", cs.Devices)
 	}
-	out, _, _ = runFleet(t, bin, append(append([]string{"status"}, conn...), "-listen", "5s", "-json")...)
-	st = statusJSON{}
-	decodeJSON(t, out, &st)
-	for _, d := range st.Devices {
-		if d.ConfigVersion != "2" {
-			t.Errorf("%s runs config version %q after the halted rollout, want 2", d.Device, d.ConfigVersion)
+	// Both still run version 2 (their heartbeats say so; a stale one is asked again).
+	waitFor(t, "both posd heartbeating config version 2", 60*time.Second, func() bool {
+		out, _, _ := runFleet(t, bin, append(append([]string{"status"}, conn...), "-listen", "5s", "-json")...)
+		st = statusJSON{}
+		if json.Unmarshal([]byte(out), &st) != nil || len(st.Devices) != 2 {
+			return false
 		}
-	}
+		for _, d := range st.Devices {
+			if d.ConfigVersion == "3" {
+				t.Fatalf("%s runs the rejected version 3", d.Device)
+			}
+			if d.ConfigVersion != "2" {
+				return false
+			}
+		}
+		return true
+	})
 }
