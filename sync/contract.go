@@ -237,6 +237,7 @@ type Status struct {
 	Session uint64    `json:"session"`
 	At      time.Time `json:"at,omitzero"`
 	Version string    `json:"version,omitempty"`
+	Groups  []string  `json:"groups,omitempty"` // the device's fleet groups (fleet.groups)
 }
 
 // Decode errors.
@@ -537,7 +538,8 @@ type Heartbeat struct {
 	InFlight         int       `json:"in_flight"`          // published and waiting for a result
 	OldestUnsyncedMS int64     `json:"oldest_unsynced_ms"` // age of the oldest outbox entry; 0 when empty
 	Firmware         string    `json:"firmware,omitempty"`
-	ConfigVersion    string    `json:"config_version,omitempty"`
+	ConfigVersion    string    `json:"config_version,omitempty"` // the fleet config version in force
+	Groups           []string  `json:"groups,omitempty"`         // the device's fleet groups
 	Scanner          string    `json:"scanner,omitempty"`
 	Printer          string    `json:"printer,omitempty"`
 }

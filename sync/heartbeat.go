@@ -20,7 +20,7 @@ func (l *Link) heartbeat(c mqtt.Client) {
 
 // HeartbeatNow builds the heartbeat the link would send at now.
 func (l *Link) HeartbeatNow(now time.Time) Heartbeat {
-	hb := Heartbeat{V: Version, Device: l.cfg.DeviceID, Session: l.cfg.Session, At: now.UTC(), QueueDepth: -1, InFlight: l.InFlight(), Firmware: l.cfg.Version}
+	hb := Heartbeat{V: Version, Device: l.cfg.DeviceID, Session: l.cfg.Session, At: now.UTC(), QueueDepth: -1, InFlight: l.InFlight(), Firmware: l.cfg.Version, Groups: l.cfg.Groups}
 	if d, ok := l.cfg.Outbox.(Depther); ok {
 		if n, err := d.Depth(); err == nil {
 			hb.QueueDepth = n

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	stdsync "sync"
 	"sync/atomic"
 	"time"
@@ -106,6 +107,24 @@ type Config struct {
 	// returns an error nothing of the group is acknowledged and the requests are resent.
 	OnResults func(ctx context.Context, rs []PaymentResult) error
 	Log       *slog.Logger
+
+	// Groups are the device's fleet groups, carried in the birth message and every
+	// heartbeat so a fleet manager can filter by group.
+	Groups []string
+	// Subscriptions are subscribed to (QoS 1) on the link's connection at every
+	// connect, after the results; their retained messages therefore arrive again at
+	// each connect. Handle runs on paho's goroutines and may block briefly.
+	Subscriptions []Subscription
+	// OnConnect, if set, is called on a goroutine of its own after each successful
+	// connect and subscribe, once the link is online (it may call Publish).
+	OnConnect func()
+}
+
+// Subscription is an extra topic filter the link carries for another part of posd
+// (the fleet configuration slots).
+type Subscription struct {
+	Filter string
+	Handle func(topic string, payload []byte)
 }
 
 // Link is the device's MQTT connection. Create it with NewLink and start it with Run.
@@ -120,7 +139,9 @@ type Link struct {
 	failed  chan uint64
 	online  atomic.Bool
 	running atomic.Bool
-	wg      stdsync.WaitGroup // token waiters
+	client  atomic.Pointer[mqtt.Client] // set by Run, for Publish
+	lastErr atomic.Pointer[string]      // why the last connection attempt failed
+	wg      stdsync.WaitGroup           // token waiters
 
 	mu       stdsync.Mutex
 	inflight map[uint64]*flight // guarded by mu
@@ -258,8 +279,29 @@ func (l *Link) Stats() Stats {
 }
 
 func (l *Link) status(state string) []byte {
-	b, _ := json.Marshal(Status{V: Version, Device: l.cfg.DeviceID, State: state, Session: l.cfg.Session, At: time.Now().UTC(), Version: l.cfg.Version})
+	b, _ := json.Marshal(Status{V: Version, Device: l.cfg.DeviceID, State: state, Session: l.cfg.Session, At: time.Now().UTC(), Version: l.cfg.Version, Groups: l.cfg.Groups})
 	return b
+}
+
+// ErrOffline is returned by Publish while the link is not connected.
+var ErrOffline = errors.New("sync: not connected to the broker")
+
+// Publish sends payload on topic at QoS 1 over the link's connection and waits for
+// the broker's acknowledgement (at most the configured timeout).
+func (l *Link) Publish(topic string, retained bool, payload []byte) error {
+	c := l.client.Load()
+	if c == nil || !l.online.Load() {
+		return ErrOffline
+	}
+	return l.wait((*c).Publish(topic, 1, retained, payload))
+}
+
+// LastError says why the last connection attempt failed, "" when it succeeded.
+func (l *Link) LastError() string {
+	if p := l.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // wait waits for t at most the configured timeout and reports its error.
@@ -284,6 +326,7 @@ func (l *Link) Run(ctx context.Context) error {
 		OnMessage: l.onMessage, // results queued for the persistent session before we subscribe
 	}).SetBinaryWill(StatusTopic(l.cfg.DeviceID), l.status("offline"), 1, true)
 	client := mqtt.NewClient(opts)
+	l.client.Store(&client)
 	defer l.wg.Wait()
 	if a, ok := l.cfg.Outbox.(Acker); ok {
 		l.wg.Add(1)
@@ -300,12 +343,22 @@ func (l *Link) Run(ctx context.Context) error {
 		case <-l.lost:
 		default:
 		}
-		return l.connect(client)
+		err := l.connect(client)
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		}
+		l.lastErr.Store(&msg)
+		return err
 	}
 	serve := func() error {
 		l.stats.connects.Add(1)
 		l.online.Store(true)
 		l.log.Info("broker connected", "broker", l.cfg.BrokerURL)
+		if l.cfg.OnConnect != nil { // it may Publish, which needs the link online
+			l.wg.Add(1)
+			go func() { defer l.wg.Done(); l.cfg.OnConnect() }()
+		}
 		if l.plain != "" {
 			l.log.Warn("broker connection is plaintext: "+l.plain+"; use ssl:// with a CA file", "broker", l.cfg.BrokerURL)
 		}
@@ -335,6 +388,13 @@ func (l *Link) connect(c mqtt.Client) error {
 		c.Disconnect(0)
 		return fmt.Errorf("sync: subscribe to results: %w", err)
 	}
+	for _, s := range l.cfg.Subscriptions {
+		h := s.Handle
+		if err := l.wait(c.Subscribe(s.Filter, 1, func(_ mqtt.Client, m mqtt.Message) { h(m.Topic(), m.Payload()) })); err != nil {
+			c.Disconnect(0)
+			return fmt.Errorf("sync: subscribe to %s: %w", s.Filter, err)
+		}
+	}
 	if err := l.wait(c.Publish(StatusTopic(l.cfg.DeviceID), 1, true, l.status("online"))); err != nil {
 		c.Disconnect(0)
 		return fmt.Errorf("sync: birth message: %w", err)
@@ -342,8 +402,30 @@ func (l *Link) connect(c mqtt.Client) error {
 	return nil
 }
 
+// Matches reports whether an MQTT topic matches a filter with + and # wildcards.
+func Matches(filter, topic string) bool {
+	f, t := strings.Split(filter, "/"), strings.Split(topic, "/")
+	for i, level := range f {
+		if level == "#" {
+			return true
+		}
+		if i >= len(t) || (level != "+" && level != t[i]) {
+			return false
+		}
+	}
+	return len(f) == len(t)
+}
+
 // onMessage runs on paho's goroutines (OrderMatters is off, so it may block briefly).
 func (l *Link) onMessage(_ mqtt.Client, m mqtt.Message) {
+	// A message of an extra subscription queued for the persistent session can arrive
+	// before the subscription's own handler is set up.
+	for _, s := range l.cfg.Subscriptions {
+		if Matches(s.Filter, m.Topic()) {
+			s.Handle(m.Topic(), m.Payload())
+			return
+		}
+	}
 	t := time.NewTimer(l.cfg.Timeout)
 	defer t.Stop()
 	select {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	stdsync "sync"
@@ -213,6 +214,7 @@ func TestHeartbeatNow(t *testing.T) {
 	ob.put(wsync.KindPayment, "k", wsync.PaymentRequest{V: 1, Key: "k", CreatedAt: created})
 	ob.put(wsync.KindPayment, "k2", wsync.PaymentRequest{V: 1, Key: "k2", CreatedAt: created.Add(time.Minute)})
 	link, err := wsync.NewLink(wsync.Config{BrokerURL: "tcp://127.0.0.1:1", DeviceID: "d", Outbox: ob, Session: 9, Version: "1.2.3",
+		Groups:   []string{"korea", "seoul"},
 		OnResult: func(context.Context, wsync.PaymentResult) {},
 		Health:   func() wsync.Health { return wsync.Health{ConfigVersion: "17", Scanner: "ok", Printer: "paper_out"} }})
 	if err != nil {
@@ -220,13 +222,13 @@ func TestHeartbeatNow(t *testing.T) {
 	}
 	hb := link.HeartbeatNow(created.Add(90 * time.Second))
 	want := wsync.Heartbeat{V: 1, Device: "d", Session: 9, At: created.Add(90 * time.Second), QueueDepth: 2, OldestUnsyncedMS: 90_000,
-		Firmware: "1.2.3", ConfigVersion: "17", Scanner: "ok", Printer: "paper_out"}
-	if hb != want {
+		Firmware: "1.2.3", ConfigVersion: "17", Groups: []string{"korea", "seoul"}, Scanner: "ok", Printer: "paper_out"}
+	if !reflect.DeepEqual(hb, want) {
 		t.Errorf("heartbeat\n got %+v\nwant %+v", hb, want)
 	}
 	raw, _ := json.Marshal(hb)
 	var back wsync.Heartbeat
-	if err := wsync.Decode(raw, &back); err != nil || back != want {
+	if err := wsync.Decode(raw, &back); err != nil || !reflect.DeepEqual(back, want) {
 		t.Errorf("round trip: %v %+v", err, back)
 	}
 }

@@ -72,6 +72,8 @@ var forbidden = map[string][]string{
 	"internal/wirecheck": {"payment", "store", "printer", "scanner", "device", "daemon", "api", "gateway", "sync"},
 	// pgtest runs a throwaway PostgreSQL for tests: it knows nothing of ours.
 	"internal/pgtest": {"*"},
+	// fleet is the config contract and the device's state machine; posfleet imports it.
+	"fleet": {"*"},
 	// auth holds the local API's tokens: it knows nothing of sales, the store or MQTT.
 	"auth": {"payment", "store", "sync", "printer", "scanner", "device", "daemon", "api", "gateway"},
 }
