@@ -33,6 +33,10 @@ const (
 	PaymentResult   = "PaymentResult"
 	Status          = "Status"
 	Heartbeat       = "Heartbeat"
+	// The fleet configuration contract (docs/protocol.md, "Fleet configuration").
+	ConfigDocument = "ConfigDocument"
+	ConfigEnvelope = "ConfigEnvelope"
+	ConfigReport   = "ConfigReport"
 )
 
 // MaxPayload is the contract's size bound of every payload (64 KiB).
@@ -50,7 +54,12 @@ var topics = map[string]string{
 	"payments/result":   PaymentResult,
 	"status":            Status,
 	"heartbeat":         Heartbeat,
+	"config/reported":   ConfigReport,
 }
+
+// unrouted are schemas of payloads that travel off the devices' topics: the envelope
+// on walletless/v1/fleet/config/…, and the document inside it.
+var unrouted = []string{ConfigDocument, ConfigEnvelope}
 
 const topicPrefix = "walletless/v1/devices/"
 
@@ -65,10 +74,11 @@ var (
 
 // Names lists the schema names in sorted order.
 func Names() []string {
-	out := make([]string, 0, len(topics))
+	out := make([]string, 0, len(topics)+len(unrouted))
 	for _, n := range topics {
 		out = append(out, n)
 	}
+	out = append(out, unrouted...)
 	sort.Strings(out)
 	return out
 }

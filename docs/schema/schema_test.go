@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/walletless/walletless/fleet"
 	wsync "github.com/walletless/walletless/sync"
 )
 
@@ -23,6 +24,9 @@ var sections = map[string]string{
 	"Bundle":                       Bundle,
 	"Status (birth and last will)": Status,
 	"Heartbeat":                    Heartbeat,
+	"Document":                     ConfigDocument,
+	"Envelope":                     ConfigEnvelope,
+	"Report":                       ConfigReport,
 }
 
 // TestDocExamplesMatchSchemas: every JSON example under a payload's heading in
@@ -77,6 +81,9 @@ var goTypes = map[string]any{
 	PaymentResult:   wsync.PaymentResult{},
 	Status:          wsync.Status{},
 	Heartbeat:       wsync.Heartbeat{},
+	ConfigDocument:  fleet.Document{},
+	ConfigEnvelope:  fleet.Envelope{},
+	ConfigReport:    fleet.Report{},
 }
 
 // TestSchemasMatchGoTypes: each schema names exactly the fields of its Go type, and
