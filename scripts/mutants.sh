@@ -3,7 +3,7 @@
 # an invariant (posgw deciding a duplicate again, bbolt without fsync, a result applied
 # twice, a one-time code accepted twice, any API token accepted, TLS files with a
 # plaintext URL, shredded keys kept, a bbolt panic not recovered, a PostgreSQL ledger
-# deciding a key twice). Each is applied to
+# deciding a key twice, posgw acknowledging a request before storing it). Each is applied to
 # a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
@@ -56,6 +56,10 @@ mutant posgw-redecides-duplicates gateway/apply.go \
 mutant pg-ledger-decides-twice gateway/pgledger.go \
 	's/^\tseen := map\[int64\]bool{}$/\tif len(keys) >= 0 {\n\t\treturn nil \/\/ mutant\n\t}\n&/; s/\$13, \$14, \$15, \$16)`, args...); err/$13, $14, $15, $16) ON CONFLICT (key) DO UPDATE SET decided_at = EXCLUDED.decided_at, requests = EXCLUDED.requests`, args...); err/' \
 	./gateway/ '^TestPGLedger$/^one_key_many_deciders$'
+# posgw acknowledging a request to the broker before the ledger stored its answer.
+mutant posgw-acks-before-storing gateway/gateway.go \
+	's/^\tanswers, err := g.applier.Apply(ctx, msgs)$/\tack(batch) \/\/ mutant\n&/' \
+	./gateway/ '^TestAckOnlyAfterStored$'
 mutant bbolt-fsync-off store/store.go \
 	's/^\tdb.NoSync = opts.NoSync$/\tdb.NoSync = true \/\/ mutant/' \
 	./internal/e2e/ '^TestPowerCut$'
