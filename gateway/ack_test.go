@@ -120,3 +120,81 @@ func TestLedgerFailureReconnects(t *testing.T) {
 		t.Errorf("stats %+v: want unanswered requests, a reconnect and %d decisions", s, n)
 	}
 }
+
+// ackMsg is a request that records whether it was acknowledged, and whether its
+// answer was stored (by the ledger) by then.
+type ackMsg struct {
+	fakeMsg
+	acked  *atomic.Bool
+	stored func() bool
+	early  *atomic.Bool // acknowledged before its answer was stored
+}
+
+func (m ackMsg) Ack() {
+	if !m.stored() {
+		m.early.Store(true)
+	}
+	m.acked.Store(true)
+}
+
+// TestAckOnlyAfterStored: handleBatch acknowledges a request to the broker only after
+// the ledger stored its answer; a batch the ledger failed is not acknowledged; a
+// malformed message (nothing to store) is.
+func TestAckOnlyAfterStored(t *testing.T) {
+	b, err := broker.Start("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	l, err := OpenLedger(filepath.Join(t.TempDir(), "posgw.db"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	fa := &flakyApplier{Local: NewLocal(l, Rules{}, nil)}
+	g, err := New(Config{BrokerURL: b.URL(), Applier: fa})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("posgw-direct"))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer c.Disconnect(0)
+	stored := func(key string) func() bool {
+		return func() bool {
+			found := false
+			l.ForEach(func(e Entry) error { found = found || e.Key == key; return nil })
+			return found
+		}
+	}
+	msg := func(key string, raw []byte) (ackMsg, *atomic.Bool, *atomic.Bool) {
+		if raw == nil {
+			raw, _ = json.Marshal(sale("d1", key, 100, "KRW", t0))
+		}
+		topic, _ := wsync.UpTopic("d1", wsync.KindPayment)
+		var acked, early atomic.Bool
+		return ackMsg{fakeMsg{topic, raw}, &acked, stored(key), &early}, &acked, &early
+	}
+
+	fa.fails.Store(2) // the first batch, and the second as a whole (its messages are then tried one by one)
+	m1, acked1, _ := msg("k1", nil)
+	if g.handleBatch(context.Background(), c, []mqtt.Message{m1}) {
+		t.Fatal("a failed batch reported stored")
+	}
+	if acked1.Load() {
+		t.Fatal("a request the ledger did not store was acknowledged")
+	}
+	m2, acked2, early2 := msg("k2", nil)
+	m3, acked3, early3 := msg("k3", nil)
+	bad, ackedBad, _ := msg("bad", []byte("{not json"))
+	if !g.handleBatch(context.Background(), c, []mqtt.Message{m2, m3, bad}) {
+		t.Fatal("a stored batch reported failed")
+	}
+	if !acked2.Load() || !acked3.Load() || !ackedBad.Load() {
+		t.Fatalf("acknowledged: k2 %v, k3 %v, malformed %v; want all", acked2.Load(), acked3.Load(), ackedBad.Load())
+	}
+	if early2.Load() || early3.Load() {
+		t.Fatal("a request was acknowledged before its answer was stored")
+	}
+}

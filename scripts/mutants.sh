@@ -5,9 +5,10 @@
 # plaintext URL, shredded keys kept, a bbolt panic not recovered, posgw without the
 # staleness rule, with a persistent session or without reversed tombstones, a device
 # message without a required field accepted, a PostgreSQL ledger deciding a key
-# twice, a fleet document replayed, forged, for another target, expired or invalid
-# accepted, applied during a sale, or a dead broker setting kept, a canary rollout
-# that goes on past a rejection). Each is applied to
+# twice, posgw acknowledging a request before storing it, a fleet document replayed,
+# forged, for another target, expired or invalid accepted, applied during a sale, or a
+# dead broker setting kept, a canary rollout that goes on past a rejection). Each is
+# applied to
 # a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
@@ -60,6 +61,10 @@ mutant posgw-redecides-duplicates gateway/apply.go \
 mutant pg-ledger-decides-twice gateway/pgledger.go \
 	's/^\tseen := map\[int64\]bool{}$/\tif len(keys) >= 0 {\n\t\treturn nil \/\/ mutant\n\t}\n&/; s/\$13, \$14, \$15, \$16)`, args...); err/$13, $14, $15, $16) ON CONFLICT (key) DO UPDATE SET decided_at = EXCLUDED.decided_at, requests = EXCLUDED.requests`, args...); err/' \
 	./gateway/ '^TestPGLedger$/^one_key_many_deciders$'
+# posgw acknowledging a request to the broker before the ledger stored its answer.
+mutant posgw-acks-before-storing gateway/gateway.go \
+	's/^\tanswers, err := g.applier.Apply(ctx, msgs)$/\tack(batch) \/\/ mutant\n&/' \
+	./gateway/ '^TestAckOnlyAfterStored$'
 mutant bbolt-fsync-off store/store.go \
 	's/^\tdb.NoSync = opts.NoSync$/\tdb.NoSync = true \/\/ mutant/' \
 	./internal/e2e/ '^TestPowerCut$'
