@@ -20,6 +20,10 @@ type DecodeOptions struct {
 	// NoHarder skips the second, slower pass (try-harder, rotated 1D codes, inverted
 	// and globally thresholded images) when the cheap pass finds nothing.
 	NoHarder bool
+	// NoPrecheck decodes every frame, even one in which the pre-check sees no QR
+	// finder patterns and no 1D start pattern (slow on empty frames; for tests and
+	// for comparing).
+	NoPrecheck bool
 }
 
 // Decoded is a code found in a frame.
@@ -40,6 +44,7 @@ type Decoder struct {
 	harder map[gozxing.DecodeHintType]interface{}
 	small  []byte // downscale buffer, reused
 	sharp  []byte // sharpen buffer, reused
+	pre    prescanner
 }
 
 // NewDecoder returns a Decoder.
@@ -57,7 +62,10 @@ func NewDecoder(opts DecodeOptions) *Decoder {
 	return d
 }
 
-// Decode looks for one code in g. The cheap pass binarizes the plane once and tries
+// Decode looks for one code in g. First a pre-check (about a millisecond on a 720p
+// frame, no allocation) looks for three QR finder patterns or a 1D start pattern
+// followed by code-like bars; a frame without them is not decoded (ErrNoCode). Then
+// the cheap pass binarizes the plane once and tries
 // each reader once (on frames wider than 1024 pixels QR is tried on a halved plane
 // first); only if that finds nothing does the harder pass try gozxing's try-harder
 // mode (every row, rotated 1D codes), an adaptive threshold for low contrast,
@@ -70,6 +78,9 @@ func (d *Decoder) DecodeCheap(g Gray) (Decoded, error) { return d.decode(g, fals
 func (d *Decoder) decode(g Gray, harder bool) (Decoded, error) {
 	if err := g.check(); err != nil {
 		return Decoded{}, err
+	}
+	if !d.opts.NoPrecheck && !d.pre.codeLike(g, d.opts.EAN13) {
+		return Decoded{}, ErrNoCode
 	}
 	src := gozxing.LuminanceSource(newPlaneSource(g))
 	type step = decodeStep
