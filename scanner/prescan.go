@@ -534,4 +534,3 @@ func closeTo(r, pat []int32, total, mods int32) bool {
 	}
 	return sum*20 <= 7*total*int32(len(pat))
 }
-
