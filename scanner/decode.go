@@ -45,6 +45,8 @@ type Decoder struct {
 	small  []byte // downscale buffer, reused
 	sharp  []byte // sharpen buffer, reused
 	pre    prescanner
+	roi    []byte  // resampled QR region, reused
+	line   []int32 // one averaged line of a 1D code, reused
 }
 
 // NewDecoder returns a Decoder.
@@ -79,8 +81,14 @@ func (d *Decoder) decode(g Gray, harder bool) (Decoded, error) {
 	if err := g.check(); err != nil {
 		return Decoded{}, err
 	}
-	if !d.opts.NoPrecheck && !d.pre.codeLike(g, d.opts.EAN13) {
-		return Decoded{}, ErrNoCode
+	if !d.opts.NoPrecheck {
+		if !d.pre.codeLike(g, d.opts.EAN13) {
+			return Decoded{}, ErrNoCode
+		}
+		if r, ok := d.decodeROI(g); ok {
+			r.Pass = 1
+			return r, nil
+		}
 	}
 	src := gozxing.LuminanceSource(newPlaneSource(g))
 	type step = decodeStep

@@ -38,7 +38,12 @@ type prescanner struct {
 	ean    bool
 	finds  [32]psFinder // finder patterns confirmed in this frame
 	nfind  int
-	found  string // what the last codeLike found: "finder", "row-1d", "col-1d"
+	found  string // what the last codeLike found: "finder", "row-1d", "col-1d", "ean"
+	// where: the three finders, or the line (row or column) and module size x16
+	tri      [3]psFinder
+	line     int
+	lineM16  int32
+	lineFrom int // where the start pattern begins on the line
 }
 
 // codeLike reports whether g shows a QR finder pattern or a 1D start pattern.
@@ -154,6 +159,7 @@ func (p *prescanner) push(l *lineRuns, n int32, d bool, j, i int, row bool) bool
 		case !ok:
 			l.pend = 0
 		case l.pend == 0:
+			p.line, p.lineM16 = i, l.m16
 			p.found = "col-1d"
 			if row {
 				p.found = "row-1d"
@@ -162,6 +168,7 @@ func (p *prescanner) push(l *lineRuns, n int32, d bool, j, i int, row bool) bool
 		}
 	}
 	if p.ean && l.have >= 8 && eanGuard(l.runs[:], l.dark[:]) && p.tall(l.runs[:], l.dark[:], l.ends[:], i, row) {
+		p.line, p.lineM16 = i, (l.runs[5]+l.runs[6]+l.runs[7])*16/3
 		p.found = "ean"
 		return true
 	}
@@ -269,7 +276,7 @@ func (p *prescanner) finder(r []int32, end, y int) bool {
 	}
 	// one finder is not a QR code: the frame must show three, of about the same
 	// module size and more than a finder apart (14 modules in a version 1 code)
-	f := psFinder{cx2, cy, (lo + hi) / 2}
+	f := psFinder{cx2, cy, (lo + hi) / 2, lo / 7}
 	for _, o := range p.finds[:p.nfind] {
 		if near(f, o, 1) {
 			return false // the same finder again
@@ -281,6 +288,7 @@ func (p *prescanner) finder(r []int32, end, y int) bool {
 		}
 		for _, b := range p.finds[i+1 : p.nfind] {
 			if compatible(f, b) && compatible(a, b) && rightIsosceles(f, a, b) {
+				p.tri = [3]psFinder{f, a, b}
 				return true
 			}
 		}
@@ -326,8 +334,9 @@ func compatible(a, b psFinder) bool {
 
 // psFinder is a confirmed finder pattern: its centre and extent in pixels.
 type psFinder struct {
-	x, y int
-	size float64
+	x, y   int
+	size   float64
+	module float64 // module size: the narrowest extent is 7 modules
 }
 
 // contrasty reports whether, on row y from x, the run of n1 pixels and the run of
