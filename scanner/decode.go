@@ -89,6 +89,25 @@ func (d *Decoder) decode(g Gray, harder bool) (Decoded, error) {
 			r.Pass = 1
 			return r, nil
 		}
+		// Three finders that were not a QR code, or a line that was not a 1D code:
+		// look again for the other kind only.
+		if d.pre.found == "finder" {
+			d.pre.noQR = true
+		} else {
+			d.pre.no1D = true
+		}
+		found := d.pre.codeLike(g, d.opts.EAN13)
+		d.pre.noQR, d.pre.no1D = false, false
+		if found {
+			if r, ok := d.decodeROI(g); ok {
+				r.Pass = 1
+				return r, nil
+			}
+		}
+		// The region had the harder treatment already; what is left is the cheap
+		// pass over the whole frame (the pre-check may have picked the wrong three
+		// finders, or the wrong line).
+		harder = false
 	}
 	src := gozxing.LuminanceSource(newPlaneSource(g))
 	type step = decodeStep

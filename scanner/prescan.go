@@ -18,7 +18,7 @@ import "math"
 const (
 	psBlock    = 16 // block side in pixels (a power of two: psShift)
 	psShift    = 4
-	psMinRange = 14 // grey levels: a neighbourhood flatter than this has no edges
+	psMinRange = 18 // grey levels: a neighbourhood flatter than this has no edges (as zxing)
 	psRowStep  = 3  // rows scanned for finder and start patterns
 	psColStep  = 8  // columns scanned for upright 1D codes
 	// psMinFinder is the smallest finder pattern looked for, in pixels: 7 modules of
@@ -36,6 +36,8 @@ type prescanner struct {
 	thr    []uint8 // per block threshold; 0 = blank
 	rng    []uint8 // per block contrast: max - min over the 3x3 blocks
 	ean    bool
+	no1D   bool         // look for QR finder patterns only
+	noQR   bool         // look for 1D codes only
 	finds  [32]psFinder // finder patterns confirmed in this frame
 	nfind  int
 	found  string // what the last codeLike found: "finder", "row-1d", "col-1d", "ean"
@@ -55,7 +57,7 @@ func (p *prescanner) codeLike(g Gray, ean bool) bool {
 			return true
 		}
 	}
-	for x := psColStep / 2; x < g.Width; x += psColStep {
+	for x := psColStep / 2; x < g.Width && !p.no1D; x += psColStep {
 		if p.scanCol(x) {
 			return true
 		}
@@ -140,7 +142,7 @@ func (p *prescanner) push(l *lineRuns, n int32, d bool, j, i int, row bool) bool
 	copy(l.ends[:], l.ends[1:])
 	l.runs[7], l.dark[7], l.ends[7] = n, d, j
 	l.have++
-	if row && l.have >= 5 && p.finder(l.runs[3:], j, i) {
+	if row && !p.noQR && l.have >= 5 && l.runs[3]+l.runs[4]+l.runs[5]+l.runs[6]+l.runs[7] >= psMinFinder && p.finder(l.runs[3:], j, i) {
 		p.found = "finder"
 		return true
 	}
@@ -167,12 +169,15 @@ func (p *prescanner) push(l *lineRuns, n int32, d bool, j, i int, row bool) bool
 			return true
 		}
 	}
+	if p.no1D {
+		return false
+	}
 	if p.ean && l.have >= 8 && eanGuard(l.runs[:], l.dark[:]) && p.tall(l.runs[:], l.dark[:], l.ends[:], i, row) {
 		p.line, p.lineM16 = i, (l.runs[5]+l.runs[6]+l.runs[7])*16/3
 		p.found = "ean"
 		return true
 	}
-	if l.have >= 8 && l.pend == 0 {
+	if l.have >= 8 && l.pend == 0 && (l.runs[1] >= 5 || l.runs[0] >= 5) { // quiet zones of 5+ modules
 		if total := p.start(l.runs[:], l.dark[:]); total > 0 && p.tall(l.runs[:], l.dark[:], l.ends[:], i, row) {
 			l.pend, l.sym, l.nsym = 12, 0, 0
 			l.m16 = total * 16 / 11

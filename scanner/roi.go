@@ -55,7 +55,7 @@ func (d *Decoder) decodeQRRegion(g Gray) (Decoded, bool) {
 		return Decoded{}, false
 	}
 	k := min(3, max(1, 4/m)) // output pixels per frame pixel: modules of ~4 pixels
-	margin := 8 * m            // finder half-width, quiet zone and slack
+	margin := 8 * m          // finder half-width, quiet zone and slack
 	lu, lv := dist(c, p1), dist(c, p2)
 	ux, uy := float64(p1.x-c.x)/lu, float64(p1.y-c.y)/lu
 	vx, vy := float64(p2.x-c.x)/lv, float64(p2.y-c.y)/lv
