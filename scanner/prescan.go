@@ -334,7 +334,13 @@ func rightIsosceles(a, b, c psFinder) bool {
 // compatible reports whether two finders could belong to one QR code.
 func compatible(a, b psFinder) bool {
 	r := a.size / b.size
-	return r >= 0.6 && r <= 1/0.6 && !near(a, b, 1.2)
+	if r < 0.6 || r > 1/0.6 || near(a, b, 1.2) {
+		return false
+	}
+	// at most 170 modules apart (version 40 is 177 modules wide)
+	dx, dy := float64(a.x-b.x), float64(a.y-b.y)
+	m := 170 * max(a.module, b.module)
+	return dx*dx+dy*dy <= m*m
 }
 
 // psFinder is a confirmed finder pattern: its centre and extent in pixels.

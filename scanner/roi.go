@@ -60,7 +60,7 @@ func (d *Decoder) decodeQRRegion(g Gray) (Decoded, bool) {
 	ux, uy := float64(p1.x-c.x)/lu, float64(p1.y-c.y)/lu
 	vx, vy := float64(p2.x-c.x)/lv, float64(p2.y-c.y)/lv
 	w, h := int((lu+2*margin)*k), int((lv+2*margin)*k)
-	if w < 21 || h < 21 || w > 2400 || h > 2400 {
+	if w < 21 || h < 21 || lu/m > 180 || lv/m > 180 || w*h > 2*g.Width*g.Height {
 		return Decoded{}, false
 	}
 	if cap(d.roi) < w*h {
