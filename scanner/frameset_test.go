@@ -55,6 +55,7 @@ func codeFrames(tb testing.TB, w, h int) []benchFrame {
 		{"wallet-rot30", synth{code: wallet, module: 5, angle: 30, noise: 8}, testQR},
 		{"wallet-lowcontr", synth{code: wallet, module: 5, dark: 105, light: 150, noise: 4}, testQR},
 		{"wallet-small2", synth{code: wallet, module: 2, noise: 6}, testQR},
+		{"wallet-flat", synth{code: wallet, module: 4}, testQR},
 		{"wallet-combo", synth{code: wallet, module: 3, angle: 20, blur: true, noise: 12, glare: 0.5, dark: 60, light: 200}, testQR},
 		{"c128", synth{code: c128, module: 3, barH: h / 3, noise: 6}, test128},
 		{"c128-blur", synth{code: c128, module: 3, barH: h / 3, blur: true, noise: 6}, test128},
@@ -63,6 +64,7 @@ func codeFrames(tb testing.TB, w, h int) []benchFrame {
 		{"c128-rot90", synth{code: c128, module: 2, barH: w / 3, angle: 90, noise: 8}, test128},
 		{"c128-lowcontr", synth{code: c128, module: 3, barH: h / 3, dark: 100, light: 150, noise: 4}, test128},
 		{"c128-thin2", synth{code: c128, module: 2, barH: h / 4, noise: 4}, test128},
+		{"c128-flat", synth{code: c128, module: 3, barH: h / 3}, test128}, // no noise: one quiet run from the edge
 		{"c128-combo", synth{code: c128, module: 3, barH: h / 3, angle: 8, blur: true, noise: 12, glare: 0.5, dark: 60, light: 200}, test128},
 		// harder ones
 		{"hard-qr-lowcontr", synth{code: wallet, module: 4, dark: 125, light: 150, noise: 3}, testQR},

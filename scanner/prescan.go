@@ -45,7 +45,8 @@ type prescanner struct {
 	tri      [3]psFinder
 	line     int
 	lineM16  int32
-	lineFrom int // where the start pattern begins on the line
+	lineRow  bool // the line is a row (else a column)
+	lineFrom int  // where the start pattern begins on the line
 }
 
 // codeLike reports whether g shows a QR finder pattern or a 1D start pattern.
@@ -133,6 +134,8 @@ type lineRuns struct {
 	// a start pattern waiting for its first two symbols: runs still to see, the
 	// module size (x16) and the current symbol's width so far
 	pend, m16, sym, nsym int32
+	gsize, gmods         int32  // runs and modules per symbol
+	kind                 string // what it is when the symbols pass
 }
 
 // push adds a run that ends just before j and checks the patterns; true means found.
@@ -147,13 +150,14 @@ func (p *prescanner) push(l *lineRuns, n int32, d bool, j, i int, row bool) bool
 		return true
 	}
 	if l.pend > 0 {
-		// Code 128 symbols: 6 runs of 1 to 4 modules, 11 modules in all
+		// symbols: Code 128's are 6 runs of 1 to 4 modules, 11 modules in all;
+		// EAN's digits 4 runs, 7 modules
 		l.pend--
 		l.sym += n
 		l.nsym++
 		ok := n*16 <= 5*l.m16
-		if ok && l.nsym == 6 {
-			d := l.sym*16 - 11*l.m16
+		if ok && l.nsym == l.gsize {
+			d := l.sym*16 - l.gmods*l.m16
 			ok = d <= 2*l.m16 && d >= -2*l.m16
 			l.sym, l.nsym = 0, 0
 		}
@@ -161,25 +165,27 @@ func (p *prescanner) push(l *lineRuns, n int32, d bool, j, i int, row bool) bool
 		case !ok:
 			l.pend = 0
 		case l.pend == 0:
-			p.line, p.lineM16 = i, l.m16
-			p.found = "col-1d"
-			if row {
-				p.found = "row-1d"
-			}
+			p.line, p.lineM16, p.lineRow = i, l.m16, row
+			p.found = l.kind
 			return true
 		}
 	}
 	if p.no1D {
 		return false
 	}
-	if p.ean && l.have >= 8 && eanGuard(l.runs[:], l.dark[:]) && p.tall(l.runs[:], l.dark[:], l.ends[:], i, row) {
-		p.line, p.lineM16 = i, (l.runs[5]+l.runs[6]+l.runs[7])*16/3
-		p.found = "ean"
-		return true
+	if p.ean && l.pend == 0 && l.have >= 4 && eanGuard(l.runs[:], l.dark[:]) && p.tall(l.runs[:], l.dark[:], l.ends[:], i, row) {
+		l.pend, l.sym, l.nsym, l.gsize, l.gmods, l.kind = 8, 0, 0, 4, 7, "ean"
+		l.m16 = (l.runs[5] + l.runs[6] + l.runs[7]) * 16 / 3
+		return false
 	}
-	if l.have >= 8 && l.pend == 0 && (l.runs[1] >= 5 || l.runs[0] >= 5) { // quiet zones of 5+ modules
+	// (runs not seen yet are zero: a quiet zone from the frame's edge is one run)
+	if l.have >= 7 && l.pend == 0 && (l.runs[1] >= 5 || l.runs[0] >= 5) { // quiet zones of 5+ modules
 		if total := p.start(l.runs[:], l.dark[:]); total > 0 && p.tall(l.runs[:], l.dark[:], l.ends[:], i, row) {
-			l.pend, l.sym, l.nsym = 12, 0, 0
+			l.pend, l.sym, l.nsym, l.gsize, l.gmods = 12, 0, 0, 6, 11
+			l.kind = "col-1d"
+			if row {
+				l.kind = "row-1d"
+			}
 			l.m16 = total * 16 / 11
 			if l.dark[7] { // a reversed stop (13 modules) ends dark, a start light
 				l.m16 = total * 16 / 13

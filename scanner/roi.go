@@ -80,9 +80,9 @@ func (d *Decoder) decodeQRRegion(g Gray) (Decoded, bool) {
 	crop := Gray{Pix: out, Width: w, Height: h}
 	src := newPlaneSource(crop)
 	steps := []decodeStep{
-		{gozxing.NewHybridBinarizer(src), d.cheap, nil},
-		{newMeanBinarizer(src, 3), d.harder, nil},
-		{gozxing.NewHybridBinarizer(src.Invert()), d.cheap, nil},
+		{gozxing.NewHybridBinarizer(src), d.cheap, nil, false},
+		{newMeanBinarizer(src, 3), d.harder, nil, false},
+		{gozxing.NewHybridBinarizer(src.Invert()), d.cheap, nil, false},
 	}
 	return d.run(steps)
 }
@@ -105,7 +105,7 @@ func (d *Decoder) decodeLines(g Gray, reader gozxing.Reader, sym string) (Decode
 	if !ok {
 		return Decoded{}, false
 	}
-	row := d.pre.found != "col-1d"
+	row := d.pre.lineRow
 	n, lines := g.Width, g.Height
 	if !row {
 		n, lines = g.Height, g.Width
@@ -117,6 +117,7 @@ func (d *Decoder) decodeLines(g Gray, reader gozxing.Reader, sym string) (Decode
 	}
 	line := d.line[:n]
 	s := g.stride()
+	first := ""
 	for _, off := range []int{0, -3, 3, -6, 6, -10, 10, -16, 16} {
 		i := d.pre.line + off
 		if i < 1 || i+1 >= lines {
@@ -156,9 +157,16 @@ func (d *Decoder) decodeLines(g Gray, reader gozxing.Reader, sym string) (Decode
 			}
 			res, err := rd.DecodeRow(i, bits, d.cheap)
 			reader.Reset()
-			if err == nil && res != nil && res.GetText() != "" {
-				return Decoded{Text: res.GetText(), Symbology: sym}, true
+			if err != nil || res == nil || res.GetText() == "" {
+				continue
 			}
+			// EAN-13's one check digit lets noise through now and then: a second
+			// line must agree (its bars are tall).
+			if sym == "ean13" && res.GetText() != first {
+				first = res.GetText()
+				break
+			}
+			return Decoded{Text: res.GetText(), Symbology: sym}, true
 		}
 	}
 	return Decoded{}, false
