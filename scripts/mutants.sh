@@ -2,7 +2,8 @@
 # Mutation check of the safety tests: each mutant is a small source change that breaks
 # an invariant (posgw deciding a duplicate again, bbolt without fsync, a result applied
 # twice, a one-time code accepted twice, any API token accepted, TLS files with a
-# plaintext URL, shredded keys kept, a bbolt panic not recovered). Each is applied to
+# plaintext URL, shredded keys kept, a bbolt panic not recovered, a camera's EAN-13
+# read from one line of noise). Each is applied to
 # a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
@@ -71,6 +72,9 @@ mutant shred-keys-never-destroyed internal/shred/shred.go \
 mutant store-panic-not-recovered store/guard.go \
 	's/^\t\tr := recover()$/\t\tvar r any \/\/ mutant/' \
 	./store/ '^(TestDamageWhileOpen|TestTruncatedWhileOpen)$'
+mutant ean13-read-unconfirmed scanner/decode.go \
+	's/if rd.sym == "ean13" \&\& (!s.upright/if false \&\& rd.sym == "ean13" \&\& (!s.upright/' \
+	./scanner/ '^TestNoFalseReads$'
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"
