@@ -17,12 +17,13 @@ type DecodeOptions struct {
 	// EAN13 also reads EAN-13/UPC-A (off by default: retail barcodes on goods are not
 	// payment codes and would be noise at a payment counter).
 	EAN13 bool
-	// NoHarder skips the second, slower pass (try-harder, rotated 1D codes, inverted
-	// and globally thresholded images) when the cheap pass finds nothing.
+	// NoHarder skips the second, slower full-frame pass (try-harder, rotated 1D
+	// codes, inverted and globally thresholded images) when the cheap pass finds
+	// nothing. It only matters with NoPrecheck.
 	NoHarder bool
-	// NoPrecheck decodes every frame, even one in which the pre-check sees no QR
-	// finder patterns and no 1D start pattern (slow on empty frames; for tests and
-	// for comparing).
+	// NoPrecheck decodes every frame with gozxing's full-frame passes instead of
+	// the pre-check and its regions (slow on empty frames; for tests and for
+	// comparing).
 	NoPrecheck bool
 }
 
@@ -64,14 +65,18 @@ func NewDecoder(opts DecodeOptions) *Decoder {
 	return d
 }
 
-// Decode looks for one code in g. First a pre-check (about a millisecond on a 720p
-// frame, no allocation) looks for three QR finder patterns or a 1D start pattern
-// followed by code-like bars; a frame without them is not decoded (ErrNoCode). Then
-// the cheap pass binarizes the plane once and tries
-// each reader once (on frames wider than 1024 pixels QR is tried on a halved plane
-// first); only if that finds nothing does the harder pass try gozxing's try-harder
-// mode (every row, rotated 1D codes), an adaptive threshold for low contrast,
-// light-on-dark QR codes and finally a sharpened copy for blurred small QR codes.
+// Decode looks for one code in g. A pre-check (about a millisecond on a 720p frame,
+// no allocation) looks for three QR finder patterns placed like a QR code's, or a 1D
+// start pattern followed by code-like symbols; a frame without them is not decoded
+// (ErrNoCode). Where it found one, the region is decoded (roi.go): the QR code
+// resampled upright, the 1D code on its lines; up to four candidates per frame.
+//
+// With NoPrecheck, the whole frame goes through gozxing instead: the cheap pass
+// binarizes the plane once and tries each reader once (on frames wider than 1024
+// pixels QR is tried on a halved plane first); only if that finds nothing does the
+// harder pass (unless NoHarder) try gozxing's try-harder mode (every row, rotated 1D
+// codes), an adaptive threshold for low contrast, light-on-dark QR codes and finally
+// a sharpened copy for blurred small QR codes.
 func (d *Decoder) Decode(g Gray) (Decoded, error) { return d.decode(g, !d.opts.NoHarder) }
 
 // DecodeCheap runs the cheap pass only.
@@ -82,32 +87,27 @@ func (d *Decoder) decode(g Gray, harder bool) (Decoded, error) {
 		return Decoded{}, err
 	}
 	if !d.opts.NoPrecheck {
-		if !d.pre.codeLike(g, d.opts.EAN13) {
-			return Decoded{}, ErrNoCode
-		}
-		if r, ok := d.decodeROI(g); ok {
-			r.Pass = 1
-			return r, nil
-		}
-		// Three finders that were not a QR code, or a line that was not a 1D code:
-		// look again for the other kind only.
-		if d.pre.found == "finder" {
-			d.pre.noQR = true
-		} else {
-			d.pre.no1D = true
-		}
-		found := d.pre.codeLike(g, d.opts.EAN13)
-		d.pre.noQR, d.pre.no1D = false, false
-		if found {
+		// Up to four candidates: three finders that were not a QR code are not
+		// tried again, and after a line that was not a 1D code only QR codes are
+		// looked for.
+		for try := 0; try < 4 && d.pre.codeLike(g, d.opts.EAN13); try++ {
 			if r, ok := d.decodeROI(g); ok {
+				d.pre.forget()
 				r.Pass = 1
 				return r, nil
 			}
+			if d.pre.found == "finder" {
+				d.pre.skipTriple()
+			} else {
+				d.pre.no1D = true
+			}
 		}
-		// The region had the harder treatment already; what is left is the cheap
-		// pass over the whole frame (the pre-check may have picked the wrong three
-		// finders, or the wrong line).
-		harder = false
+		// No full-frame pass after the regions: on the generated frame classes it
+		// read nothing the regions missed, and on a frame whose noise looks like
+		// finders it costs tens of milliseconds. The full passes below run with
+		// NoPrecheck.
+		d.pre.forget()
+		return Decoded{}, ErrNoCode
 	}
 	src := gozxing.LuminanceSource(newPlaneSource(g))
 	type step = decodeStep

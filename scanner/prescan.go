@@ -36,8 +36,10 @@ type prescanner struct {
 	thr    []uint8 // per block threshold; 0 = blank
 	rng    []uint8 // per block contrast: max - min over the 3x3 blocks
 	ean    bool
-	no1D   bool         // look for QR finder patterns only
-	noQR   bool         // look for 1D codes only
+	no1D   bool           // look for QR finder patterns only
+	noQR   bool           // look for 1D codes only
+	skip   [4][3]psFinder // finder triples already tried on this frame
+	nskip  int
 	finds  [32]psFinder // finder patterns confirmed in this frame
 	nfind  int
 	found  string // what the last codeLike found: "finder", "row-1d", "col-1d", "ean"
@@ -298,7 +300,7 @@ func (p *prescanner) finder(r []int32, end, y int) bool {
 			continue
 		}
 		for _, b := range p.finds[i+1 : p.nfind] {
-			if compatible(f, b) && compatible(a, b) && rightIsosceles(f, a, b) {
+			if compatible(f, b) && compatible(a, b) && rightIsosceles(f, a, b) && !p.skipped(f, a, b) {
 				p.tri = [3]psFinder{f, a, b}
 				return true
 			}
@@ -307,6 +309,30 @@ func (p *prescanner) finder(r []int32, end, y int) bool {
 	if p.nfind < len(p.finds) {
 		p.finds[p.nfind] = f
 		p.nfind++
+	}
+	return false
+}
+
+// skipTriple remembers the last three finders as tried (codeLike looks further).
+func (p *prescanner) skipTriple() {
+	if p.nskip < len(p.skip) {
+		p.skip[p.nskip] = p.tri
+		p.nskip++
+	}
+}
+
+// forget drops what skipTriple and no1D remembered, for the next frame.
+func (p *prescanner) forget() { p.nskip, p.no1D, p.noQR = 0, false, false }
+
+// skipped reports whether the triple was tried already.
+func (p *prescanner) skipped(a, b, c psFinder) bool {
+	has := func(t [3]psFinder, f psFinder) bool {
+		return (t[0].x == f.x && t[0].y == f.y) || (t[1].x == f.x && t[1].y == f.y) || (t[2].x == f.x && t[2].y == f.y)
+	}
+	for _, t := range p.skip[:p.nskip] {
+		if has(t, a) && has(t, b) && has(t, c) {
+			return true
+		}
 	}
 	return false
 }
