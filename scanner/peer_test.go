@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -185,7 +186,6 @@ func BenchmarkPeers(b *testing.B) {
 		frames = append(frames, emptyFrames(sz[0], sz[1], 4, 1)...)
 	}
 	for b.Loop() {
-		peers := runPeer(b, peer, frames, reps)
 		d := NewDecoder(DecodeOptions{})
 		var tbl strings.Builder
 		fmt.Fprintf(&tbl, "\nfastest of %d decodes per frame (min-of-N: the machine is shared), in ms; reads: ours/zxing-cpp/zbar\n", reps)
@@ -198,6 +198,9 @@ func BenchmarkPeers(b *testing.B) {
 		}
 		sums := map[string]*sum{}
 		for _, f := range frames {
+			// frame by frame, the peers then ours, so that the machine's load
+			// changes as little as possible between the figures compared
+			peers := runPeer(b, peer, []benchFrame{f}, reps)
 			o := timeOurs(d, f.g, reps)
 			zx, zb := peers[f.name]["zxing-cpp"], peers[f.name]["zbar"]
 			read := func(s string) string {
@@ -261,3 +264,63 @@ func ratio(a, b time.Duration) float64 {
 	}
 	return float64(a) / float64(b)
 }
+
+// TestDecodeRawFrames decodes the frames of the manifest in $SCANNER_RAW_MANIFEST (as
+// peer.cc reads it) once each, for instruction counts under valgrind (stable on a
+// shared machine, unlike times), e.g.:
+//
+//	valgrind --tool=callgrind --toggle-collect='*scanner.(*Decoder).Decode' \
+//	  ./scanner.test -test.run '^TestDecodeRawFrames$'
+//
+// Without the variable it does nothing.
+func TestDecodeRawFrames(t *testing.T) {
+	mf := os.Getenv("SCANNER_RAW_MANIFEST")
+	if mf == "" {
+		t.Skip("SCANNER_RAW_MANIFEST not set")
+	}
+	b, err := os.ReadFile(mf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDecoder(DecodeOptions{})
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var name, path string
+		var w, h int
+		if _, err := fmt.Sscan(line, &name, &w, &h, &path); err != nil {
+			t.Fatalf("manifest line %q: %v", line, err)
+		}
+		pix, err := os.ReadFile(path)
+		if err != nil || len(pix) < w*h {
+			t.Fatalf("%s: %v", path, err)
+		}
+		r, err := d.Decode(Gray{Pix: pix, Width: w, Height: h})
+		t.Logf("%s: %v %v", name, r, err)
+	}
+}
+
+// TestWriteRawFrames writes the benchmark frames as raw gray files and a manifest for
+// peer.cc and TestDecodeRawFrames into -frames-out (with -frames-raw).
+func TestWriteRawFrames(t *testing.T) {
+	if *framesOut == "" || !*framesRaw {
+		t.Skip("no -frames-out directory with -frames-raw")
+	}
+	var frames []benchFrame
+	for _, sz := range frameSizes {
+		frames = append(frames, codeFrames(t, sz[0], sz[1])...)
+		frames = append(frames, emptyFrames(sz[0], sz[1], 4, 1)...)
+	}
+	os.MkdirAll(*framesOut, 0o755)
+	var manifest bytes.Buffer
+	for _, f := range frames {
+		p := filepath.Join(*framesOut, f.name+".gray")
+		if err := os.WriteFile(p, f.g.Pix, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&manifest, "%s %d %d %s\n", f.name, f.g.Width, f.g.Height, p)
+	}
+	if err := os.WriteFile(filepath.Join(*framesOut, "frames.txt"), manifest.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var framesRaw = flag.Bool("frames-raw", false, "TestWriteRawFrames writes raw gray frames and a manifest")
