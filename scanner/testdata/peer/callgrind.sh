@@ -23,7 +23,13 @@ for n in "${names[@]}"; do
 	# Go's asynchronous preemption signals trip callgrind: off, one P.
 	SCANNER_RAW_MANIFEST="$tmp/one.txt" GODEBUG=asyncpreemptoff=1 GOMAXPROCS=1 valgrind -q --tool=callgrind \
 		--callgrind-out-file="$tmp/go.out" --toggle-collect='*scanner.(*Decoder).decode' \
-		"$tmp/scanner.test" -test.run '^TestDecodeRawFrames$' >/dev/null
+		"$tmp/scanner.test" -test.run '^TestDecodeRawFrames$' >/dev/null 2>&1 || true
 	o=$(count "$tmp/go.out") z=$(count "$tmp/zx.out") b=$(count "$tmp/zb.out")
+	rm -f "$tmp/go.out"
+	if [ -z "$o" ] || [ "$o" = 0 ]; then
+		# valgrind 3.19 stops on an instruction the Go runtime uses now and then (SIGILL)
+		printf '%-30s %14s %14d %14d  (ours not counted: valgrind stopped)\n' "$n" - "$z" "$b"
+		continue
+	fi
 	printf '%-30s %14d %14d %14d %8.2f %8.2f\n' "$n" "$o" "$z" "$b" "$(echo "$o/$z" | bc -l)" "$(echo "$o/$b" | bc -l)"
 done
