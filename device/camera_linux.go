@@ -12,7 +12,13 @@ import (
 
 // This file captures frames from a V4L2 camera (/dev/video*) with memory-mapped
 // streaming, in pure Go. Only formats with a gray plane are used: GREY, NV12 and YU12
-// hand their Y plane over without a copy; YUYV has its Y bytes gathered.
+// hand their Y plane over without a copy; YUYV has its Y bytes gathered; MJPEG
+// frames are decoded with image/jpeg and their Y plane used (mjpeg.go).
+//
+// Negotiation: the first of GREY, NV12, YU12, YUYV, MJPG that the driver gives at
+// exactly the size asked for; if none does, the first one it gives at all (at the
+// size it chooses). So a UVC camera that offers YUYV only at 640x480 and MJPEG at
+// 1280x720 streams MJPEG when 720p is asked for, and YUYV at 640x480.
 
 const (
 	v4l2BufTypeVideoCapture = 1
@@ -27,7 +33,11 @@ func fourcc(s string) uint32 {
 	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
 }
 
-var cameraFormats = []uint32{fourcc("GREY"), fourcc("NV12"), fourcc("YU12"), fourcc("YUYV")}
+var cameraFormats = []uint32{fourcc("GREY"), fourcc("NV12"), fourcc("YU12"), fourcc("YUYV"), fourcc("MJPG")}
+
+// mjpegBadFrames is how many undecodable MJPEG frames in a row make Next fail (one
+// now and then, from a USB glitch, is skipped).
+const mjpegBadFrames = 30
 
 type v4l2Capability struct {
 	driver       [16]byte
@@ -96,6 +106,7 @@ type Camera struct {
 	bufs          [][]byte
 	held          int // index of the buffer handed out by Next, -1 if none
 	gray          []byte
+	bad           int // undecodable MJPEG frames in a row
 }
 
 // OpenCamera opens a V4L2 camera and starts streaming at about width x height (the
@@ -125,35 +136,59 @@ func (c *Camera) setup(width, height int) error {
 	if caps&v4l2CapVideoCapture == 0 || caps&v4l2CapStreaming == 0 {
 		return fmt.Errorf("%w: %s cannot stream video capture", ErrNoCamera, c.path)
 	}
-	found := false
-	for _, pf := range cameraFormats {
+	type offer struct {
+		pf                   uint32
+		width, height, strid int
+	}
+	try := func(pf uint32, width, height int) (offer, bool) {
 		var f v4l2Format
 		f.typ = v4l2BufTypeVideoCapture
 		binary.NativeEndian.PutUint32(f.fmt[0:], uint32(width))
 		binary.NativeEndian.PutUint32(f.fmt[4:], uint32(height))
 		binary.NativeEndian.PutUint32(f.fmt[8:], pf)
 		binary.NativeEndian.PutUint32(f.fmt[12:], v4l2FieldNone)
-		if ioctl(c.fd, vidiocSFmt, unsafe.Pointer(&f)) != nil {
-			continue
+		if ioctl(c.fd, vidiocSFmt, unsafe.Pointer(&f)) != nil || binary.NativeEndian.Uint32(f.fmt[8:]) != pf {
+			return offer{}, false
 		}
-		if binary.NativeEndian.Uint32(f.fmt[8:]) != pf {
-			continue
-		}
-		c.format = pf
-		c.width = int(binary.NativeEndian.Uint32(f.fmt[0:]))
-		c.height = int(binary.NativeEndian.Uint32(f.fmt[4:]))
-		c.stride = int(binary.NativeEndian.Uint32(f.fmt[16:]))
-		if c.stride == 0 {
-			c.stride = c.width
-			if pf == fourcc("YUYV") {
-				c.stride = 2 * c.width
-			}
-		}
-		found = true
-		break
+		o := offer{pf: pf, width: int(binary.NativeEndian.Uint32(f.fmt[0:])), height: int(binary.NativeEndian.Uint32(f.fmt[4:])),
+			strid: int(binary.NativeEndian.Uint32(f.fmt[16:]))}
+		return o, true
 	}
-	if !found {
-		return fmt.Errorf("%w: %s offers none of GREY, NV12, YU12, YUYV", ErrNoCamera, c.path)
+	var chosen, fallback *offer
+	var last uint32
+	for _, pf := range cameraFormats {
+		o, ok := try(pf, width, height)
+		if !ok {
+			continue
+		}
+		last = pf
+		if o.width == width && o.height == height {
+			chosen = &o
+			break
+		}
+		if fallback == nil {
+			fallback = &o
+		}
+	}
+	if chosen == nil && fallback != nil {
+		chosen = fallback
+		if last != chosen.pf { // the driver holds the last format tried: set it again
+			o, ok := try(chosen.pf, chosen.width, chosen.height)
+			if !ok {
+				return fmt.Errorf("%w: %s: format %s no longer accepted", ErrNoCamera, c.path, fourccString(chosen.pf))
+			}
+			chosen = &o
+		}
+	}
+	if chosen == nil {
+		return fmt.Errorf("%w: %s offers none of GREY, NV12, YU12, YUYV, MJPG", ErrNoCamera, c.path)
+	}
+	c.format, c.width, c.height, c.stride = chosen.pf, chosen.width, chosen.height, chosen.strid
+	if c.stride == 0 || c.format == fourcc("MJPG") {
+		c.stride = c.width
+		if c.format == fourcc("YUYV") {
+			c.stride = 2 * c.width
+		}
 	}
 	req := v4l2RequestBuffers{count: 4, typ: v4l2BufTypeVideoCapture, memory: v4l2MemoryMmap}
 	if err := ioctl(c.fd, vidiocReqbufs, unsafe.Pointer(&req)); err != nil {
@@ -189,6 +224,13 @@ func (c *Camera) queue(i int) error {
 		return fmt.Errorf("device: %s: queueing buffer %d: %w", c.path, i, err)
 	}
 	return nil
+}
+
+// Format returns the pixel format streamed, as a FourCC ("YUYV", "MJPG", ...).
+func (c *Camera) Format() string { return fourccString(c.format) }
+
+func fourccString(f uint32) string {
+	return string([]byte{byte(f), byte(f >> 8), byte(f >> 16), byte(f >> 24)})
 }
 
 // Size returns the frame size the driver chose.
@@ -227,6 +269,27 @@ func (c *Camera) Next(ctx context.Context) (CameraFrame, error) {
 		}
 		mem := c.bufs[b.index]
 		f := CameraFrame{Width: c.width, Height: c.height, Stride: c.stride, Sequence: b.sequence}
+		if c.format == fourcc("MJPG") {
+			used := min(int(b.bytesused), len(mem))
+			pix, w, h, stride, err := MJPEGLuma(mem[:used])
+			if qerr := c.queue(int(b.index)); qerr != nil {
+				return CameraFrame{}, qerr
+			}
+			if err == nil && (w != c.width || h != c.height) {
+				err = fmt.Errorf("device: %s: MJPEG frame of %dx%d in a %dx%d stream", c.path, w, h, c.width, c.height)
+			}
+			if err != nil {
+				c.bad++
+				if c.bad >= mjpegBadFrames {
+					c.bad = 0
+					return CameraFrame{}, fmt.Errorf("device: %s: %d bad MJPEG frames in a row, the last: %w", c.path, mjpegBadFrames, err)
+				}
+				continue
+			}
+			c.bad = 0
+			f.Pix, f.Stride = pix, stride
+			return f, nil
+		}
 		if c.format == fourcc("YUYV") {
 			if cap(c.gray) < c.width*c.height {
 				c.gray = make([]byte, c.width*c.height)

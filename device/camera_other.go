@@ -15,6 +15,9 @@ func OpenCamera(path string, width, height int) (*Camera, error) {
 	return nil, fmt.Errorf("%w: %s: V4L2 cameras are Linux only", ErrNoCamera, path)
 }
 
+// Format is only implemented on Linux.
+func (c *Camera) Format() string { return "" }
+
 // Size is only implemented on Linux.
 func (c *Camera) Size() (int, int) { return 0, 0 }
 

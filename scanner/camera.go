@@ -92,7 +92,7 @@ func runFrameSource(ctx context.Context, cfg Config, log *slog.Logger, out chan<
 		if err == nil {
 			logged = ""
 			cw, ch := src.cam.Size()
-			log.Info("camera connected", "camera", path, "size", fmt.Sprintf("%dx%d", cw, ch))
+			log.Info("camera connected", "camera", path, "size", fmt.Sprintf("%dx%d", cw, ch), "format", src.cam.Format())
 			err = RunFrames(ctx, failFor{src}, fc, log, out)
 			src.Close()
 			if ctx.Err() != nil {

@@ -77,46 +77,6 @@ func writeFrame(tb testing.TB, dir, name string, g Gray) string {
 	return p
 }
 
-// benchTool measures an external decoder per frame: it runs the tool over up to 100
-// links to the frame per process, so process start-up is spread over them.
-func benchTool(b *testing.B, bin string, args []string, name string, g Gray, want string) {
-	path, err := exec.LookPath(bin)
-	if err != nil {
-		b.Skipf("%s not installed (apt-get install zxing-cpp-tools zbar-tools)", bin)
-	}
-	dir := b.TempDir()
-	frame := writeFrame(b, dir, "frame.pgm", g)
-	var files []string
-	for i := 0; i < 100; i++ {
-		l := filepath.Join(dir, fmt.Sprintf("f%03d.pgm", i))
-		if err := os.Symlink(frame, l); err != nil {
-			b.Fatal(err)
-		}
-		files = append(files, l)
-	}
-	reads := 0
-	b.ResetTimer()
-	for done := 0; done < b.N; {
-		k := min(len(files), b.N-done)
-		rs, err := runTool(b, name, path, args, files[:k], false)
-		if err != nil {
-			// ZXingReader 1.4 aborts on some synthetic frames; that is its result.
-			b.Skipf("%s failed on this frame: %v", name, err)
-		}
-		for _, r := range rs {
-			if r != "" {
-				reads++
-				if want != "" && r != want {
-					b.Fatalf("%s read %q", name, r)
-				}
-			}
-		}
-		done += k
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(reads)/float64(b.N), "reads/op")
-}
-
 // TestReadsWhatZbarReads decodes frames that zbar reads and checks that we read
 // them too (skipped without zbarimg).
 func TestReadsWhatZbarReads(t *testing.T) {

@@ -34,7 +34,9 @@
 //     FramingGap).
 //   - A Decoder is not safe for concurrent use: one per goroutine. A frame from a
 //     camera is only valid until the source's next Next.
-//   - The harder decode pass can take tens to hundreds of milliseconds on a frame
-//     without a code; RunFrames runs it on one frame in FrameConfig.HarderEvery.
+//   - The decoder's pre-check skips frames with nothing code-like in about a
+//     millisecond. Only with DecodeOptions.NoPrecheck does the harder full-frame pass
+//     run (tens to hundreds of milliseconds on a frame without a code); RunFrames
+//     then runs it on one frame in FrameConfig.HarderEvery.
 //   - Scan.Text is a payment code. Log it only through paycode.Mask.
 package scanner

@@ -23,9 +23,11 @@ type FrameConfig struct {
 	// Check reports whether a code passes its own checks (EMV CRC, a wallet rule) and
 	// so counts from one frame. nil means paycode.Identify succeeds.
 	Check func(text string) bool
-	// HarderEvery limits the slow harder pass (tens to hundreds of milliseconds on a
-	// frame without a code) to one frame in this many (default 5); the others get the
-	// cheap pass only. 1 runs it on every frame, as for image files.
+	// HarderEvery limits the slow harder full-frame pass (tens to hundreds of
+	// milliseconds on a frame without a code) to one frame in this many (default 5);
+	// the others get the cheap pass only. 1 runs it on every frame, as for image
+	// files. It only matters with Decode.NoPrecheck (the pre-check and its regions
+	// replace the full-frame passes).
 	HarderEvery int
 	// Status, if not nil, receives the state as with Run.
 	Status *Status

@@ -21,6 +21,8 @@ type synth struct {
 	dark, light int                // levels of black and white modules
 	noise       int                // ± noise amplitude on every pixel
 	blur        bool               // 3x3 box blur
+	motion      int                // horizontal motion blur over this many pixels
+	glare       float64            // 0..1: a phone screen's soft highlight over the code's upper left
 	dx, dy      int                // code centre offset from the frame centre
 	seed        uint64
 }
@@ -93,6 +95,35 @@ func (s synth) render() Gray {
 			}
 			pix[y*s.w+x] = byte(max(0, min(255, v)))
 		}
+	}
+	if s.glare > 0 {
+		// a bright soft spot, centred on the code's upper left quarter, that washes
+		// dark modules towards white (a phone screen under a shop light)
+		gx, gy := cx-cw/4*cos, cy-ch/4
+		r := max(cw, ch) / 3
+		for y := 0; y < s.h; y++ {
+			for x := 0; x < s.w; x++ {
+				dx, dy := (float64(x)-gx)/r, (float64(y)-gy)/r
+				g := s.glare * math.Exp(-(dx*dx + dy*dy))
+				v := float64(pix[y*s.w+x])
+				pix[y*s.w+x] = byte(min(255, v+(255-v)*g))
+			}
+		}
+	}
+	if s.motion > 1 {
+		out := make([]byte, len(pix))
+		for y := 0; y < s.h; y++ {
+			row := pix[y*s.w : (y+1)*s.w]
+			for x := range row {
+				sum, n := 0, 0
+				for xx := max(0, x-s.motion/2); xx < min(s.w, x-s.motion/2+s.motion); xx++ {
+					sum += int(row[xx])
+					n++
+				}
+				out[y*s.w+x] = byte(sum / n)
+			}
+		}
+		pix = out
 	}
 	if s.blur {
 		out := make([]byte, len(pix))

@@ -7,8 +7,8 @@
 # message without a required field accepted, a PostgreSQL ledger deciding a key
 # twice, posgw acknowledging a request before storing it, a fleet document replayed,
 # forged, for another target, expired or invalid accepted, applied during a sale, or a
-# dead broker setting kept, a canary rollout that goes on past a rejection). Each is
-# applied to
+# dead broker setting kept, a canary rollout that goes on past a rejection, a camera's
+# EAN-13 read from one line of noise). Each is applied to
 # a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
@@ -122,6 +122,9 @@ mutant fleet-bad-broker-kept daemon/fleet.go \
 mutant canary-ignores-rejection cmd/posfleet/push.go \
 	's/^\t\t\tcase r.State == "rejected" || r.State == "failed":$/\t\t\tcase false: \/\/ mutant/' \
 	./internal/e2e/ '^TestFleetSimulatorCanary$'
+mutant ean13-read-unconfirmed scanner/decode.go \
+	's/if rd.sym == "ean13" \&\& (!s.upright/if false \&\& rd.sym == "ean13" \&\& (!s.upright/' \
+	./scanner/ '^TestNoFalseReads$'
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"

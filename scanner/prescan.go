@@ -1,0 +1,588 @@
+package scanner
+
+import "math"
+
+// The pre-check: a camera at a counter sees an empty frame 15-30 times a second, and
+// gozxing spends tens of milliseconds on each before it gives up. prescan looks for
+// the one thing every readable code has, cheaply, and the decoder only runs when it
+// finds one:
+//   - a QR finder pattern: runs of 1:1:3:1:1 along a row (either polarity), confirmed
+//     through the same centre vertically and along both diagonals with extents that
+//     fit a square (a finder seen at any angle), which stripes and noise do not;
+//   - a Code 128 start pattern (or a stop pattern read backwards, for a code held
+//     upside down) after a quiet zone, on rows and, for codes held upright, columns;
+//   - with EAN-13 on, an EAN guard (1:1:1 after a quiet zone) followed by bars.
+// Thresholds are local: the mean of 3x3 blocks of 16x16 pixels around a pixel, and
+// blocks with almost no contrast count as blank (no edges in them).
+
+const (
+	psBlock    = 16 // block side in pixels (a power of two: psShift)
+	psShift    = 4
+	psMinRange = 18 // grey levels: a neighbourhood flatter than this has no edges (as zxing)
+	psRowStep  = 3  // rows scanned for finder and start patterns
+	psColStep  = 8  // columns scanned for upright 1D codes
+	// psMinFinder is the smallest finder pattern looked for, in pixels: 7 modules of
+	// 1.5 pixels (smaller is below what a camera can resolve, and noise is finer).
+	psMinFinder = 11
+)
+
+// prescanner holds the buffers of the pre-check, reused from frame to frame.
+type prescanner struct {
+	g      Gray
+	stride int
+	bw, bh int
+	sum    []int32 // per block: sum, min, max of the sampled pixels
+	lo, hi []uint8
+	thr    []uint8 // per block threshold; 0 = blank
+	rng    []uint8 // per block contrast: max - min over the 3x3 blocks
+	ean    bool
+	no1D   bool           // look for QR finder patterns only
+	noQR   bool           // look for 1D codes only
+	skip   [4][3]psFinder // finder triples already tried on this frame
+	nskip  int
+	finds  [32]psFinder // finder patterns confirmed in this frame
+	nfind  int
+	found  string // what the last codeLike found: "finder", "row-1d", "col-1d", "ean"
+	// where: the three finders, or the line (row or column) and module size x16
+	tri      [3]psFinder
+	line     int
+	lineM16  int32
+	lineRow  bool // the line is a row (else a column)
+	lineFrom int  // where the start pattern begins on the line
+}
+
+// codeLike reports whether g shows a QR finder pattern or a 1D start pattern.
+func (p *prescanner) codeLike(g Gray, ean bool) bool {
+	p.g, p.stride, p.ean, p.found, p.nfind = g, g.stride(), ean, "", 0
+	p.thresholds()
+	for y := 1; y < g.Height; y += psRowStep {
+		if p.scanRow(y) {
+			return true
+		}
+	}
+	for x := psColStep / 2; x < g.Width && !p.no1D; x += psColStep {
+		if p.scanCol(x) {
+			return true
+		}
+	}
+	return false
+}
+
+// thresholds computes the per-block local thresholds from every other row.
+func (p *prescanner) thresholds() {
+	g := p.g
+	p.bw, p.bh = (g.Width+psBlock-1)>>psShift, (g.Height+psBlock-1)>>psShift
+	n := p.bw * p.bh
+	if cap(p.sum) < n {
+		p.sum, p.lo, p.hi, p.thr, p.rng = make([]int32, n), make([]uint8, n), make([]uint8, n), make([]uint8, n), make([]uint8, n)
+	}
+	p.sum, p.lo, p.hi, p.thr, p.rng = p.sum[:n], p.lo[:n], p.hi[:n], p.thr[:n], p.rng[:n]
+	for by := 0; by < p.bh; by++ {
+		y0, y1 := by<<psShift, min((by+1)<<psShift, g.Height)
+		for bx := 0; bx < p.bw; bx++ {
+			x0, x1 := bx<<psShift, min((bx+1)<<psShift, g.Width)
+			var s int32
+			lo, hi := uint8(255), uint8(0)
+			for y := y0; y < y1; y += 2 {
+				row := g.Pix[y*p.stride+x0 : y*p.stride+x1]
+				for _, v := range row {
+					s += int32(v)
+					lo = min(lo, v)
+					hi = max(hi, v)
+				}
+			}
+			k := int32(((y1 - y0 + 1) / 2) * (x1 - x0))
+			p.sum[by*p.bw+bx] = s / k
+			p.lo[by*p.bw+bx], p.hi[by*p.bw+bx] = lo, hi
+		}
+	}
+	for by := 0; by < p.bh; by++ {
+		for bx := 0; bx < p.bw; bx++ {
+			var s, k int32
+			lo, hi := uint8(255), uint8(0)
+			for yy := max(by-1, 0); yy <= min(by+1, p.bh-1); yy++ {
+				for xx := max(bx-1, 0); xx <= min(bx+1, p.bw-1); xx++ {
+					i := yy*p.bw + xx
+					s += p.sum[i]
+					k++
+					lo, hi = min(lo, p.lo[i]), max(hi, p.hi[i])
+				}
+			}
+			t := uint8(s / k)
+			if int(hi)-int(lo) < psMinRange {
+				t = 0
+			} else if t == 0 {
+				t = 1
+			}
+			p.thr[by*p.bw+bx] = t
+			p.rng[by*p.bw+bx] = hi - lo
+		}
+	}
+}
+
+// dark reports whether the pixel at x, y is darker than its local threshold, and
+// whether it is in a blank neighbourhood.
+func (p *prescanner) dark(x, y int) (dark, blank bool) {
+	t := p.thr[(y>>psShift)*p.bw+(x>>psShift)]
+	return p.g.Pix[y*p.stride+x] < t, t == 0
+}
+
+// lineRuns is the tail of the runs of one row or column.
+type lineRuns struct {
+	runs [8]int32 // the last runs, runs[7] the newest complete one
+	dark [8]bool  // whether runs[k] is dark
+	ends [8]int   // index just after runs[k]
+	have int
+	// a start pattern waiting for its first two symbols: runs still to see, the
+	// module size (x16) and the current symbol's width so far
+	pend, m16, sym, nsym int32
+	gsize, gmods         int32  // runs and modules per symbol
+	kind                 string // what it is when the symbols pass
+}
+
+// push adds a run that ends just before j and checks the patterns; true means found.
+func (p *prescanner) push(l *lineRuns, n int32, d bool, j, i int, row bool) bool {
+	copy(l.runs[:], l.runs[1:])
+	copy(l.dark[:], l.dark[1:])
+	copy(l.ends[:], l.ends[1:])
+	l.runs[7], l.dark[7], l.ends[7] = n, d, j
+	l.have++
+	if row && !p.noQR && l.have >= 5 && l.runs[3]+l.runs[4]+l.runs[5]+l.runs[6]+l.runs[7] >= psMinFinder && p.finder(l.runs[3:], j, i) {
+		p.found = "finder"
+		return true
+	}
+	if l.pend > 0 {
+		// symbols: Code 128's are 6 runs of 1 to 4 modules, 11 modules in all;
+		// EAN's digits 4 runs, 7 modules
+		l.pend--
+		l.sym += n
+		l.nsym++
+		ok := n*16 <= 5*l.m16
+		if ok && l.nsym == l.gsize {
+			d := l.sym*16 - l.gmods*l.m16
+			ok = d <= 2*l.m16 && d >= -2*l.m16
+			l.sym, l.nsym = 0, 0
+		}
+		switch {
+		case !ok:
+			l.pend = 0
+		case l.pend == 0:
+			p.line, p.lineM16, p.lineRow = i, l.m16, row
+			p.found = l.kind
+			return true
+		}
+	}
+	if p.no1D {
+		return false
+	}
+	if p.ean && l.pend == 0 && l.have >= 4 && eanGuard(l.runs[:], l.dark[:]) && p.tall(l.runs[:], l.dark[:], l.ends[:], i, row) {
+		l.pend, l.sym, l.nsym, l.gsize, l.gmods, l.kind = 8, 0, 0, 4, 7, "ean"
+		l.m16 = (l.runs[5] + l.runs[6] + l.runs[7]) * 16 / 3
+		return false
+	}
+	// (runs not seen yet are zero: a quiet zone from the frame's edge is one run)
+	if l.have >= 7 && l.pend == 0 && (l.runs[1] >= 5 || l.runs[0] >= 5) { // quiet zones of 5+ modules
+		if total := p.start(l.runs[:], l.dark[:]); total > 0 && p.tall(l.runs[:], l.dark[:], l.ends[:], i, row) {
+			l.pend, l.sym, l.nsym, l.gsize, l.gmods = 12, 0, 0, 6, 11
+			l.kind = "col-1d"
+			if row {
+				l.kind = "row-1d"
+			}
+			l.m16 = total * 16 / 11
+			if l.dark[7] { // a reversed stop (13 modules) ends dark, a start light
+				l.m16 = total * 16 / 13
+			}
+		}
+	}
+	return false
+}
+
+// scanRow walks row y block by block (one threshold per block) and checks each run.
+func (p *prescanner) scanRow(y int) bool {
+	var l lineRuns
+	row := p.g.Pix[y*p.stride : y*p.stride+p.g.Width]
+	thr := p.thr[(y>>psShift)*p.bw : (y>>psShift+1)*p.bw]
+	cur, curDark := int32(0), false
+	for bx, t := range thr {
+		x0 := bx << psShift
+		seg := row[x0:min(x0+psBlock, len(row))]
+		for k, v := range seg {
+			d := v < t // t == 0 (blank): never dark
+			if d == curDark {
+				cur++
+				continue
+			}
+			if cur > 0 && p.push(&l, cur, curDark, x0+k, y, true) {
+				return true
+			}
+			cur, curDark = 1, d
+		}
+	}
+	return p.push(&l, cur, curDark, len(row), y, true)
+}
+
+// scanCol walks column x for 1D codes held upright.
+func (p *prescanner) scanCol(x int) bool {
+	var l lineRuns
+	cur, curDark := int32(0), false
+	for y := 0; y < p.g.Height; y++ {
+		d, blank := p.dark(x, y)
+		d = d && !blank
+		if d == curDark {
+			cur++
+			continue
+		}
+		if cur > 0 && p.push(&l, cur, curDark, y, x, false) {
+			return true
+		}
+		cur, curDark = 1, d
+	}
+	return p.push(&l, cur, curDark, p.g.Height, x, false)
+}
+
+// finder checks the newest five runs for 1:1:3:1:1 and confirms the centre in the
+// other directions. end is the index just after the newest run on row y.
+func (p *prescanner) finder(r []int32, end, y int) bool {
+	total := r[0] + r[1] + r[2] + r[3] + r[4]
+	if total < psMinFinder || !ratio11311(r[0], r[1], r[2], r[3], r[4]) {
+		return false
+	}
+	// r[4] is the newest; the centre run is r[2]
+	cx := end - int(r[4]) - int(r[3]) - int(r[2]+1)/2
+	c0 := end - int(total)
+	if !p.contrasty(y, c0+int(r[0]), r[1], r[2], r[3]) {
+		return false
+	}
+	// the centre pixel's colour decides the polarity
+	cd, _ := p.dark(cx, y)
+	h := total
+	v, cy, ok := p.cross(cx, y, 0, 1, cd, total)
+	if !ok {
+		return false
+	}
+	h2, cx2, ok := p.cross(cx, cy, 1, 0, cd, total)
+	if !ok {
+		return false
+	}
+	_ = h2
+	d1, _, ok1 := p.cross(cx2, cy, 1, 1, cd, total)
+	d2, _, ok2 := p.cross(cx2, cy, 1, -1, cd, total)
+	if !ok1 || !ok2 {
+		return false
+	}
+	// the centre is 3 modules tall: the rows beside the confirmed centre cross it too
+	if _, _, ok := p.cross(cx2, cy-1, 1, 0, cd, total); !ok {
+		return false
+	}
+	if _, _, ok := p.cross(cx2, cy+1, 1, 0, cd, total); !ok {
+		return false
+	}
+	// extents through the centre of a square seen at any angle: between 7 and 9.9
+	// modules; diagonal steps are sqrt(2) long
+	ext := [4]float64{float64(h), float64(v), float64(d1) * 1.4142, float64(d2) * 1.4142}
+	lo, hi := ext[0], ext[0]
+	for _, e := range ext[1:] {
+		lo, hi = min(lo, e), max(hi, e)
+	}
+	if hi > 1.75*lo {
+		return false
+	}
+	// one finder is not a QR code: the frame must show three, of about the same
+	// module size and more than a finder apart (14 modules in a version 1 code)
+	f := psFinder{cx2, cy, (lo + hi) / 2, lo / 7}
+	for _, o := range p.finds[:p.nfind] {
+		if near(f, o, 1) {
+			return false // the same finder again
+		}
+	}
+	for i, a := range p.finds[:p.nfind] {
+		if !compatible(f, a) {
+			continue
+		}
+		for _, b := range p.finds[i+1 : p.nfind] {
+			if compatible(f, b) && compatible(a, b) && rightIsosceles(f, a, b) && !p.skipped(f, a, b) {
+				p.tri = [3]psFinder{f, a, b}
+				return true
+			}
+		}
+	}
+	if p.nfind < len(p.finds) {
+		p.finds[p.nfind] = f
+		p.nfind++
+	}
+	return false
+}
+
+// skipTriple remembers the last three finders as tried (codeLike looks further).
+func (p *prescanner) skipTriple() {
+	if p.nskip < len(p.skip) {
+		p.skip[p.nskip] = p.tri
+		p.nskip++
+	}
+}
+
+// forget drops what skipTriple and no1D remembered, for the next frame.
+func (p *prescanner) forget() { p.nskip, p.no1D, p.noQR = 0, false, false }
+
+// skipped reports whether the triple was tried already.
+func (p *prescanner) skipped(a, b, c psFinder) bool {
+	has := func(t [3]psFinder, f psFinder) bool {
+		return (t[0].x == f.x && t[0].y == f.y) || (t[1].x == f.x && t[1].y == f.y) || (t[2].x == f.x && t[2].y == f.y)
+	}
+	for _, t := range p.skip[:p.nskip] {
+		if has(t, a) && has(t, b) && has(t, c) {
+			return true
+		}
+	}
+	return false
+}
+
+// near reports whether two finders' centres are within k of a's size.
+func near(a, b psFinder, k float64) bool {
+	dx, dy := float64(a.x-b.x), float64(a.y-b.y)
+	return dx*dx+dy*dy < k*k*a.size*a.size
+}
+
+// rightIsosceles reports whether three finders sit like a QR code's: two sides about
+// equal and the third about their hypotenuse (loosely: the code may be tilted).
+func rightIsosceles(a, b, c psFinder) bool {
+	d := func(p, q psFinder) float64 {
+		dx, dy := float64(p.x-q.x), float64(p.y-q.y)
+		return dx*dx + dy*dy
+	}
+	x, y, z := d(a, b), d(a, c), d(b, c)
+	if x > z {
+		x, z = z, x
+	}
+	if y > z {
+		y, z = z, y
+	}
+	if x > y {
+		x, y = y, x
+	}
+	return x >= 0.5*y && math.Abs(z-(x+y)) <= 0.3*z
+}
+
+// compatible reports whether two finders could belong to one QR code.
+func compatible(a, b psFinder) bool {
+	r := a.size / b.size
+	if r < 0.6 || r > 1/0.6 || near(a, b, 1.2) {
+		return false
+	}
+	// at most 170 modules apart (version 40 is 177 modules wide)
+	dx, dy := float64(a.x-b.x), float64(a.y-b.y)
+	m := 170 * max(a.module, b.module)
+	return dx*dx+dy*dy <= m*m
+}
+
+// psFinder is a confirmed finder pattern: its centre and extent in pixels.
+type psFinder struct {
+	x, y   int
+	size   float64
+	module float64 // module size: the narrowest extent is 7 modules
+}
+
+// contrasty reports whether, on row y from x, the run of n1 pixels and the run of
+// n3 after the middle run of n2 differ from it by a good part of the local contrast
+// (noise at the threshold makes runs, but of small contrast).
+func (p *prescanner) contrasty(y, x int, n1, n2, n3 int32) bool {
+	row := p.g.Pix[y*p.stride:]
+	var s1, s2 int32
+	for i := x; i < x+int(n1); i++ {
+		s1 += int32(row[i])
+	}
+	for i := x + int(n1); i < x+int(n1+n2); i++ {
+		s2 += int32(row[i])
+	}
+	for i := x + int(n1+n2); i < x+int(n1+n2+n3); i++ {
+		s1 += int32(row[i])
+	}
+	mid := x + int(n1) + int(n2)/2
+	rng := int32(p.rng[(y>>psShift)*p.bw+(mid>>psShift)])
+	// |mean1 - mean2| >= 0.35 * rng
+	d := s1*n2 - s2*(n1+n3)
+	if d < 0 {
+		d = -d
+	}
+	return d*20 >= 7*rng*n2*(n1+n3)
+}
+
+// cross measures the 1:1:3:1:1 pattern through (x, y) along (dx, dy); cd is the
+// centre's colour. It returns the pattern's extent in steps and the centre's
+// coordinate along the direction (y for vertical, x otherwise).
+func (p *prescanner) cross(x, y, dx, dy int, cd bool, ref int32) (int32, int, bool) {
+	limit := 2 * ref // a finder is never much longer in one direction than another
+	var c [5]int32   // outer, ring, centre, ring, outer
+	w, h := p.g.Width, p.g.Height
+	walk := func(sx, sy int, counts *[3]int32) bool {
+		x, y := x, y
+		state := 0 // 0 centre, 1 ring, 2 outer
+		want := cd
+		var n int32
+		for {
+			if x < 0 || y < 0 || x >= w || y >= h {
+				return state == 2 && counts[2] > 0
+			}
+			d, blank := p.dark(x, y)
+			if blank {
+				d = false
+			}
+			if d != want {
+				if state == 2 {
+					return counts[2] > 0
+				}
+				state++
+				want = !want
+			}
+			counts[state]++
+			n++
+			if n > limit {
+				return false
+			}
+			x += sx
+			y += sy
+		}
+	}
+	var fwd, back [3]int32
+	if !walk(dx, dy, &fwd) || !walk(-dx, -dy, &back) {
+		return 0, 0, false
+	}
+	c[0], c[1], c[2], c[3], c[4] = back[2], back[1], fwd[0]+back[0]-1, fwd[1], fwd[2]
+	if !ratio11311(c[0], c[1], c[2], c[3], c[4]) {
+		return 0, 0, false
+	}
+	// centre of the middle run along the direction
+	off := (fwd[0] - back[0]) / 2
+	centre := y + int(off)*dy
+	if dy == 0 || dx != 0 {
+		centre = x + int(off)*dx
+	}
+	return c[0] + c[1] + c[2] + c[3] + c[4], centre, true
+}
+
+// ratio11311 is zxing's finder test, a little looser: each 1-module run within 0.8
+// of a module (blur and small modules) and the centre within 1.5 modules of 3, and
+// at least 1.5 times as wide as the rings.
+func ratio11311(a, b, c, d, e int32) bool {
+	total := a + b + c + d + e
+	if total < 7 || a == 0 || b == 0 || c == 0 || d == 0 || e == 0 {
+		return false
+	}
+	// in 1/7ths of a module: m7 = total = 7 modules' worth, so a module is total/7
+	m := total // scale all by 7
+	ok := func(r int32, k int32) bool {
+		diff := r*7 - k*m
+		if diff < 0 {
+			diff = -diff
+		}
+		if k == 3 {
+			return diff*10 < 15*m
+		}
+		return diff*10 < 8*m
+	}
+	// and the centre clearly wider than the rings (stripes are 1:1:1:1:1)
+	return ok(a, 1) && ok(b, 1) && ok(c, 3) && ok(d, 1) && ok(e, 1) && 2*c >= 3*max(b, d)
+}
+
+// Code 128 start patterns A, B, C, and the stop pattern backwards (dark first, in
+// modules), and the EAN guard.
+var (
+	c128Starts = [3][6]int32{{2, 1, 1, 4, 1, 2}, {2, 1, 1, 2, 1, 4}, {2, 1, 1, 2, 3, 2}}
+	c128StopR  = [7]int32{2, 1, 1, 1, 3, 3, 2}
+)
+
+// start checks the newest runs for a Code 128 start (or reversed stop) pattern after
+// a quiet zone, or with EAN-13 on an EAN guard followed by bars. runs[7] is the
+// newest; dark[k] tells runs[k]'s colour.
+func (p *prescanner) start(runs []int32, dark []bool) int32 {
+	// start: quiet runs[1], then runs[2..7] dark first
+	if dark[2] && !dark[1] && matchModules(runs[2:8], c128Starts[:], runs[1], 11) {
+		return runs[2] + runs[3] + runs[4] + runs[5] + runs[6] + runs[7]
+	}
+	// reversed stop: quiet runs[0], then runs[1..7]
+	if dark[1] && !dark[0] && matchStop(runs[1:8], runs[0]) {
+		return runs[1] + runs[2] + runs[3] + runs[4] + runs[5] + runs[6] + runs[7]
+	}
+	return 0
+}
+
+// eanGuard checks the newest runs for an EAN guard (1:1:1, dark first) after a quiet
+// zone of 5 modules.
+func eanGuard(runs []int32, dark []bool) bool {
+	m := runs[5] + runs[6] + runs[7]
+	return dark[5] && !dark[4] && m >= 3 && runs[4]*3 >= 5*m && closeTo(runs[5:8], []int32{1, 1, 1}, m, 3)
+}
+
+// tall checks that the newest runs of line i continue in the lines beside it (the
+// bars of a 1D code are tall; noise is not): the middle of each of the last six runs
+// has the same colour one line before and after.
+func (p *prescanner) tall(runs []int32, dark []bool, ends []int, i int, row bool) bool {
+	lines := p.g.Height
+	if !row {
+		lines = p.g.Width
+	}
+	if i < 2 || i+2 >= lines {
+		return false
+	}
+	for k := 2; k < 8; k++ {
+		m := ends[k] - int(runs[k]+1)/2
+		for _, o := range [4]int{i - 2, i - 1, i + 1, i + 2} {
+			var d, blank bool
+			if row {
+				d, blank = p.dark(m, o)
+			} else {
+				d, blank = p.dark(o, m)
+			}
+			if d && !blank != dark[k] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// matchModules reports whether r (len 6) matches one of the patterns (sum mods
+// modules) after a light run of at least 5 modules.
+func matchModules(r []int32, pats [][6]int32, quiet int32, mods int32) bool {
+	var total int32
+	for _, v := range r {
+		total += v
+	}
+	if total < mods || quiet*mods < 5*total {
+		return false
+	}
+	for _, pat := range pats {
+		if closeTo(r, pat[:], total, mods) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchStop(r []int32, quiet int32) bool {
+	var total int32
+	for _, v := range r {
+		total += v
+	}
+	if total < 13 || quiet*13 < 5*total {
+		return false
+	}
+	return closeTo(r, c128StopR[:], total, 13)
+}
+
+// closeTo reports whether each run is within 0.7 modules of the pattern and all of
+// them within 0.35 on average (a module being total/mods).
+func closeTo(r, pat []int32, total, mods int32) bool {
+	var sum int32
+	for i, v := range pat {
+		diff := r[i]*mods - v*total
+		if diff < 0 {
+			diff = -diff
+		}
+		if diff*10 > 7*total {
+			return false
+		}
+		sum += diff
+	}
+	return sum*20 <= 7*total*int32(len(pat))
+}

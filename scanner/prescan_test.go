@@ -1,0 +1,102 @@
+package scanner
+
+import (
+	"testing"
+)
+
+// TestPrescanKeepsEveryCode checks that the pre-check passes every frame class with a
+// code (whether or not a decoder reads it), so that it can never cost a read.
+func TestPrescanKeepsEveryCode(t *testing.T) {
+	var p prescanner
+	for _, sz := range frameSizes {
+		for _, f := range codeFrames(t, sz[0], sz[1]) {
+			if !p.codeLike(f.g, false) {
+				t.Errorf("%s: pre-check finds nothing code-like", f.name)
+			}
+		}
+	}
+}
+
+// TestNoFalseReads decodes 2100 frames without a code (noise with blobs and
+// stripes, and textures: stripes, checks, irregular bars, print-like marks, grain)
+// at both camera sizes and at 320x240 with EAN-13 on, and wants no read at all. It
+// also logs how many looked code-like to the pre-check (each costs a decode).
+func TestNoFalseReads(t *testing.T) {
+	sets := []struct {
+		w, h, n int
+		ean     bool
+	}{{640, 480, 600, false}, {1280, 720, 300, false}, {320, 240, 1200, true}}
+	for _, s := range sets {
+		if raceEnabled || testing.Short() {
+			s.n /= 6
+		}
+		d := NewDecoder(DecodeOptions{EAN13: s.ean})
+		codeLike := map[string]int{}
+		for _, f := range emptyFrames(s.w, s.h, s.n, 5000) {
+			if r, err := d.Decode(f.g); err == nil {
+				t.Errorf("%s: false read: %v", f.name, r)
+			}
+			if d.pre.found != "" {
+				codeLike[d.pre.found]++
+			}
+		}
+		t.Logf("%dx%d (EAN-13 %v): %d empty frames, no read; the pre-check passed %v", s.w, s.h, s.ean, s.n, codeLike)
+	}
+}
+
+// TestDecodeEmptyFrameAllocs: a warmed decoder allocates nothing on an empty frame
+// (the steady state of a camera at a counter).
+func TestDecodeEmptyFrameAllocs(t *testing.T) {
+	for _, sz := range frameSizes {
+		for _, f := range emptyFrames(sz[0], sz[1], 2, 1) {
+			d := NewDecoder(DecodeOptions{})
+			if _, err := d.Decode(f.g); err == nil {
+				t.Fatalf("%s: read something", f.name)
+			}
+			if n := testing.AllocsPerRun(20, func() { d.Decode(f.g) }); n != 0 {
+				t.Errorf("%s: %v allocations per frame, want 0", f.name, n)
+			}
+			if n := testing.AllocsPerRun(20, func() { d.DecodeCheap(f.g) }); n != 0 {
+				t.Errorf("%s: %v allocations per frame in the cheap mode, want 0", f.name, n)
+			}
+		}
+	}
+}
+
+// FuzzDecodePlane feeds arbitrary planes (any size and stride) to the pre-check and
+// the region decoding: no panic, no read of text that is not there is checked by
+// TestNoFalseReads.
+func FuzzDecodePlane(f *testing.F) {
+	qr := synth{w: 96, h: 96, code: qrModules(f, testQR), module: 3, angle: 30, seed: 1}.render()
+	c128 := synth{w: 200, h: 40, code: code128Modules(f, test128), module: 1.5, barH: 30, seed: 2}.render()
+	f.Add(qr.Pix, uint16(96), uint8(0))
+	f.Add(c128.Pix, uint16(200), uint8(0))
+	f.Add(noiseFrame(40, 30, 1).Pix, uint16(37), uint8(3))
+	f.Fuzz(func(t *testing.T, pix []byte, w uint16, pad uint8) {
+		width := int(w)
+		if width == 0 || width > 512 {
+			return
+		}
+		stride := width + int(pad)
+		h := len(pix) / stride
+		if h == 0 || h > 512 {
+			return
+		}
+		d := NewDecoder(DecodeOptions{EAN13: true, NoHarder: true})
+		d.Decode(Gray{Pix: pix, Width: width, Height: h, Stride: stride})
+	})
+}
+
+func BenchmarkPrescan(b *testing.B) {
+	for _, sz := range frameSizes {
+		for _, f := range emptyFrames(sz[0], sz[1], 2, 1) {
+			b.Run(f.name, func(b *testing.B) {
+				var p prescanner
+				b.ReportAllocs()
+				for b.Loop() {
+					p.codeLike(f.g, false)
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Instruction counts of decode only, ours beside zxing-cpp and zbar, under valgrind's
+# callgrind: unlike times they do not move with the load of a shared machine.
+#   scanner/testdata/peer/callgrind.sh [FRAME-NAME...]   (default: every frame)
+# Needs valgrind, g++, pkg-config, libzxing-dev, libzbar-dev. Prints one line per
+# frame: instructions of ours, zxing-cpp, zbar and the ratios. Ours is the first
+# (cold) Decode of a fresh decoder, so its buffers' allocation is counted too.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+go test -c -o "$tmp/scanner.test" ./scanner
+"$tmp/scanner.test" -test.run '^TestWriteRawFrames$' -frames-out "$tmp/frames" -frames-raw >/dev/null
+g++ -O2 -std=c++17 -o "$tmp/peer" scanner/testdata/peer/peer.cc $(pkg-config --cflags --libs zxing zbar)
+names=("$@")
+if [ ${#names[@]} -eq 0 ]; then mapfile -t names < <(cut -d' ' -f1 "$tmp/frames/frames.txt"); fi
+count() { grep -h '^summary:' "$1" | awk '{print $2}'; }
+printf '%-30s %14s %14s %14s %8s %8s\n' frame ours zxing-cpp zbar /zxing /zbar
+for n in "${names[@]}"; do
+	grep "^$n " "$tmp/frames/frames.txt" >"$tmp/one.txt"
+	valgrind -q --tool=callgrind --callgrind-out-file="$tmp/zx.out" --toggle-collect='ZXing::ReadBarcodes*' "$tmp/peer" "$tmp/one.txt" 1 >/dev/null
+	valgrind -q --tool=callgrind --callgrind-out-file="$tmp/zb.out" --toggle-collect='zbar_scan_image' "$tmp/peer" "$tmp/one.txt" 1 >/dev/null
+	# Go's asynchronous preemption signals trip callgrind: off, one P.
+	SCANNER_RAW_MANIFEST="$tmp/one.txt" GODEBUG=asyncpreemptoff=1 GOMAXPROCS=1 valgrind -q --tool=callgrind \
+		--callgrind-out-file="$tmp/go.out" --toggle-collect='*scanner.(*Decoder).decode' \
+		"$tmp/scanner.test" -test.run '^TestDecodeRawFrames$' >/dev/null 2>&1 || true
+	o=$(count "$tmp/go.out") z=$(count "$tmp/zx.out") b=$(count "$tmp/zb.out")
+	rm -f "$tmp/go.out"
+	if [ -z "$o" ] || [ "$o" = 0 ]; then
+		# valgrind 3.19 stops on an instruction the Go runtime uses now and then (SIGILL)
+		printf '%-30s %14s %14d %14d  (ours not counted: valgrind stopped)\n' "$n" - "$z" "$b"
+		continue
+	fi
+	printf '%-30s %14d %14d %14d %8.2f %8.2f\n' "$n" "$o" "$z" "$b" "$(echo "$o/$z" | bc -l)" "$(echo "$o/$b" | bc -l)"
+done
