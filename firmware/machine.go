@@ -47,18 +47,18 @@ type Health struct {
 
 // Update is an update in progress.
 type Update struct {
-	ID             string    `json:"id"`               // the job id, or flash-/usb- and a time
-	Source         string    `json:"source"`           // job, flash or usb
-	URL            string    `json:"url,omitempty"`    // where a job downloads from
-	File           string    `json:"file"`             // the artifact on disk
-	Version        string    `json:"version"`          // the new version
+	ID             string    `json:"id"`            // the job id, or flash-/usb- and a time
+	Source         string    `json:"source"`        // job, flash or usb
+	URL            string    `json:"url,omitempty"` // where a job downloads from
+	File           string    `json:"file"`          // the artifact on disk
+	Version        string    `json:"version"`       // the new version
 	MinVersion     string    `json:"min_version,omitempty"`
 	ManifestSHA256 string    `json:"manifest_sha256,omitempty"`
 	Step           Step      `json:"step"`
 	From           string    `json:"from,omitempty"` // the slot that ran before
 	FromVersion    string    `json:"from_version,omitempty"`
 	To             string    `json:"to,omitempty"`
-	Attempts       int       `json:"attempts"`           // starts of the new version on trial
+	Attempts       int       `json:"attempts"`          // starts of the new version on trial
 	Deadline       time.Time `json:"deadline,omitzero"` // the new version commits before this
 	Before         Health    `json:"before"`
 	Snapshot       bool      `json:"snapshot"` // a store snapshot waits for a rollback
