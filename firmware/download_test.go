@@ -122,7 +122,10 @@ func TestWatchFindsNewFiles(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	found := make(chan string, 10)
 	done := make(chan struct{})
-	go func() { Watch(ctx, dir, 10*time.Millisecond, func(p string) { found <- filepath.Base(p) }); close(done) }()
+	go func() {
+		Watch(ctx, dir, 10*time.Millisecond, func(p string) { found <- filepath.Base(p) })
+		close(done)
+	}()
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("x"), 0o600)
 	os.WriteFile(filepath.Join(dir, "posd-2.0.WLF"), []byte("x"), 0o600)
 	if got := <-found; got != "posd-2.0.WLF" {
