@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"aead.dev/minisign"
+
+	"github.com/walletless/walletless/fleet"
 )
 
 type testKey struct {
@@ -239,3 +241,5 @@ func FuzzParseManifest(f *testing.F) {
 		}
 	})
 }
+
+func fleetAll() fleet.Target { return fleet.Target{All: true} }

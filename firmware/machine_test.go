@@ -388,3 +388,36 @@ func TestTryboot(t *testing.T) {
 	}
 	_ = io.EOF
 }
+
+func TestJobSignedRoundTrip(t *testing.T) {
+	k, other := newKey(t), newKey(t)
+	j := Job{JobID: "fw-2-0", Version: "2.0", URL: "https://files.example/posd-2.0.wlf", ManifestSHA256: strings.Repeat("ab", 32), Size: 1000}
+	j.Target.Group = "seoul"
+	p, err := SignJob(k.priv, j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := OpenJob([]minisign.PublicKey{k.pub}, p)
+	if err != nil || got.URL != j.URL || got.Target.Group != "seoul" {
+		t.Fatalf("%+v %v", got, err)
+	}
+	if _, err := OpenJob([]minisign.PublicKey{other.pub}, p); !errors.Is(err, ErrUntrustedKey) {
+		t.Errorf("untrusted: %v", err)
+	}
+	tampered := strings.Replace(string(p), "A", "B", 1)
+	if _, err := OpenJob([]minisign.PublicKey{k.pub}, []byte(tampered)); err == nil {
+		t.Error("a tampered job opened")
+	}
+}
+
+func FuzzOpenJob(f *testing.F) {
+	k := newKey(f)
+	j := Job{JobID: "j", Version: "1.0", URL: "http://h/x.wlf", ManifestSHA256: strings.Repeat("00", 32), Size: 1, Target: fleetAll()}
+	p, _ := SignJob(k.priv, j)
+	f.Add(p)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		OpenJob([]minisign.PublicKey{k.pub}, b)
+		ParseJob(b)
+		ParseJobReport(b)
+	})
+}
