@@ -10,10 +10,13 @@ import (
 )
 
 // Watch polls dir (a USB stick's mount point) every interval for *.wlf files and
-// calls found with each file it has not seen with the same size and time, oldest
-// name first. It returns when ctx ends. A missing dir (no stick) is not an error.
+// calls found once with each file, in name order, when it has kept the same size and
+// time over two polls (a file still being copied is not reported half-written); a
+// file changed later is reported again. It returns when ctx ends. A missing dir (no
+// stick) is not an error.
 func Watch(ctx context.Context, dir string, interval time.Duration, found func(path string)) error {
-	seen := map[string]string{}
+	seen := map[string]string{}     // the last poll
+	reported := map[string]string{} // what found was called for
 	for {
 		ents, _ := os.ReadDir(dir)
 		names := []string{}
@@ -28,8 +31,9 @@ func Watch(ctx context.Context, dir string, interval time.Duration, found func(p
 			}
 			key := info.ModTime().UTC().String() + "/" + itoa(info.Size())
 			now[e.Name()] = key
-			if seen[e.Name()] != key {
+			if seen[e.Name()] == key && reported[e.Name()] != key {
 				names = append(names, e.Name())
+				reported[e.Name()] = key
 			}
 		}
 		sort.Strings(names)
@@ -37,6 +41,11 @@ func Watch(ctx context.Context, dir string, interval time.Duration, found func(p
 			found(filepath.Join(dir, n))
 		}
 		seen = now
+		for n := range reported {
+			if _, ok := now[n]; !ok {
+				delete(reported, n)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil
