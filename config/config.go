@@ -417,7 +417,7 @@ func (c Config) Validate() error {
 			bad("fleet.trusted_keys", "key %d is not a minisign public key (the base64 line starting with RW of a .pub file)", i+1)
 		}
 	}
-	c.Firmware.validate(bad)
+	c.Firmware.validate(bad, len(c.FirmwareKeys()))
 	return errors.Join(errs...)
 }
 

@@ -69,7 +69,10 @@ func (f Firmware) FirmwareArch() string {
 	return runtime.GOARCH
 }
 
-func (f Firmware) validate(bad func(field, format string, args ...any)) {
+func (f Firmware) validate(bad func(field, format string, args ...any), keys int) {
+	if f.SlotsDir != "" && keys == 0 {
+		bad("firmware.trusted_keys", "firmware updates (slots_dir) need a trusted key here or in fleet.trusted_keys")
+	}
 	if !oneOf(f.Backend, "files", "tryboot") {
 		bad("firmware.backend", "%q is not files or tryboot", f.Backend)
 	}

@@ -6,7 +6,7 @@ import (
 )
 
 func TestFirmwareSection(t *testing.T) {
-	good := `{"version":1,"firmware":{"slots_dir":"/var/lib/walletless/slots","backend":"files","board":"rpi4","max_wait":"5m"}}`
+	good := `{"version":1,"fleet":{"trusted_keys":["RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3"]},"firmware":{"slots_dir":"/var/lib/walletless/slots","backend":"files","board":"rpi4","max_wait":"5m"}}`
 	c, err := Parse(strings.NewReader(good))
 	if err != nil {
 		t.Fatal(err)
@@ -22,6 +22,7 @@ func TestFirmwareSection(t *testing.T) {
 		`{"version":1,"firmware":{"board":"a b"}}`,
 		`{"version":1,"firmware":{"trusted_keys":["nope"]}}`,
 		`{"version":1,"firmware":{"slotsdir":"/x"}}`,
+		`{"version":1,"firmware":{"slots_dir":"/x"}}`,
 	} {
 		if _, err := Parse(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "firmware") && !strings.Contains(err.Error(), "unknown") {
 			t.Errorf("%s: %v", bad, err)

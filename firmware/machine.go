@@ -243,7 +243,7 @@ func (m *Machine) Fail(cause error) error {
 	if Rejection(cause) {
 		res = ResultRejected
 	}
-	if u.Source == "job" {
+	if u.Source != "usb" {
 		os.Remove(u.File)
 	}
 	m.finish(res, cause.Error())
@@ -411,7 +411,7 @@ func (m *Machine) commitLocked() error {
 		m.st.Floor = u.MinVersion
 	}
 	os.Remove(filepath.Join(m.cfg.Dir, SnapshotFile))
-	if u.Source == "job" {
+	if u.Source != "usb" {
 		os.Remove(u.File)
 	}
 	m.finish(ResultSucceeded, "")
@@ -452,7 +452,7 @@ func (m *Machine) rollbackLocked() error {
 	}
 	os.Remove(snap)
 	m.st.Slot = u.From
-	if u.Source == "job" {
+	if u.Source != "usb" {
 		os.Remove(u.File)
 	}
 	m.finish(ResultFailed, "rolled back: "+u.Reason)

@@ -54,7 +54,7 @@ func copySnapshot(db string) func(string) error {
 
 // startUpdate runs an update from its beginning to the switch, as posd does.
 func startUpdate(m *Machine, r rig) error {
-	if err := m.Begin(Update{ID: "job-1", Source: "flash", File: r.art, Step: StepDownload}); err != nil {
+	if err := m.Begin(Update{ID: "job-1", Source: "usb", File: r.art, Step: StepDownload}); err != nil {
 		return err
 	}
 	return resume(m, r)
@@ -329,7 +329,7 @@ func TestTryboot(t *testing.T) {
 		t.Fatal(err)
 	}
 	autoboot := func() string { b, _ := os.ReadFile(filepath.Join(boot, AutobootFile)); return string(b) }
-	if err := m.Begin(Update{ID: "img", Source: "flash", File: art}); err != nil {
+	if err := m.Begin(Update{ID: "img", Source: "usb", File: art}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Check(); err != nil {
@@ -364,7 +364,7 @@ func TestTryboot(t *testing.T) {
 		t.Fatalf("boot action %+v", a)
 	}
 	// A second update that does come up commits: [all] names partition 3.
-	m.Begin(Update{ID: "img2", Source: "flash", File: art})
+	m.Begin(Update{ID: "img2", Source: "usb", File: art})
 	m.Check()
 	if err := m.Install(nil, nil); err != nil {
 		t.Fatal(err)
