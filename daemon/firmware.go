@@ -72,15 +72,16 @@ type fwProgress struct {
 	Reason          string    `json:"reason,omitempty"`
 }
 
-// openFirmware builds the agent when firmware.slots_dir is set.
-func (rt *instance) openFirmware(cfg config.Config) error {
+// OpenFirmware opens the firmware machine cfg describes (firmware.slots_dir must be
+// set): posd's agent and `posctl firmware boot` use the same one.
+func OpenFirmware(cfg config.Config, log *slog.Logger) (*firmware.Machine, []minisign.PublicKey, error) {
 	fc := cfg.Firmware
 	if fc.SlotsDir == "" {
-		return nil
+		return nil, nil, fmt.Errorf("daemon: firmware.slots_dir is not set: firmware updates are off")
 	}
 	keys, err := fleet.ParseKeys(cfg.FirmwareKeys())
 	if err != nil {
-		return fmt.Errorf("daemon: firmware keys: %w", err)
+		return nil, nil, fmt.Errorf("daemon: firmware keys: %w", err)
 	}
 	var backend firmware.Backend = firmware.Files{Dir: fc.SlotsDir}
 	if fc.Backend == "tryboot" {
@@ -90,12 +91,25 @@ func (rt *instance) openFirmware(cfg config.Config) error {
 		}
 		backend = firmware.Tryboot{BootDir: fc.BootDir, Partitions: parts, Devices: fc.TrybootDevices, StagingDir: fc.SlotsDir, PartitionFile: fc.PartitionFile, Reboot: fc.Reboot}
 	}
-	log := rt.log.With("component", "firmware")
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	m, err := firmware.OpenMachine(firmware.MachineConfig{
 		Dir: filepath.Join(cfg.DataDir, FirmwareDir), Backend: backend, Keys: keys,
 		Arch: fc.FirmwareArch(), Board: fc.Board, DB: filepath.Join(cfg.DataDir, DBFile),
 		MaxAttempts: fc.MaxAttempts, VerifyTimeout: time.Duration(fc.VerifyTimeout), Log: log,
 	})
+	return m, keys, err
+}
+
+// openFirmware builds the agent when firmware.slots_dir is set.
+func (rt *instance) openFirmware(cfg config.Config) error {
+	fc := cfg.Firmware
+	if fc.SlotsDir == "" {
+		return nil
+	}
+	log := rt.log.With("component", "firmware")
+	m, keys, err := OpenFirmware(cfg, log)
 	if err != nil {
 		return err
 	}
