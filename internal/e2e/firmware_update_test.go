@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -80,10 +79,19 @@ func startSupervisor(t *testing.T, posctl, slots, cfgFile string) *supervisor {
 			if err := boot.Run(); err != nil {
 				fmt.Fprintf(&s.out, "supervisor: posctl firmware boot: %v\n", err)
 			}
-			pr, pw := io.Pipe() // the scanner: nothing is typed, sales get codes by API
+			// The scanner: nothing is typed, sales get their codes by API. An *os.File so
+			// Wait does not wait for a copying goroutine.
+			pr, pw, err := os.Pipe()
+			if err != nil {
+				fmt.Fprintf(&s.out, "supervisor: pipe: %v\n", err)
+				return
+			}
 			cmd := exec.Command(filepath.Join(slots, "current", "posd"), "-config", cfgFile)
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = pr, &s.out, &s.out
-			if err := cmd.Start(); err != nil {
+			err = cmd.Start()
+			pr.Close()
+			if err != nil {
+				pw.Close()
 				fmt.Fprintf(&s.out, "supervisor: start: %v\n", err)
 				time.Sleep(200 * time.Millisecond)
 				continue
@@ -92,7 +100,7 @@ func startSupervisor(t *testing.T, posctl, slots, cfgFile string) *supervisor {
 			s.cur = cmd
 			s.starts++
 			s.mu.Unlock()
-			err := cmd.Wait()
+			err = cmd.Wait()
 			pw.Close()
 			var ee *exec.ExitError
 			if errors.As(err, &ee) && ee.ExitCode() == firmware.ExitRestart {
