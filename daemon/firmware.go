@@ -269,31 +269,45 @@ func (a *fwAgent) process(ctx context.Context, r fwRequest, resumed bool) error 
 }
 
 // waitQuiet returns with the gate closed once no sale is in progress and the outbox
-// is empty; after max_wait it reports the job deferred and keeps waiting, sales
-// going on meanwhile.
+// is empty. It closes the gate first (new sales are refused, "updating") and lets
+// the running work drain for up to a drain window (max_wait, at most a minute); if
+// the counter is not quiet by then it reopens the gate, reports the job deferred
+// after max_wait in all, and tries again a little later, sales going on in between.
 func (a *fwAgent) waitQuiet(ctx context.Context, u firmware.Update) error {
 	start := time.Now()
 	deferred := false
+	drain := min(time.Duration(a.cfg.MaxWait), time.Minute)
 	for {
 		a.gate.Store(true)
-		why := a.busy(ctx)
-		if why == "" {
-			return nil
+		end := time.Now().Add(drain)
+		for {
+			why := a.busy(ctx)
+			if why == "" {
+				return nil
+			}
+			a.progress(u, "waiting", 0, why)
+			if time.Now().After(end) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				a.gate.Store(false)
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
 		a.gate.Store(false)
-		if !deferred && time.Since(start) > time.Duration(a.cfg.MaxWait) {
+		if !deferred && time.Since(start) >= time.Duration(a.cfg.MaxWait) {
 			deferred = true
-			reason := "deferred: the counter was busy for " + time.Duration(a.cfg.MaxWait).String() + " (" + why + "); installing at the next quiet moment"
-			a.log.Warn("firmware install deferred", "id", u.ID, "busy", why)
+			reason := "deferred: the counter was busy for " + time.Duration(a.cfg.MaxWait).String() + "; installing at the next quiet moment"
+			a.log.Warn("firmware install deferred", "id", u.ID)
 			a.report(u, firmware.JobInProgress, "waiting", reason)
 			a.setInfo(fwProgress{Step: "waiting", Version: u.Version, Since: time.Now().UTC(), Reason: reason})
-		} else if !deferred {
-			a.progress(u, "waiting", 0, why)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(5 * time.Second): // sales go on; then drain again
 		}
 	}
 }

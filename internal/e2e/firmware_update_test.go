@@ -272,7 +272,6 @@ func TestFirmwareTwoBuildsSwitchCommitAndRollBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pubText, _ := pub.MarshalText()
 	slots := filepath.Join(dir, "slots")
 	if err := (firmware.Files{Dir: slots}).Init(v1); err != nil {
 		t.Fatal(err)
@@ -286,7 +285,7 @@ func TestFirmwareTwoBuildsSwitchCommitAndRollBack(t *testing.T) {
 		"api":     map[string]any{"addr": apiAddr},
 		"mqtt":    map[string]any{"broker": link.URL()},
 		"scanner": map[string]any{"source": "stdin"},
-		"fleet":   map[string]any{"trusted_keys": []string{string(pubText)}},
+		"fleet":   map[string]any{"trusted_keys": []string{pub.String()}},
 		"firmware": map[string]any{"slots_dir": slots, "board": "counter-test", "verify_timeout": "4s",
 			"max_attempts": 3, "max_wait": "1m"},
 	}
