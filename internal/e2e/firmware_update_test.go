@@ -165,7 +165,7 @@ func startSeller(api string) *seller {
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
-			s.sell(1000 + int64(i))
+			s.sell(1000+int64(i), fmt.Sprintf("28%016d", 1234567890000000+i))
 		}
 	}()
 	return s
@@ -185,7 +185,8 @@ func (s *seller) call(method, path, body string) (int, map[string]any, error) {
 	return resp.StatusCode, m, nil
 }
 
-func (s *seller) sell(amount int64) {
+// sell makes one sale paid with code (one-time wallet codes: each sale its own).
+func (s *seller) sell(amount int64, walletCode string) {
 	code, sale, err := s.call("POST", "/v1/sales", fmt.Sprintf(`{"amount_minor": %d, "currency": "KRW"}`, amount))
 	if err != nil || code != 201 {
 		if code == 503 {
@@ -207,7 +208,7 @@ func (s *seller) sell(amount int64) {
 			st, _ := m["status"].(string)
 			switch st {
 			case "waiting_for_code":
-				s.call("POST", "/v1/sales/"+id+"/code", `{"code": "281234567890123456"}`)
+				s.call("POST", "/v1/sales/"+id+"/code", `{"code": "`+walletCode+`"}`)
 			case "approved", "declined", "refused", "cancelled", "stored_offline", "failed":
 				s.mu.Lock()
 				s.ends[id] = st
