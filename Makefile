@@ -2,7 +2,7 @@
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
-CMDS     := posd posctl posgw
+CMDS     := posd posctl posgw posfleet
 DIST     := dist
 
 .PHONY: help demo build test test-short vet bench fuzz cross firmware mutants clean
@@ -13,7 +13,7 @@ help: ## list the targets
 demo: ## run posd in demo mode: embedded broker, in-process posgw, scans from this terminal, receipts as PNG in demo/receipts
 	$(GO) run ./cmd/posd -demo
 
-build: ## build posd, posctl and posgw into bin/
+build: ## build posd, posctl, posgw and posfleet into bin/
 	@mkdir -p bin
 	for c in $(CMDS); do $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/$$c ./cmd/$$c || exit 1; done
 

@@ -2,9 +2,9 @@
 # Mutation check of the safety tests: each mutant is a small source change that breaks
 # an invariant (posgw deciding a duplicate again, bbolt without fsync, a result applied
 # twice, a one-time code accepted twice, any API token accepted, TLS files with a
-# plaintext URL, shredded keys kept, a bbolt panic not recovered, a firmware payload
-# installed unchecked, a firmware crash loop never rolled back, a store snapshot not
-# restored by a rollback). Each is applied to
+# plaintext URL, shredded keys kept, a bbolt panic not recovered, a canary rollout that
+# goes on past a rejection, a firmware payload installed unchecked, a firmware crash
+# loop never rolled back, a store snapshot not restored by a rollback). Each is applied to
 # a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
@@ -73,6 +73,9 @@ mutant shred-keys-never-destroyed internal/shred/shred.go \
 mutant store-panic-not-recovered store/guard.go \
 	's/^\t\tr := recover()$/\t\tvar r any \/\/ mutant/' \
 	./store/ '^(TestDamageWhileOpen|TestTruncatedWhileOpen)$'
+mutant canary-ignores-rejection cmd/posfleet/push.go \
+	's/^\t\t\tcase r.State == "rejected" || r.State == "failed":$/\t\t\tcase false: \/\/ mutant/' \
+	./internal/e2e/ '^TestFleetSimulatorCanary$'
 mutant firmware-payload-hash-unchecked firmware/artifact.go \
 	's/if err == nil \&\& hex.EncodeToString(sum.Sum(nil)) != p.SHA256 {/if false \&\& hex.EncodeToString(sum.Sum(nil)) != p.SHA256 {/' \
 	./firmware/ '^TestInstallAndRefusals$'

@@ -79,7 +79,7 @@ Usage:
                                                publish a firmware job and follow it
   posfleet firmware status -broker URL [-job ID]
                                                each device's last firmware job report
-  posfleet version
+  posfleet version [-json]
 
 TARGET is -device ID, -group G or -all. Every command takes -json; run
 'posfleet COMMAND -h' for its flags. Exit codes: 0 done, 1 error, 2 usage,
@@ -106,6 +106,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	case "version":
+		if len(e.args) == 1 && e.args[0] == "-json" {
+			fmt.Fprintf(stdout, "{\"version\":%q}\n", version)
+			return exitOK
+		}
 		fmt.Fprintln(stdout, "posfleet", version)
 		return exitOK
 	case "keygen":
