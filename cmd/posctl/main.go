@@ -33,6 +33,7 @@ type command struct {
 var commands = map[string]command{
 	"status":       {"show posd's status through the local API", cmdStatus},
 	"sale":         {"show one sale: posctl sale ID", cmdSale},
+	"config":       {"fleet configuration through posd: posctl config history [-json] | show | rollback VERSION", cmdConfig},
 	"token":        {"API tokens through posd: posctl token create -name NAME -role clerk|manager | list | revoke NAME", cmdToken},
 	"version":      {"print posctl's version", cmdVersion},
 	"ports":        {"list serial ports with USB VID/PID/serial number", cmdPorts},
