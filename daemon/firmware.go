@@ -115,7 +115,7 @@ func (rt *instance) openFirmware(cfg config.Config) error {
 	}
 	rt.fw = &fwAgent{
 		rt: rt, m: m, cfg: fc, keys: keys, device: cfg.DeviceID, version: rt.opts.Version, log: log,
-		client: &http.Client{}, reqs: make(chan fwRequest, 4), restart: make(chan string, 1),
+		client: &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 30 * time.Second, TLSHandshakeTimeout: 15 * time.Second}}, reqs: make(chan fwRequest, 4), restart: make(chan string, 1),
 		reports: make(chan firmware.JobReport, 64), queued: map[string]bool{},
 	}
 	// A trial refuses sales from its first moment, before the sale path starts.
@@ -428,7 +428,7 @@ func (a *fwAgent) progress(u firmware.Update, step string, pct int, reason strin
 	a.report(u, firmware.JobInProgress, step, reason)
 }
 
-// gated wraps the sale engine for the API: new sales and refunds are refused while
+// gated wraps the sale engine for the API: new sales, refunds and batch closes are refused while
 // an update holds the gate; a sale already running goes on to its end.
 func (rt *instance) gated(e *payment.Engine) api.Sales {
 	if rt.fw == nil {
@@ -464,6 +464,15 @@ func (g gatedSales) Present(ctx context.Context, amountMinor int64, currency str
 		return payment.Sale{}, err
 	}
 	return g.Sales.Present(ctx, amountMinor, currency)
+}
+
+// CloseBatch is refused too: a batch closed on a version on trial would be open
+// again after a rollback restored the store while the cloud had it closed.
+func (g gatedSales) CloseBatch(ctx context.Context) (payment.Batch, error) {
+	if err := g.refused(); err != nil {
+		return payment.Batch{}, err
+	}
+	return g.Sales.CloseBatch(ctx)
 }
 
 func (g gatedSales) Refund(ctx context.Context, saleID string, amountMinor int64) (payment.Refund, error) {
