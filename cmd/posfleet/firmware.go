@@ -50,6 +50,7 @@ func cmdFirmwarePack(e env) error {
 	arch := fs.String("arch", runtime.GOARCH, "target `ARCH` (GOARCH: arm, arm64, amd64)")
 	board := fs.String("board", firmware.AnyBoard, "target `BOARD` (firmware.board of the devices; any: every board)")
 	out := fs.String("o", "", "output `FILE.wlf`")
+	asJSON := fs.Bool("json", false, "print the manifest as JSON")
 	pos, err := parse(fs, e.args)
 	if err != nil {
 		return err
@@ -87,6 +88,9 @@ func cmdFirmwarePack(e env) error {
 	if err != nil {
 		os.Remove(tmp)
 		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(e.stdout).Encode(map[string]any{"file": *out, "key_id": fleet.KeyID(k.ID()), "manifest": m})
 	}
 	fmt.Fprintf(e.stdout, "%s: version %s for %s/%s", *out, m.Version, m.Arch, m.Board)
 	if m.MinVersion != "" {
@@ -211,6 +215,7 @@ func cmdFirmwareRollout(ctx context.Context, e env) error {
 	canary := fs.Int("canary", 0, "first roll out to `N` online devices of the target and wait -wait after they commit, then to the rest")
 	wait := fs.Duration("wait", 5*time.Minute, "with -canary: how long the canaries must stay online after committing")
 	timeout := fs.Duration("timeout", 30*time.Minute, "how long to wait for each wave's reports (0: publish and do not wait)")
+	asJSON := fs.Bool("json", false, "progress on stderr; the job and each device's last report as JSON on stdout")
 	pos, err := parse(fs, e.args)
 	if err != nil {
 		return err
@@ -247,6 +252,21 @@ func cmdFirmwareRollout(ctx context.Context, e env) error {
 	w, err := watchFirmware(ctx, s)
 	if err != nil {
 		return err
+	}
+	if *asJSON {
+		out := e.stdout
+		e.stdout = e.stderr
+		defer func() {
+			w.mu.Lock()
+			reports := map[string]firmware.JobReport{}
+			for d, r := range w.reports {
+				if r.JobID == job.JobID {
+					reports[d] = r
+				}
+			}
+			w.mu.Unlock()
+			json.NewEncoder(out).Encode(map[string]any{"job": job, "reports": reports})
+		}()
 	}
 	topic := firmware.JobTopic(job.Target)
 	members := s.members(t)
