@@ -135,3 +135,70 @@ func TestFirmwareFromUSBSwitchesThenCommits(t *testing.T) {
 		t.Errorf("posd 2.0 stopped with %v", err)
 	}
 }
+
+// TestFirmwareWaitsForTheSaleInProgress: with a sale waiting for its code, an
+// update does not install: after max_wait it reports itself deferred; once the sale
+// ends it installs and switches.
+func TestFirmwareWaitsForTheSaleInProgress(t *testing.T) {
+	dir := t.TempDir()
+	pub, priv, err := minisign.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots, usb := filepath.Join(dir, "slots"), filepath.Join(dir, "usb")
+	os.MkdirAll(usb, 0o755)
+	old := filepath.Join(dir, "posd-old")
+	os.WriteFile(old, []byte("old posd"), 0o755)
+	if err := (firmware.Files{Dir: slots}).Init(old); err != nil {
+		t.Fatal(err)
+	}
+	// Demo mode: the embedded broker and posgw acknowledge what the sale enqueues.
+	tp := startPosd(t, dir, config.Default().MQTT.Broker, true, func(c *config.Config) {
+		c.Fleet.TrustedKeys = []string{pub.String()}
+		c.Firmware.SlotsDir = slots
+		c.Firmware.WatchDir = usb
+		c.Firmware.WatchInterval = config.Duration(100 * time.Millisecond)
+		c.Firmware.MaxWait = config.Duration(time.Second)
+	})
+	defer tp.scan.Close()
+	code, sale := tp.do("POST", "/v1/sales", `{"amount_minor": 5000, "currency": "KRW"}`)
+	if code != http.StatusCreated {
+		t.Fatalf("create: %d %v", code, sale)
+	}
+	f, _ := os.Create(filepath.Join(usb, ".part"))
+	if _, err := firmware.Pack(f, priv, firmware.Manifest{Version: "2.0", Arch: runtime.GOARCH, Board: "any"}, []firmware.PackFile{{Name: "posd", Path: old}}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	os.Rename(f.Name(), filepath.Join(usb, "posd-2.0.wlf"))
+	deadline := time.Now().Add(30 * time.Second)
+	deferred := false
+	for time.Now().Before(deadline) && !deferred {
+		_, st := tp.do("GET", "/v1/status", "")
+		if u, ok := st["updating"].(map[string]any); ok {
+			r, _ := u["reason"].(string)
+			deferred = u["step"] == "waiting" && len(r) > 9 && r[:9] == "deferred:"
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !deferred {
+		t.Fatal("the update never reported itself deferred behind the waiting sale")
+	}
+	if run, _ := (firmware.Files{Dir: slots}).Running(); run != firmware.SlotA {
+		t.Fatal("installed and switched while a sale waited for its code")
+	}
+	if code, m := tp.do("POST", "/v1/sales/"+sale["id"].(string)+"/cancel", ""); code != http.StatusOK {
+		t.Fatalf("cancel: %d %v", code, m)
+	}
+	select {
+	case err := <-tp.done:
+		if !errors.Is(err, ErrRestart) {
+			t.Fatalf("posd ended with %v, want ErrRestart", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the update did not go on once the sale ended")
+	}
+	if run, _ := (firmware.Files{Dir: slots}).Running(); run != firmware.SlotB {
+		t.Fatalf("current is %s after the switch", run)
+	}
+}

@@ -6,7 +6,8 @@
 # replayed, forged, for another target, expired or invalid accepted, applied during a
 # sale, or a dead broker setting kept, a canary rollout that goes on past a rejection,
 # a firmware payload installed unchecked, a firmware crash loop never rolled back, a
-# store snapshot not restored by a rollback). Each is applied to
+# store snapshot not restored by a rollback, firmware installed while a sale waits).
+# Each is applied to
 # a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
@@ -108,6 +109,9 @@ mutant firmware-crash-loop-never-rolls-back firmware/machine.go \
 mutant firmware-snapshot-not-restored firmware/machine.go \
 	's/if u.Snapshot \&\& m.cfg.DB != "" {/if false \&\& u.Snapshot \&\& m.cfg.DB != "" {/' \
 	./firmware/ '^(TestCrashLoopRollsBack|TestKilledInEachStep)$'
+mutant firmware-installs-during-a-sale daemon/firmware.go \
+	's/\tcase s.Waiting != "":/\tcase false \&\& s.Waiting != "":/' \
+	./daemon/ '^TestFirmwareWaitsForTheSaleInProgress$'
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"
