@@ -45,6 +45,8 @@ type Server struct {
 	Tokens Tokens
 	// Config shows the configuration history and rolls it back (config.go); nil answers 501.
 	Config ConfigHistory
+	// Firmware installs signed firmware (firmware.go); nil answers 501.
+	Firmware FirmwareUpdates
 	// Hosts are the host names besides localhost, loopback addresses and the address
 	// a connection came in on that a Host header may name (the configured address,
 	// the device's host name).
@@ -64,7 +66,7 @@ func New(sales Sales, status func() any, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{sales: sales, status: status, log: log, mux: http.NewServeMux(), limit: newLimiter()}
-	for _, rt := range append(s.routes(), s.configRoutes()...) {
+	for _, rt := range append(append(s.routes(), s.configRoutes()...), s.firmwareRoutes()...) {
 		s.mux.HandleFunc(rt.pattern, needs(rt.role, rt.h))
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -362,6 +364,9 @@ func (s *Server) writeEngineError(w http.ResponseWriter, err error) {
 		errors.Is(err, payment.ErrAuthorizing), errors.Is(err, payment.ErrCodeReused), errors.Is(err, payment.ErrNotRefundable),
 		errors.Is(err, payment.ErrNoMerchantCode), errors.Is(err, payment.ErrBatchBusy):
 		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, ErrUpdating):
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, syscall.ENOSPC):
 		s.log.Error("api: the disk is full", "err", err)
 		writeError(w, http.StatusInsufficientStorage, "the terminal's disk is full: nothing was recorded; free space on the data partition (old receipts, logs) and try again")

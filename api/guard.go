@@ -88,7 +88,9 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) {
 	}
 	if !safeMethod(r.Method) {
 		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		if err != nil || mt != "application/json" {
+		// An artifact upload is the one binary body (a browser must preflight it too).
+		upload := mt == "application/octet-stream" && r.Method == http.MethodPost && r.URL.Path == "/v1/firmware"
+		if err != nil || mt != "application/json" && !upload {
 			writeError(rw, http.StatusUnsupportedMediaType, "api: a "+r.Method+" request must have Content-Type: application/json")
 			return
 		}

@@ -57,6 +57,8 @@ type Config struct {
 	Indicators Indicators `json:"indicators"`
 	// Fleet is signed configuration pushed by a fleet manager (docs/protocol.md).
 	Fleet Fleet `json:"fleet"`
+	// Firmware is signed firmware with A/B slots (docs/firmware.md).
+	Firmware Firmware `json:"firmware"`
 }
 
 // Fleet configures signed configuration pushed over MQTT. Without trusted keys posd
@@ -217,6 +219,7 @@ func Default() Config {
 		},
 		Merchant: Merchant{Name: "Walletless demo shop"},
 		Fleet:    Fleet{VerifyTimeout: Duration(time.Minute)},
+		Firmware: defaultFirmware(),
 	}
 }
 
@@ -414,6 +417,7 @@ func (c Config) Validate() error {
 			bad("fleet.trusted_keys", "key %d is not a minisign public key (the base64 line starting with RW of a .pub file)", i+1)
 		}
 	}
+	c.Firmware.validate(bad, len(c.FirmwareKeys()))
 	return errors.Join(errs...)
 }
 

@@ -150,6 +150,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if cfg, err = rt.openFleet(cfg); err != nil {
 		return err
 	}
+	if err := rt.openFirmware(cfg); err != nil {
+		return err
+	}
 	framing, err := scanner.ParseFraming(cfg.Scanner.Framing)
 	if err != nil {
 		return fmt.Errorf("daemon: scanner.framing: %w", err)
@@ -166,6 +169,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 	g.Go(func() error { return rt.loop(ctx, cfg) })
 	g.Go(func() error { return sh.run(ctx) })
 	g.Go(func() error { return rt.agent.Run(ctx) })
+	if rt.fw != nil {
+		g.Go(func() error { return rt.fw.run(ctx) })
+	}
 	g.Go(func() error { return serveFront(ctx, ln, &rt.front) })
 	g.Go(func() error {
 		return scanner.Run(ctx, scanner.Config{
@@ -238,6 +244,7 @@ type instance struct {
 	front      front
 	fleet      fleetState
 	agent      *fleet.Agent
+	fw         *fwAgent      // nil when firmware updates are off
 	file       config.Config // the config file (and flags): what a push may not change
 	applies    chan applyRequest
 	ready      chan struct{} // closed once the first generation runs
@@ -372,7 +379,7 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 			return engine.HandleResults(ctx, prs)
 		},
 		Groups:        cfg.Fleet.Groups,
-		Subscriptions: rt.fleetSubscriptions(ctx, cfg),
+		Subscriptions: append(rt.fleetSubscriptions(ctx, cfg), rt.firmwareSubscriptions(ctx, cfg)...),
 		OnConnect:     rt.agent.Connected,
 		Log:           log.With("component", "sync"),
 	})
@@ -436,9 +443,13 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 		}
 		s["sales"] = sales
 		rt.door.addStatus(s)
+		rt.addFirmwareStatus(s)
 		return s
 	}
-	srv := api.New(engine, status, log.With("component", "api"))
+	srv := api.New(rt.gated(engine), status, log.With("component", "api"))
+	if rt.fw != nil {
+		srv.Firmware = rt.fw
+	}
 	srv.Merchant = cfg.Merchant.Name
 	srv.Config = rt.configHistory()
 	rt.door.configure(srv)

@@ -78,6 +78,8 @@ func fixedByFile(file, pushed config.Config) error {
 		{"api", file.API, pushed.API},
 		{"scanner", file.Scanner, pushed.Scanner},
 		{"fleet.groups", file.Fleet.Groups, pushed.Fleet.Groups},
+		// posctl firmware boot reads the file; the slots must be where it looks.
+		{"firmware", file.Firmware, pushed.Firmware},
 	} {
 		if !reflect.DeepEqual(f.a, f.b) {
 			return fmt.Errorf("daemon: %s cannot be changed by a pushed configuration (it needs a restart of posd); change it in the config file", f.name)

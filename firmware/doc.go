@@ -1,10 +1,23 @@
-// Package firmware will own signed firmware updates: minisign/ed25519-signed manifests,
-// streaming download with resume, A/B slots (Raspberry Pi tryboot or a file-slot
-// backend), health check, commit or rollback, and anti-downgrade.
+// Package firmware owns signed firmware updates of posd: the artifact (a .wlf file:
+// a minisign-signed manifest naming the version, min_version, arch, board and the
+// size and SHA-256 of each payload, followed by the payloads), its streaming
+// verification, the A/B slot backends (files: slots a and b and a current link;
+// tryboot: Raspberry Pi autoboot.txt), the persisted update state machine with its
+// boot-attempt counter, the anti-downgrade floor, HTTP(S) download with Range resume
+// and the watched USB directory.
+//
+// The chain of an update is download → verify → install → switch → verify_new →
+// commit, or rollback. Each step is persisted (state.json, written atomically) before
+// it acts, and [Machine.Boot], run before every start of posd while no posd runs,
+// finishes whatever an interrupted step left, so a device killed in any step comes
+// back on a slot that works. The daemon decides when (a quiet counter and an empty
+// outbox) and runs the health check; this package knows nothing of sales or MQTT.
 //
 // # Caveats
 //
-// Nothing is implemented here yet: the package exists so the layout of the repository
-// matches the design, and the import-flow test already keeps it away from sync's
-// internals. Until it is built, posd cannot update itself.
+// Nothing unverified is written to a slot: the manifest's signature is checked
+// before any payload is read, each payload is hashed into a staging directory and
+// only a fully verified staging directory is renamed into the slot. The tryboot
+// backend needs staging space for the whole image before it writes the partition.
+// The floor only rises when an update commits; a rollback does not lower it.
 package firmware

@@ -8,7 +8,9 @@
 # twice, posgw acknowledging a request before storing it, a fleet document replayed,
 # forged, for another target, expired or invalid accepted, applied during a sale, or a
 # dead broker setting kept, a canary rollout that goes on past a rejection, a camera's
-# EAN-13 read from one line of noise). Each is applied to
+# EAN-13 read from one line of noise, a firmware payload installed unchecked, a
+# firmware crash loop never rolled back, a store snapshot not restored by a rollback,
+# firmware installed while a sale waits). Each is applied to
 # a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
@@ -125,6 +127,18 @@ mutant canary-ignores-rejection cmd/posfleet/push.go \
 mutant ean13-read-unconfirmed scanner/decode.go \
 	's/if rd.sym == "ean13" \&\& (!s.upright/if false \&\& rd.sym == "ean13" \&\& (!s.upright/' \
 	./scanner/ '^TestNoFalseReads$'
+mutant firmware-payload-hash-unchecked firmware/artifact.go \
+	's/if err == nil \&\& hex.EncodeToString(sum.Sum(nil)) != p.SHA256 {/if false \&\& hex.EncodeToString(sum.Sum(nil)) != p.SHA256 {/' \
+	./firmware/ '^TestInstallAndRefusals$'
+mutant firmware-crash-loop-never-rolls-back firmware/machine.go \
+	's/if u.Attempts >= m.cfg.MaxAttempts {/if false \&\& u.Attempts >= m.cfg.MaxAttempts {/' \
+	./firmware/ '^(TestCrashLoopRollsBack|TestKilledInEachStep)$'
+mutant firmware-snapshot-not-restored firmware/machine.go \
+	's/if u.Snapshot \&\& m.cfg.DB != "" {/if false \&\& u.Snapshot \&\& m.cfg.DB != "" {/' \
+	./firmware/ '^(TestCrashLoopRollsBack|TestKilledInEachStep)$'
+mutant firmware-installs-during-a-sale daemon/firmware.go \
+	's/\tcase s.Waiting != "":/\tcase false \&\& s.Waiting != "":/' \
+	./daemon/ '^TestFirmwareWaitsForTheSaleInProgress$'
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"

@@ -44,6 +44,8 @@ var commands = map[string]command{
 	"receipt":      {"render ESC/POS to PNG: posctl receipt preview IN.bin -o OUT.png", cmdReceipt},
 	"print-test":   {"print a self-test page: posctl print-test [-config FILE] [-printer SPEC]", cmdPrintTest},
 	"store":        {"offline database maintenance with posd stopped: posctl store check|backup|compact|salvage", cmdStore},
+	"flash":        {"install signed firmware: posctl flash [-yes] FILE.wlf (shows what changes, asks, follows the health check)", cmdFlash},
+	"firmware":     {"firmware slots: posctl firmware status | rollback | boot -config FILE | init -config FILE -posd BIN", cmdFirmware},
 }
 
 // errUsage asks main to print usage and exit 2.

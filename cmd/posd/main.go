@@ -19,6 +19,7 @@ import (
 
 	"github.com/walletless/walletless/config"
 	"github.com/walletless/walletless/daemon"
+	"github.com/walletless/walletless/firmware"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -28,6 +29,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	if errors.Is(err, daemon.ErrRestart) {
+		// The supervisor (systemd's Restart=always, posctl firmware supervise) starts
+		// current/posd again: the new version on trial, or the old one after a rollback.
+		fmt.Fprintln(os.Stderr, "posd: firmware slot changed; exiting for a restart")
+		os.Exit(firmware.ExitRestart)
+	}
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "posd:", err)

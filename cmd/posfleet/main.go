@@ -73,6 +73,12 @@ Usage:
   posfleet config status -broker URL [-version N] [-group G|-device ID]
                                                what each device reported for a version
   posfleet status -broker URL [-group G]       presence and health of every device
+  posfleet firmware pack -key FILE -version V [-min-version M] [-arch A -board B] -o FILE.wlf BINARY…
+                                               make a signed firmware artifact
+  posfleet firmware rollout -broker URL -key FILE TARGET -url URL [-canary N -wait D] FILE.wlf
+                                               publish a firmware job and follow it
+  posfleet firmware status -broker URL [-job ID]
+                                               each device's last firmware job report
   posfleet version [-json]
 
 TARGET is -device ID, -group G or -all. Every command takes -json; run
@@ -110,6 +116,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdKeygen(e)
 	case "status":
 		err = cmdStatus(ctx, e)
+	case "firmware":
+		name, err = cmdFirmware(ctx, e)
 	case "config":
 		if len(e.args) == 0 {
 			fmt.Fprint(stderr, usage)

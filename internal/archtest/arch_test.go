@@ -74,6 +74,9 @@ var forbidden = map[string][]string{
 	"internal/pgtest": {"*"},
 	// fleet is the config contract and the device's state machine; posfleet imports it.
 	"fleet": {"*"},
+	// firmware verifies and installs artifacts; it knows nothing of sales, the store's
+	// internals or MQTT (it shares the signed-envelope contract with fleet).
+	"firmware": {"payment", "store", "sync", "printer", "scanner", "device", "daemon", "api", "gateway"},
 	// auth holds the local API's tokens: it knows nothing of sales, the store or MQTT.
 	"auth": {"payment", "store", "sync", "printer", "scanner", "device", "daemon", "api", "gateway"},
 }

@@ -1,0 +1,414 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/walletless/walletless/config"
+	"github.com/walletless/walletless/daemon"
+	"github.com/walletless/walletless/firmware"
+)
+
+// cmdFirmware is `posctl firmware status|rollback|boot|init`.
+func cmdFirmware(ctx context.Context, e env) error {
+	if len(e.args) == 0 {
+		fmt.Fprintln(e.stderr, "usage: posctl firmware status|rollback|boot|init [flags]")
+		return errUsage
+	}
+	sub, rest := e.args[0], env{args: e.args[1:], stdin: e.stdin, stdout: e.stdout, stderr: e.stderr}
+	switch sub {
+	case "status":
+		return cmdFirmwareStatus(ctx, rest)
+	case "rollback":
+		return cmdFirmwareRollback(ctx, rest)
+	case "boot":
+		return cmdFirmwareBoot(ctx, rest)
+	case "init":
+		return cmdFirmwareInit(ctx, rest)
+	}
+	fmt.Fprintf(e.stderr, "posctl firmware: unknown subcommand %q\n", sub)
+	return errUsage
+}
+
+// fwStatus is GET /v1/firmware.
+type fwStatus struct {
+	Running  string         `json:"running"`
+	Backend  string         `json:"backend"`
+	State    firmware.State `json:"state"`
+	Updating *struct {
+		Step            string `json:"step"`
+		Version         string `json:"version"`
+		Percent         int    `json:"percent"`
+		EstimateSeconds int    `json:"estimate_seconds"`
+		Reason          string `json:"reason"`
+	} `json:"updating"`
+}
+
+func getFirmware(ctx context.Context, c *apiClient) (fwStatus, error) {
+	var s fwStatus
+	code, raw, err := c.call(ctx, http.MethodGet, "/v1/firmware", nil)
+	if err != nil {
+		return s, err
+	}
+	if code != http.StatusOK {
+		return s, fmt.Errorf("posd answered %d: %s", code, apiMessage(raw))
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return s, fmt.Errorf("posd answered non-JSON: %w", err)
+	}
+	return s, nil
+}
+
+func apiMessage(raw []byte) string {
+	var m struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(raw, &m) == nil && m.Error != "" {
+		return m.Error
+	}
+	return strings.TrimSpace(string(raw))
+}
+
+func cmdFirmwareStatus(ctx context.Context, e env) error {
+	fs := flag.NewFlagSet("firmware status", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	af := addAPIFlags(fs)
+	asJSON := fs.Bool("json", false, "print posd's answer as JSON")
+	if err := fs.Parse(e.args); err != nil {
+		return err
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return c.printJSON(ctx, http.MethodGet, "/v1/firmware", nil, e.stdout)
+	}
+	s, err := getFirmware(ctx, c)
+	if err != nil {
+		return err
+	}
+	st := s.State
+	fmt.Fprintf(e.stdout, "running   %s (slot %s, %s backend)\n", s.Running, st.Slot, s.Backend)
+	floor := st.Floor
+	if floor == "" {
+		floor = "none"
+	}
+	fmt.Fprintf(e.stdout, "floor     %s (no artifact below it is accepted)\n", floor)
+	if u := st.Update; u != nil {
+		fmt.Fprintf(e.stdout, "update    %s: %s → %s, step %s", u.ID, u.FromVersion, u.Version, u.Step)
+		if u.Step == firmware.StepVerifyNew {
+			fmt.Fprintf(e.stdout, " (start %d)", u.Attempts)
+		}
+		fmt.Fprintln(e.stdout)
+		if s.Updating != nil && s.Updating.Reason != "" {
+			fmt.Fprintf(e.stdout, "          %s\n", s.Updating.Reason)
+		}
+	} else {
+		fmt.Fprintln(e.stdout, "update    none in progress")
+	}
+	if l := st.Last; l != nil {
+		fmt.Fprintf(e.stdout, "last      %s %s %s at %s", l.ID, l.Version, l.Result, l.At.Format(time.RFC3339))
+		if l.Reason != "" {
+			fmt.Fprintf(e.stdout, ": %s", l.Reason)
+		}
+		fmt.Fprintln(e.stdout)
+	}
+	return nil
+}
+
+func cmdFirmwareRollback(ctx context.Context, e env) error {
+	fs := flag.NewFlagSet("firmware rollback", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	af := addAPIFlags(fs)
+	if err := fs.Parse(e.args); err != nil {
+		return err
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	code, raw, err := c.call(ctx, http.MethodPost, "/v1/firmware/rollback", struct{}{})
+	if err != nil {
+		return err
+	}
+	if code != http.StatusAccepted {
+		return fmt.Errorf("posd refused the rollback (%d): %s", code, apiMessage(raw))
+	}
+	fmt.Fprintln(e.stdout, "rolling back: posd restarts on the previous slot; `posctl firmware status` shows the outcome")
+	return nil
+}
+
+// loadConfig reads posd's configuration file for the commands that run beside posd.
+func loadConfig(path string) (config.Config, error) {
+	if path == "" {
+		return config.Config{}, errors.New("-config FILE is required (posd's configuration file)")
+	}
+	return config.Load(path)
+}
+
+// cmdFirmwareBoot is systemd's ExecStartPre for posd: it finishes what an
+// interrupted update left and counts a trial's starts, rolling back a new version
+// that keeps failing. It must run while posd does not.
+func cmdFirmwareBoot(ctx context.Context, e env) error {
+	fs := flag.NewFlagSet("firmware boot", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	cfgFile := fs.String("config", "", "posd's configuration `file`")
+	if err := fs.Parse(e.args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgFile)
+	if err != nil {
+		return err
+	}
+	if cfg.Firmware.SlotsDir == "" {
+		return nil // updates are off: nothing to do
+	}
+	m, _, err := daemon.OpenFirmware(cfg, slog.New(slog.NewTextHandler(e.stderr, nil)))
+	if err != nil {
+		return err
+	}
+	a, err := m.Boot(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case a.RolledBack != "":
+		fmt.Fprintln(e.stdout, "firmware rolled back:", a.RolledBack)
+	case a.Trial:
+		u, _ := m.Trial(m.State().Update.Version)
+		fmt.Fprintf(e.stdout, "firmware %s on trial: start %d\n", u.Version, u.Attempts)
+	}
+	if a.Reboot {
+		fmt.Fprintln(e.stdout, "rebooting to reach the right slot")
+		return m.Backend().Restart(ctx, a.Trial)
+	}
+	return nil
+}
+
+// cmdFirmwareInit sets up the files backend's slots with a posd binary in slot a.
+func cmdFirmwareInit(_ context.Context, e env) error {
+	fs := flag.NewFlagSet("firmware init", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	cfgFile := fs.String("config", "", "posd's configuration `file`")
+	posd := fs.String("posd", "", "the posd `binary` to put in slot a")
+	if err := fs.Parse(e.args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgFile)
+	if err != nil {
+		return err
+	}
+	if cfg.Firmware.SlotsDir == "" || cfg.Firmware.Backend != "files" || *posd == "" {
+		return errors.New("firmware init needs firmware.slots_dir with the files backend and -posd BINARY")
+	}
+	if err := (firmware.Files{Dir: cfg.Firmware.SlotsDir}).Init(*posd); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "slots set up in %s: slot a runs %s; the service runs %s/current/posd\n", cfg.Firmware.SlotsDir, *posd, cfg.Firmware.SlotsDir)
+	return nil
+}
+
+// flashResult is posd's answer to an upload.
+type flashResult struct {
+	ID         string             `json:"id"`
+	Running    string             `json:"running"`
+	Version    string             `json:"version"`
+	MinVersion string             `json:"min_version"`
+	Floor      string             `json:"floor"`
+	Arch       string             `json:"arch"`
+	Board      string             `json:"board"`
+	KeyID      string             `json:"key_id"`
+	Payloads   []firmware.Payload `json:"payloads"`
+	Slot       string             `json:"slot"`
+}
+
+// cmdFlash is `posctl flash FILE.wlf`: posd verifies the file and says what will
+// change; after a yes it installs, restarts and checks health, and posctl follows
+// until the new version commits or rolls back.
+func cmdFlash(ctx context.Context, e env) error {
+	fs := flag.NewFlagSet("flash", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	af := addAPIFlags(fs)
+	yes := fs.Bool("yes", false, "do not ask before installing")
+	wait := fs.Duration("wait", 15*time.Minute, "how long to follow the update")
+	args, err := parseInterspersed(fs, e.args)
+	if err != nil {
+		return err
+	}
+	if len(args) != 1 {
+		fmt.Fprintln(e.stderr, "usage: posctl flash [-yes] [-api URL] FILE.wlf")
+		return errUsage
+	}
+	file := args[0]
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	check, err := upload(ctx, c, file, true, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "terminal runs  %s\n", check.Running)
+	fmt.Fprintf(e.stdout, "this file      %s for %s/%s", check.Version, check.Arch, check.Board)
+	if check.MinVersion != "" {
+		fmt.Fprintf(e.stdout, ", min_version %s (the terminal will refuse anything older afterwards)", check.MinVersion)
+	}
+	fmt.Fprintf(e.stdout, "\nsigned by      key %s (trusted by the terminal)\n", check.KeyID)
+	for _, p := range check.Payloads {
+		fmt.Fprintf(e.stdout, "payload        %s, %s, sha256 %s…\n", p.Name, sizeText(p.Size), p.SHA256[:12])
+	}
+	fmt.Fprintf(e.stdout, "it will        wait for a quiet counter, install into slot %s, restart posd and\n", check.Slot)
+	fmt.Fprintln(e.stdout, "               check its health; sales pause until it commits, a failure rolls back")
+	if firmware.CompareVersions(check.Version, check.Running) <= 0 {
+		fmt.Fprintf(e.stdout, "note           %s is not newer than %s\n", check.Version, check.Running)
+	}
+	if !*yes {
+		fmt.Fprint(e.stdout, "Install? [y/N] ")
+		line, _ := bufio.NewReader(e.stdin).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+			fmt.Fprintln(e.stdout, "nothing changed")
+			return exitCode(1)
+		}
+	}
+	res, err := upload(ctx, c, file, false, func(done, total int64) { bar(e.stderr, "upload ", done, total) })
+	fmt.Fprintln(e.stderr)
+	if err != nil {
+		return err
+	}
+	return follow(ctx, c, res.ID, res.Version, *wait, e)
+}
+
+type countingReader struct {
+	r     io.Reader
+	done  int64
+	total int64
+	f     func(done, total int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.done += int64(n)
+	if c.f != nil {
+		c.f(c.done, c.total)
+	}
+	return n, err
+}
+
+func upload(ctx context.Context, c *apiClient, file string, check bool, progress func(done, total int64)) (flashResult, error) {
+	var res flashResult
+	f, err := os.Open(file)
+	if err != nil {
+		return res, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return res, err
+	}
+	path := "/v1/firmware"
+	if check {
+		path += "?check=1"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, &countingReader{r: f, total: info.Size(), f: progress})
+	if err != nil {
+		return res, err
+	}
+	req.ContentLength = info.Size()
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	hc := *c.http
+	hc.Timeout = 15 * time.Minute
+	resp, err := hc.Do(req)
+	if err != nil {
+		return res, fmt.Errorf("posd's API at %s does not answer (is posd running?): %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusAccepted:
+	case http.StatusUnprocessableEntity:
+		return res, fmt.Errorf("the terminal refuses this file, nothing changed: %s", apiMessage(raw))
+	default:
+		return res, fmt.Errorf("posd answered %d: %s", resp.StatusCode, apiMessage(raw))
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return res, fmt.Errorf("posd answered non-JSON: %w", err)
+	}
+	return res, nil
+}
+
+// follow polls the firmware state until update id ends, through posd's restarts.
+func follow(ctx context.Context, c *apiClient, id, version string, wait time.Duration, e env) error {
+	deadline := time.Now().Add(wait)
+	lastLine := ""
+	say := func(s string) {
+		if s != lastLine {
+			fmt.Fprintln(e.stdout, s)
+			lastLine = s
+		}
+	}
+	for time.Now().Before(deadline) {
+		s, err := getFirmware(ctx, c)
+		switch {
+		case err != nil:
+			say("posd is restarting…")
+		case s.State.Update != nil && s.State.Update.ID == id:
+			u := s.State.Update
+			switch {
+			case s.Updating != nil && s.Updating.Step == "install":
+				bar(e.stderr, "install", int64(s.Updating.Percent), 100)
+			case u.Step == firmware.StepVerifyNew && s.Running == version:
+				say(fmt.Sprintf("%s runs on trial: health check (broker, scanner, printer)…", version))
+			case s.Updating != nil && s.Updating.Step == "waiting":
+				say("waiting for a quiet counter: " + s.Updating.Reason)
+			default:
+				say("step " + string(u.Step) + "…")
+			}
+		case s.State.Last != nil && s.State.Last.ID == id:
+			l := s.State.Last
+			if l.Result == firmware.ResultSucceeded {
+				say(fmt.Sprintf("committed: the terminal runs %s", l.Version))
+				return nil
+			}
+			say(fmt.Sprintf("%s: %s; the terminal runs %s", l.Result, l.Reason, s.Running))
+			return exitCode(1)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("the update did not end within %s; `posctl firmware status` shows where it is", wait)
+}
+
+// bar draws a progress bar on one line.
+func bar(w io.Writer, label string, done, total int64) {
+	if total <= 0 {
+		return
+	}
+	const width = 30
+	n := int(done * width / total)
+	fmt.Fprintf(w, "\r%s [%s%s] %3d%%", label, strings.Repeat("#", n), strings.Repeat("-", width-n), done*100/total)
+}
+
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
