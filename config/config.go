@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,7 +55,30 @@ type Config struct {
 	Merchant Merchant `json:"merchant"`
 	// Indicators are the status lights and buzzer on GPIO lines; empty names mean none.
 	Indicators Indicators `json:"indicators"`
+	// Fleet is signed configuration pushed by a fleet manager (docs/protocol.md).
+	Fleet Fleet `json:"fleet"`
 }
+
+// Fleet configures signed configuration pushed over MQTT. Without trusted keys posd
+// does not listen for pushed configuration.
+type Fleet struct {
+	// TrustedKeys are the minisign public keys (the base64 "RW…" line of a .pub file)
+	// whose signatures posd accepts; a list, so a new key can be added before the old
+	// one is retired.
+	TrustedKeys []string `json:"trusted_keys,omitempty"`
+	// Groups are the device's groups, in merge order: all, then each group, then the
+	// device's own slot.
+	Groups []string `json:"groups,omitempty"`
+	// VerifyTimeout is how long a pushed broker setting has to give a healthy link
+	// before posd goes back to the previous configuration.
+	VerifyTimeout Duration `json:"verify_timeout"`
+}
+
+// Bounds of fleet.verify_timeout.
+const (
+	MinVerifyTimeout = time.Second
+	MaxVerifyTimeout = time.Hour
+)
 
 // Indicators names the GPIO lines of the status lights and buzzer ("GPIO17", or a
 // line name on /dev/gpiochip*; a leading "!" marks an active-low line).
@@ -124,7 +148,10 @@ type Payment struct {
 	OfflineAfter    Duration `json:"offline_after"`        // the cloud link down this long counts as offline (the offline policy applies)
 	PruneAfter      Duration `json:"prune_after"`          // final, synced sales older than this are deleted; "0s" keeps them
 	RulesFile       string   `json:"rules_file,omitempty"` // a wallet-code rule table (JSON, docs/paycode.md) replacing the built-in one
-	PresentTimeout  Duration `json:"present_timeout"`      // a merchant-presented sale not reported paid after this is in doubt
+	// Rules is a wallet-code rule table inline (the same JSON as a rules file), so a
+	// fleet push can carry it; not with RulesFile.
+	Rules          json.RawMessage `json:"rules,omitempty"`
+	PresentTimeout Duration        `json:"present_timeout"` // a merchant-presented sale not reported paid after this is in doubt
 	// Offline is the offline policy per scheme (paycode's scheme name, or
 	// "kind:wallet" / "kind:emv_cpm"), with Default for the rest.
 	Offline OfflinePolicies `json:"offline"`
@@ -189,6 +216,7 @@ func Default() Config {
 			Offline: OfflinePolicies{Default: OfflinePolicy{Action: "refuse"}},
 		},
 		Merchant: Merchant{Name: "Walletless demo shop"},
+		Fleet:    Fleet{VerifyTimeout: Duration(time.Minute)},
 	}
 }
 
@@ -368,7 +396,32 @@ func (c Config) Validate() error {
 				c.MQTT.Broker, u.Scheme, u.Hostname())
 		}
 	}
+	if c.Payment.RulesFile != "" && len(c.Payment.Rules) > 0 && string(c.Payment.Rules) != "null" {
+		bad("payment.rules", "rules and rules_file exclude each other")
+	}
+	if c.Fleet.VerifyTimeout < Duration(MinVerifyTimeout) || c.Fleet.VerifyTimeout > Duration(MaxVerifyTimeout) {
+		bad("fleet.verify_timeout", "%s is not between %s and %s", time.Duration(c.Fleet.VerifyTimeout), MinVerifyTimeout, MaxVerifyTimeout)
+	}
+	seen := map[string]bool{}
+	for _, g := range c.Fleet.Groups {
+		if !validID(g) || seen[g] {
+			bad("fleet.groups", "%q must be 1-64 characters of A-Z a-z 0-9 . _ -, each once", g)
+		}
+		seen[g] = true
+	}
+	for i, k := range c.Fleet.TrustedKeys {
+		if !minisignKey(k) {
+			bad("fleet.trusted_keys", "key %d is not a minisign public key (the base64 line starting with RW of a .pub file)", i+1)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// minisignKey reports whether k has the shape of a minisign ed25519 public key: base64
+// of "Ed", an 8-byte key id and 32 bytes of key.
+func minisignKey(k string) bool {
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))
+	return err == nil && len(b) == 42 && b[0] == 'E' && b[1] == 'd'
 }
 
 // PlaintextScheme reports whether a broker URL scheme carries MQTT without TLS.

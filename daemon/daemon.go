@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	stdsync "sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -17,6 +18,7 @@ import (
 	"github.com/walletless/walletless/broker"
 	"github.com/walletless/walletless/config"
 	"github.com/walletless/walletless/device"
+	"github.com/walletless/walletless/fleet"
 	"github.com/walletless/walletless/gateway"
 	"github.com/walletless/walletless/internal/secretfile"
 	"github.com/walletless/walletless/payment"
@@ -58,15 +60,17 @@ const (
 )
 
 // Run runs posd until ctx is done.
+//
+// The store, the local API's listener and door, the scanner and the fleet agent live
+// for the whole run. The sale path (printer, indicators, receipts, sale engine, cloud
+// link and the API's handlers) is a generation built from the configuration in force;
+// an applied fleet configuration replaces the generation without a restart of posd
+// (see fleet.go).
 func Run(ctx context.Context, opts Options) (err error) {
 	cfg := opts.Config
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	// Settings that need more than the config's own checks (merchant.emv_qr, the rules
-	// file) are read before anything is opened or started.
-	pay, err := paymentSettingsFrom(cfg, opts.Demo)
-	if err != nil {
+	// Everything posd checks before it starts: the config's own checks and the
+	// settings that need more (merchant.emv_qr, the rules, the printer profile).
+	if err := CheckConfig(cfg, opts.Demo); err != nil {
 		return err
 	}
 	log := opts.Log
@@ -75,10 +79,6 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	if err := secretfile.PrivateDir(cfg.DataDir); err != nil {
 		return fmt.Errorf("daemon: data dir: %w", err)
-	}
-	password, err := mqttPassword(cfg)
-	if err != nil {
-		return err
 	}
 	// Verify: a damaged file is refused at start with the command that salvages it.
 	st, err := store.Open(filepath.Join(cfg.DataDir, DBFile), store.Options{Verify: true})
@@ -137,25 +137,18 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
-
 	session, err := st.NextSession()
 	if err != nil {
 		return err
 	}
-
-	profile, ok := printer.LookupProfile(cfg.Printer.Profile)
-	if !ok {
-		return fmt.Errorf("daemon: printer.profile %q is not one of %v", cfg.Printer.Profile, printer.ProfileNames())
+	rt := &instance{
+		opts: opts, log: log, st: st, door: door, sh: sh, codes: codes, session: session,
+		scanStatus: new(scanner.Status), applies: make(chan applyRequest), ready: make(chan struct{}),
 	}
-	prn, err := printer.OpenWith(cfg.Printer.Target, printer.Options{Log: log.With("component", "printer"), Profile: profile})
-	if err != nil {
+	// The configuration in force: the file with the fleet's applied layer on top.
+	if cfg, err = rt.openFleet(cfg); err != nil {
 		return err
 	}
-	defer prn.Close()
-	lights := device.NewIndicators(device.IndicatorConfig{Green: cfg.Indicators.Green, Red: cfg.Indicators.Red, Buzzer: cfg.Indicators.Buzzer}, log.With("component", "indicators"))
-	defer lights.Close()
-	receipts := newReceipts(prn, profile, cfg, log.With("component", "receipts"))
-	scanStatus := new(scanner.Status)
 	framing, err := scanner.ParseFraming(cfg.Scanner.Framing)
 	if err != nil {
 		return fmt.Errorf("daemon: scanner.framing: %w", err)
@@ -164,6 +157,187 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("daemon: scanner.keymap: %w", err)
 	}
+	scans := make(chan scanner.Scan, 16)
+	stdin := opts.Stdin
+	if stdin == nil {
+		stdin = os.Stdin
+	}
+	g.Go(func() error { return rt.loop(ctx, cfg) })
+	g.Go(func() error { return sh.run(ctx) })
+	g.Go(func() error { return rt.agent.Run(ctx) })
+	g.Go(func() error { return serveFront(ctx, ln, &rt.front) })
+	g.Go(func() error {
+		return scanner.Run(ctx, scanner.Config{
+			Source:  cfg.Scanner.Source,
+			Baud:    cfg.Scanner.Baud,
+			MaxLine: cfg.Scanner.MaxLine,
+			Dedup:   time.Duration(cfg.Scanner.Dedup),
+			Framing: framing,
+			Gap:     time.Duration(cfg.Scanner.Gap),
+			AIM:     scanner.AIMMode(cfg.Scanner.AIM),
+			Keymap:  keymap,
+			EAN13:   cfg.Scanner.EAN13,
+			Status:  rt.scanStatus,
+		}, stdin, log.With("component", "scanner"), scans)
+	})
+	g.Go(func() error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case s := <-scans:
+				engine := rt.engine(ctx) // waits while a new configuration starts
+				if engine == nil {
+					return nil
+				}
+				sale, applied, err := engine.Scan(ctx, s.Text)
+				if err != nil && ctx.Err() == nil {
+					log.Error("scan could not be applied", "err", err)
+				}
+				if ctx.Err() == nil {
+					door.refused.note(s.Text, sale, applied, err)
+				}
+			}
+		}
+	})
+
+	select {
+	case <-rt.ready:
+	case <-ctx.Done():
+		if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
+	}
+	if opts.Ready != nil {
+		opts.Ready(Info{
+			APIURL: door.url(ln.Addr()), BrokerURL: cfg.MQTT.Broker, DataDir: cfg.DataDir,
+			Printer: cfg.Printer.Target, Scanner: cfg.Scanner.Source, DeviceID: cfg.DeviceID,
+			Token: door.adminToken, TLSFingerprint: door.fingerprint,
+		})
+	}
+	log.Info("posd running", "api", ln.Addr().String(), "device", cfg.DeviceID, "broker", cfg.MQTT.Broker, "session", session)
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("posd stopped")
+	return nil
+}
+
+// instance is what lives for the whole run of posd, around the generations.
+type instance struct {
+	opts       Options
+	log        *slog.Logger
+	st         *store.Store
+	door       *door
+	sh         *shredder
+	codes      []byte
+	session    uint64
+	scanStatus *scanner.Status
+	front      front
+	fleet      fleetState
+	agent      *fleet.Agent
+	file       config.Config // the config file (and flags): what a push may not change
+	applies    chan applyRequest
+	ready      chan struct{} // closed once the first generation runs
+
+	mu  stdsync.Mutex
+	gen *generation   // guarded by mu; nil while a new configuration starts
+	cur chan struct{} // guarded by mu; closed when gen is set again
+}
+
+// generation is the sale path built from one configuration.
+type generation struct {
+	cfg      config.Config
+	engine   *payment.Engine
+	link     *wsync.Link
+	receipts *receipts
+	srv      *api.Server
+	cancel   context.CancelFunc
+	done     chan struct{}
+	err      error // set before done is closed
+}
+
+// stop ends the generation and waits for it.
+func (g *generation) stop() error {
+	g.cancel()
+	<-g.done
+	if errors.Is(g.err, context.Canceled) {
+		return nil
+	}
+	return g.err
+}
+
+// setGen makes gen the generation requests and scans go to (nil: none for now).
+func (rt *instance) setGen(gen *generation) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.gen = gen
+	if gen == nil {
+		rt.front.cur.Store(nil)
+		if rt.cur == nil {
+			rt.cur = make(chan struct{})
+		}
+		return
+	}
+	rt.front.cur.Store(gen.srv)
+	if rt.cur != nil {
+		close(rt.cur)
+		rt.cur = nil
+	}
+}
+
+// engine returns the running generation's sale engine, waiting while a new
+// configuration starts; nil when ctx ends first.
+func (rt *instance) engine(ctx context.Context) *payment.Engine {
+	for {
+		rt.mu.Lock()
+		gen, wait := rt.gen, rt.cur
+		if gen == nil && wait == nil {
+			wait = make(chan struct{})
+			rt.cur = wait
+		}
+		rt.mu.Unlock()
+		if gen != nil {
+			return gen.engine
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// start builds and starts the sale path for cfg.
+func (rt *instance) start(parent context.Context, cfg config.Config) (*generation, error) {
+	opts, log, st, sh := rt.opts, rt.log, rt.st, rt.sh
+	pay, err := paymentSettingsFrom(cfg, opts.Demo)
+	if err != nil {
+		return nil, err
+	}
+	password, err := mqttPassword(cfg)
+	if err != nil {
+		return nil, err
+	}
+	profile, ok := printer.LookupProfile(cfg.Printer.Profile)
+	if !ok {
+		return nil, fmt.Errorf("daemon: printer.profile %q is not one of %v", cfg.Printer.Profile, printer.ProfileNames())
+	}
+	prn, err := printer.OpenWith(cfg.Printer.Target, printer.Options{Log: log.With("component", "printer"), Profile: profile})
+	if err != nil {
+		return nil, err
+	}
+	lights := device.NewIndicators(device.IndicatorConfig{Green: cfg.Indicators.Green, Red: cfg.Indicators.Red, Buzzer: cfg.Indicators.Buzzer}, log.With("component", "indicators"))
+	ctx, cancel := context.WithCancel(parent)
+	fail := func(err error) (*generation, error) {
+		cancel()
+		lights.Close()
+		prn.Close()
+		return nil, err
+	}
+	receipts := newReceipts(prn, profile, cfg, log.With("component", "receipts"))
+	scanStatus := rt.scanStatus
 	var engine *payment.Engine
 	link, err := wsync.NewLink(wsync.Config{
 		BrokerURL:   cfg.MQTT.Broker,
@@ -178,13 +352,13 @@ func Run(ctx context.Context, opts Options) (err error) {
 		CertFile:    cfg.MQTT.CertFile,
 		KeyFile:     cfg.MQTT.KeyFile,
 		Health: func() wsync.Health {
-			h := wsync.Health{Firmware: opts.Version, Scanner: "disconnected", Printer: cfg.Printer.Target}
+			h := wsync.Health{Firmware: opts.Version, Scanner: "disconnected", Printer: cfg.Printer.Target, ConfigVersion: rt.fleet.versionString()}
 			if scanStatus.State().Connected {
 				h.Scanner = "ok"
 			}
 			return h
 		},
-		Session: session,
+		Session: rt.session,
 		Version: opts.Version,
 		Outbox:  sh.outbox(outbox{st}),
 		// Results that arrive together are applied in one store transaction.
@@ -196,10 +370,13 @@ func Run(ctx context.Context, opts Options) (err error) {
 			defer sh.Kick() // decided sales may free an epoch key
 			return engine.HandleResults(ctx, prs)
 		},
-		Log: log.With("component", "sync"),
+		Groups:        cfg.Fleet.Groups,
+		Subscriptions: rt.fleetSubscriptions(ctx, cfg),
+		OnConnect:     rt.agent.Connected,
+		Log:           log.With("component", "sync"),
 	})
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	online := newOnlineTracker(link.Online, time.Duration(cfg.Payment.OfflineAfter))
 	online.changed = func(up bool) {
@@ -214,7 +391,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	engine, err = payment.New(payment.Config{
 		Store:        st,
 		EncodeOutbox: sh.encode(encodeOutbox(cfg.DeviceID)),
-		CodeKey:      codes,
+		CodeKey:      rt.codes,
 		Kick:         link.Kick,
 		Finished: func(sale payment.Sale) {
 			receipts.enqueue(sale)
@@ -234,72 +411,36 @@ func Run(ctx context.Context, opts Options) (err error) {
 		Log:             log.With("component", "payment"),
 	})
 	if err != nil {
-		return err
+		return fail(err)
 	}
-
-	scans := make(chan scanner.Scan, 16)
-	stdin := opts.Stdin
-	if stdin == nil {
-		stdin = os.Stdin
-	}
-	g.Go(func() error { return engine.Run(ctx) })
-	g.Go(func() error { return link.Run(ctx) })
-	g.Go(func() error { return online.run(ctx) })
-	g.Go(func() error { return receipts.run(ctx) })
-	g.Go(func() error { return sh.run(ctx) })
-	g.Go(func() error {
-		return scanner.Run(ctx, scanner.Config{
-			Source:  cfg.Scanner.Source,
-			Baud:    cfg.Scanner.Baud,
-			MaxLine: cfg.Scanner.MaxLine,
-			Dedup:   time.Duration(cfg.Scanner.Dedup),
-			Framing: framing,
-			Gap:     time.Duration(cfg.Scanner.Gap),
-			AIM:     scanner.AIMMode(cfg.Scanner.AIM),
-			Keymap:  keymap,
-			EAN13:   cfg.Scanner.EAN13,
-			Status:  scanStatus,
-		}, stdin, log.With("component", "scanner"), scans)
-	})
-	g.Go(func() error {
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case s := <-scans:
-				sale, applied, err := engine.Scan(ctx, s.Text)
-				if err != nil && ctx.Err() == nil {
-					log.Error("scan could not be applied", "err", err)
-				}
-				if ctx.Err() == nil {
-					door.refused.note(s.Text, sale, applied, err)
-				}
-			}
-		}
-	})
 	status := func() any {
 		depth, _, _ := st.OutboxStats()
 		sales, _ := engine.Stats(ctx)
 		s := map[string]any{
-			"device_id":    cfg.DeviceID,
-			"version":      opts.Version,
-			"online":       link.Online(),
-			"outbox_depth": depth,
-			"in_flight":    link.InFlight(),
-			"scanner":      scanStatus.State(),
-			"printer":      map[string]any{"target": cfg.Printer.Target, "profile": profile.Name, "queued": receipts.q.Pending()},
-			"time":         time.Now().UTC(),
+			"device_id":      cfg.DeviceID,
+			"version":        opts.Version,
+			"online":         link.Online(),
+			"outbox_depth":   depth,
+			"in_flight":      link.InFlight(),
+			"scanner":        scanStatus.State(),
+			"printer":        map[string]any{"target": cfg.Printer.Target, "profile": profile.Name, "queued": receipts.q.Pending()},
+			"config_version": rt.fleet.version.Load(),
+			"time":           time.Now().UTC(),
+		}
+		if len(cfg.Fleet.Groups) > 0 {
+			s["groups"] = cfg.Fleet.Groups
 		}
 		if sales.Waiting != "" {
 			s["waiting_sale"] = sales.Waiting
 		}
 		s["sales"] = sales
-		door.addStatus(s)
+		rt.door.addStatus(s)
 		return s
 	}
 	srv := api.New(engine, status, log.With("component", "api"))
 	srv.Merchant = cfg.Merchant.Name
-	door.configure(srv)
+	srv.Config = rt.configHistory()
+	rt.door.configure(srv)
 	if !receipts.none { // without a printer, reprint answers 501
 		srv.Reprint = func(id string) error {
 			sale, err := engine.Get(id)
@@ -309,21 +450,19 @@ func Run(ctx context.Context, opts Options) (err error) {
 			return receipts.reprint(sale)
 		}
 	}
-	g.Go(func() error { return srv.Serve(ctx, ln) })
-
-	if opts.Ready != nil {
-		opts.Ready(Info{
-			APIURL: door.url(ln.Addr()), BrokerURL: cfg.MQTT.Broker, DataDir: cfg.DataDir,
-			Printer: cfg.Printer.Target, Scanner: cfg.Scanner.Source, DeviceID: cfg.DeviceID,
-			Token: door.adminToken, TLSFingerprint: door.fingerprint,
-		})
-	}
-	log.Info("posd running", "api", ln.Addr().String(), "device", cfg.DeviceID, "broker", cfg.MQTT.Broker, "session", session)
-	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	log.Info("posd stopped")
-	return nil
+	gen := &generation{cfg: cfg, engine: engine, link: link, receipts: receipts, srv: srv, cancel: cancel, done: make(chan struct{})}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return engine.Run(gctx) })
+	g.Go(func() error { return link.Run(gctx) })
+	g.Go(func() error { return online.run(gctx) })
+	g.Go(func() error { return receipts.run(gctx) })
+	go func() {
+		gen.err = g.Wait()
+		lights.Close()
+		prn.Close()
+		close(gen.done)
+	}()
+	return gen, nil
 }
 
 // outbox adapts the store to the link's Outbox.

@@ -70,6 +70,13 @@ func paymentSettingsFrom(cfg config.Config, demo bool) (paymentSettings, error) 
 		}
 		ps.Identify = rules.Identify
 	}
+	if r := cfg.Payment.Rules; len(r) > 0 && string(r) != "null" {
+		rules, err := paycode.ParseRules(r)
+		if err != nil {
+			return ps, fmt.Errorf("daemon: payment.rules: %w", err)
+		}
+		ps.Identify = rules.Identify
+	}
 	return ps, nil
 }
 

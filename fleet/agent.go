@@ -54,8 +54,9 @@ type Agent struct {
 	in   chan message
 	reqs chan request
 
-	mu stdsync.Mutex
-	st State // guarded by mu; written only by Run's goroutine
+	mu   stdsync.Mutex
+	st   State                // guarded by mu; written only by Run's goroutine
+	keys []minisign.PublicKey // guarded by mu
 }
 
 type message struct {
@@ -100,7 +101,14 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 			return nil, err
 		}
 	}
-	return &Agent{cfg: cfg, log: cfg.Log, in: make(chan message, 16), reqs: make(chan request), st: st}, nil
+	return &Agent{cfg: cfg, log: cfg.Log, in: make(chan message, 16), reqs: make(chan request), st: st, keys: slices.Clone(cfg.Keys)}, nil
+}
+
+// SetKeys replaces the trusted keys (a pushed fleet.trusted_keys, once applied).
+func (a *Agent) SetKeys(keys []minisign.PublicKey) {
+	a.mu.Lock()
+	a.keys = slices.Clone(keys)
+	a.mu.Unlock()
 }
 
 // Filters are the topics to subscribe to (QoS 1), at every connection.
@@ -233,7 +241,10 @@ func (a *Agent) handle(ctx context.Context, m message) {
 		return // retained redelivery of what this slot already used
 	}
 	version := peekVersion(env.Document)
-	keyID, err := Verify(a.cfg.Keys, env.Document, []byte(env.Signature))
+	a.mu.Lock()
+	keys := a.keys
+	a.mu.Unlock()
+	keyID, err := Verify(keys, env.Document, []byte(env.Signature))
 	if err != nil {
 		a.reject(version, err)
 		return

@@ -14,17 +14,17 @@ import (
 )
 
 type harness struct {
-	t       *testing.T
-	pub     minisign.PublicKey
-	priv    minisign.PrivateKey
-	path    string
-	now     time.Time
-	reports chan Report
-	mu      sync.Mutex
-	applied []Change // guarded by mu
-	failNext error   // guarded by mu
-	a       *Agent
-	stop    func()
+	t        *testing.T
+	pub      minisign.PublicKey
+	priv     minisign.PrivateKey
+	path     string
+	now      time.Time
+	reports  chan Report
+	mu       sync.Mutex
+	applied  []Change // guarded by mu
+	failNext error    // guarded by mu
+	a        *Agent
+	stop     func()
 }
 
 func newHarness(t *testing.T, path string, pub minisign.PublicKey, priv minisign.PrivateKey) *harness {
