@@ -20,6 +20,7 @@ import (
 	"github.com/walletless/walletless/device"
 	"github.com/walletless/walletless/fleet"
 	"github.com/walletless/walletless/gateway"
+	"github.com/walletless/walletless/internal/sdnotify"
 	"github.com/walletless/walletless/internal/secretfile"
 	"github.com/walletless/walletless/payment"
 	"github.com/walletless/walletless/printer"
@@ -37,6 +38,12 @@ type Options struct {
 	Version string
 	// Ready, if set, is called once everything listens.
 	Ready func(Info)
+	// Notify, if set, is told READY=1 once the API listens, STOPPING=1 at the end,
+	// and WATCHDOG=1 every Watchdog/2 while the sale engine answers through its own
+	// loop (systemd's Type=notify and WatchdogSec=; cmd/posd reads both from the
+	// environment).
+	Notify   *sdnotify.Notifier
+	Watchdog time.Duration
 }
 
 // Info describes a running posd.
@@ -217,6 +224,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 		})
 	}
 	log.Info("posd running", "api", ln.Addr().String(), "device", cfg.DeviceID, "broker", cfg.MQTT.Broker, "session", session)
+	if err := opts.Notify.Notify(sdnotify.Ready); err != nil {
+		log.Warn("could not tell systemd posd is ready", "err", err)
+	}
+	g.Go(func() error { return watchdog(ctx, opts.Notify, opts.Watchdog, rt.engine, log.With("component", "watchdog")) })
+	defer opts.Notify.Notify(sdnotify.Stopping) //nolint:errcheck // best effort at exit
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
