@@ -45,6 +45,8 @@ type Server struct {
 	Tokens Tokens
 	// Config shows the configuration history and rolls it back (config.go); nil answers 501.
 	Config ConfigHistory
+	// Metrics serves Prometheus metrics at GET /metrics to manager tokens; nil answers 404.
+	Metrics http.Handler
 	// Hosts are the host names besides localhost, loopback addresses and the address
 	// a connection came in on that a Host header may name (the configured address,
 	// the device's host name).
@@ -64,7 +66,7 @@ func New(sales Sales, status func() any, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{sales: sales, status: status, log: log, mux: http.NewServeMux(), limit: newLimiter()}
-	for _, rt := range append(s.routes(), s.configRoutes()...) {
+	for _, rt := range append(append(s.routes(), s.configRoutes()...), s.metricsRoute()) {
 		s.mux.HandleFunc(rt.pattern, needs(rt.role, rt.h))
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

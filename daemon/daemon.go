@@ -152,6 +152,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		opts: opts, log: log, st: st, door: door, sh: sh, codes: codes, session: session,
 		scanStatus: new(scanner.Status), applies: make(chan applyRequest), ready: make(chan struct{}),
 	}
+	rt.metrics = newMetrics(rt)
 	// The configuration in force: the file with the fleet's applied layer on top.
 	if cfg, err = rt.openFleet(cfg); err != nil {
 		return err
@@ -197,7 +198,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 				if engine == nil {
 					return nil
 				}
+				start := time.Now()
 				sale, applied, err := engine.Scan(ctx, s.Text)
+				if err == nil {
+					rt.metrics.commit.Observe(time.Since(start).Seconds())
+				}
 				if err != nil && ctx.Err() == nil {
 					log.Error("scan could not be applied", "err", err)
 				}
@@ -249,6 +254,7 @@ type instance struct {
 	front      front
 	fleet      fleetState
 	agent      *fleet.Agent
+	metrics    *metrics
 	file       config.Config // the config file (and flags): what a push may not change
 	applies    chan applyRequest
 	ready      chan struct{} // closed once the first generation runs
@@ -349,6 +355,7 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 		return nil, err
 	}
 	receipts := newReceipts(prn, profile, cfg, log.With("component", "receipts"))
+	receipts.failed = rt.metrics.printFails.Inc
 	scanStatus := rt.scanStatus
 	var engine *payment.Engine
 	link, err := wsync.NewLink(wsync.Config{
@@ -384,7 +391,10 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 		},
 		Groups:        cfg.Fleet.Groups,
 		Subscriptions: rt.fleetSubscriptions(ctx, cfg),
-		OnConnect:     rt.agent.Connected,
+		OnConnect: func() {
+			rt.metrics.onConnect()
+			rt.agent.Connected()
+		},
 		Log:           log.With("component", "sync"),
 	})
 	if err != nil {
@@ -407,6 +417,7 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 		Kick:         link.Kick,
 		Finished: func(sale payment.Sale) {
 			receipts.enqueue(sale)
+			rt.metrics.finished(sale)
 			signalOutcome(ctx, lights, sale)
 		},
 		Presented:       receipts.enqueue,
@@ -419,7 +430,7 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 		PresentTimeout:  pay.PresentTimeout,
 		PruneAfter:      pay.PruneAfter,
 		ClockSynced:     payment.SystemClockSynced(),
-		Identify:        pay.Identify,
+		Identify:        rt.metrics.timeIdentify(pay.Identify),
 		Log:             log.With("component", "payment"),
 	})
 	if err != nil {
@@ -452,6 +463,7 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 	srv := api.New(engine, status, log.With("component", "api"))
 	srv.Merchant = cfg.Merchant.Name
 	srv.Config = rt.configHistory()
+	srv.Metrics = rt.metrics.handler()
 	rt.door.configure(srv)
 	if !receipts.none { // without a printer, reprint answers 501
 		srv.Reprint = func(id string) error {
