@@ -1,9 +1,11 @@
 package pkgtest
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -124,5 +126,43 @@ func TestDebLintian(t *testing.T) {
 	conf, err := exec.Command("dpkg-deb", "-I", debs[0], "conffiles").CombinedOutput()
 	if err != nil || !strings.Contains(string(conf), "/etc/walletless/posd.json") {
 		t.Errorf("posd.json is not a conffile: %v\n%s", err, conf)
+	}
+}
+
+// TestGrafanaDashboard checks the example dashboard is valid JSON and queries only
+// metrics posd defines (daemon/metrics.go).
+func TestGrafanaDashboard(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(root, "deploy", "grafana-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(root, "daemon", "metrics.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := regexp.MustCompile(`walletless_[a-z_]+`)
+	n := 0
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range name.FindAllString(tg.Expr, -1) {
+				base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_count"), "_sum")
+				if !strings.Contains(string(src), `"`+base+`"`) {
+					t.Errorf("panel %q queries %s, which posd does not export", p.Title, m)
+				}
+				n++
+			}
+		}
+	}
+	if n < 8 {
+		t.Errorf("only %d metric queries in the dashboard", n)
 	}
 }
