@@ -16,7 +16,11 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 demo: ## run posd in demo mode: embedded broker, in-process posgw, scans from this terminal, receipts as PNG in demo/receipts
-	$(GO) run ./cmd/posd -demo
+	@mkdir -p bin
+	@echo "building posd into bin/ (the first build takes a couple of minutes; later ones are quick)…"
+	@$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/posd ./cmd/posd
+	@echo "starting posd -demo (Ctrl-C stops it)"
+	@trap 'true' INT; bin/posd -demo; s=$$?; [ $$s -eq 0 ] || [ $$s -eq 130 ] || exit $$s
 
 build: ## build posd, posctl and posgw into bin/
 	@mkdir -p bin
