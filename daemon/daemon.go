@@ -232,7 +232,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := opts.Notify.Notify(sdnotify.Ready); err != nil {
 		log.Warn("could not tell systemd posd is ready", "err", err)
 	}
-	g.Go(func() error { return watchdog(ctx, opts.Notify, opts.Watchdog, rt.engine, log.With("component", "watchdog")) })
+	g.Go(func() error {
+		return watchdog(ctx, opts.Notify, opts.Watchdog, rt.engine, log.With("component", "watchdog"))
+	})
 	defer opts.Notify.Notify(sdnotify.Stopping) //nolint:errcheck // best effort at exit
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
@@ -395,7 +397,7 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 			rt.metrics.onConnect()
 			rt.agent.Connected()
 		},
-		Log:           log.With("component", "sync"),
+		Log: log.With("component", "sync"),
 	})
 	if err != nil {
 		return fail(err)
