@@ -2,7 +2,7 @@
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
-CMDS     := posd posctl posgw
+CMDS     := posd posctl posgw posfleet
 DEB_CMDS := posd posctl posfleet
 DEB_ARCHES ?= amd64 arm64 armhf
 NFPM     := $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
@@ -22,7 +22,7 @@ demo: ## run posd in demo mode: embedded broker, in-process posgw, scans from th
 	@echo "starting posd -demo (Ctrl-C stops it)"
 	@trap 'true' INT; bin/posd -demo; s=$$?; [ $$s -eq 0 ] || [ $$s -eq 130 ] || exit $$s
 
-build: ## build posd, posctl and posgw into bin/
+build: ## build posd, posctl, posgw and posfleet into bin/
 	@mkdir -p bin
 	for c in $(CMDS); do $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/$$c ./cmd/$$c || exit 1; done
 

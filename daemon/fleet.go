@@ -404,7 +404,7 @@ func (h historyView) History() any {
 	entries := make([]HistoryEntry, 0, len(st.History))
 	for i := len(st.History) - 1; i >= 0; i-- { // newest first
 		e := st.History[i]
-		entries = append(entries, HistoryEntry{Version: e.Version, Slot: e.Slot, AppliedAt: e.AppliedAt, InForce: e.Version == inForce, Config: e.Layer, Effective: e.Effective})
+		entries = append(entries, HistoryEntry{Version: e.Version, Slot: e.Slot, AppliedAt: e.AppliedAt, InForce: e.Version == inForce, Config: redact(e.Layer), Effective: e.Effective})
 	}
 	var last any
 	if st.Last != nil {

@@ -54,9 +54,11 @@ type Agent struct {
 	in   chan message
 	reqs chan request
 
-	mu   stdsync.Mutex
-	st   State                // guarded by mu; written only by Run's goroutine
-	keys []minisign.PublicKey // guarded by mu
+	mu      stdsync.Mutex
+	st      State                // guarded by mu; written only by Run's goroutine
+	keys    []minisign.PublicKey // guarded by mu
+	unsent  []Report             // guarded by mu: reports Publish failed to send, oldest first
+	sending stdsync.Mutex        // one sender at a time keeps reports in order
 }
 
 type message struct {
@@ -123,14 +125,24 @@ func (a *Agent) Handle(ctx context.Context, topic string, payload []byte) {
 	}
 }
 
-// Connected republishes the last report (it may have been made while offline).
+// maxUnsent bounds the reports kept while offline; the oldest go first (the retained
+// topic keeps only the last anyway).
+const maxUnsent = 32
+
+// Connected sends the reports made while offline, in order; with none, it sends the
+// last report again (after a restart it may not have gone out).
 func (a *Agent) Connected() {
 	a.mu.Lock()
+	empty := len(a.unsent) == 0
 	last := a.st.Last
 	a.mu.Unlock()
-	if last != nil {
-		_ = a.cfg.Publish(ReportTopic(a.cfg.Device), last.Marshal())
+	if empty {
+		if last != nil {
+			a.publish(*last)
+		}
+		return
 	}
+	a.flush()
 }
 
 // State returns a copy of the current state.
@@ -403,8 +415,34 @@ func (a *Agent) report(version int64, code int, reason string) {
 	a.publish(r)
 }
 
+// publish queues r behind any unsent reports and sends what it can, in order.
 func (a *Agent) publish(r Report) {
-	if err := a.cfg.Publish(ReportTopic(a.cfg.Device), r.Marshal()); err != nil {
-		a.log.Warn("fleet: report not sent (sent again at the next connection)", "version", r.Version, "code", r.Code, "err", err)
+	a.mu.Lock()
+	a.unsent = append(a.unsent, r)
+	if n := len(a.unsent); n > maxUnsent {
+		a.unsent = slices.Clone(a.unsent[n-maxUnsent:])
+	}
+	a.mu.Unlock()
+	a.flush()
+}
+
+func (a *Agent) flush() {
+	a.sending.Lock()
+	defer a.sending.Unlock()
+	for {
+		a.mu.Lock()
+		if len(a.unsent) == 0 {
+			a.mu.Unlock()
+			return
+		}
+		r := a.unsent[0]
+		a.mu.Unlock()
+		if err := a.cfg.Publish(ReportTopic(a.cfg.Device), r.Marshal()); err != nil {
+			a.log.Warn("fleet: report not sent (sent at the next connection)", "version", r.Version, "code", r.Code, "err", err)
+			return
+		}
+		a.mu.Lock()
+		a.unsent = a.unsent[1:]
+		a.mu.Unlock()
 	}
 }

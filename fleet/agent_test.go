@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -277,5 +278,58 @@ func TestAgentHistoryBounded(t *testing.T) {
 	st := h.a.State()
 	if len(st.History) != HistorySize || st.History[0].Version != 4 || st.History[9].Version != 13 {
 		t.Fatalf("history %d from %d", len(st.History), st.History[0].Version)
+	}
+}
+
+// TestAgentReportsWhileOffline: reports that could not be published are sent in order
+// at the next Connected.
+func TestAgentReportsWhileOffline(t *testing.T) {
+	pub, priv := newKey(t)
+	var mu sync.Mutex
+	offline := true
+	var sent []Report
+	a, err := NewAgent(AgentConfig{
+		Device: "pos-1", Keys: []minisign.PublicKey{pub},
+		Validate: func([]byte) error { return nil },
+		Apply:    func(context.Context, Change) error { return nil },
+		Publish: func(_ string, b []byte) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if offline {
+				return errors.New("offline")
+			}
+			r, _ := ParseReport(b)
+			sent = append(sent, r)
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for _, v := range []int64{1, 2} {
+		d := docBytes(v, `{"all":true}`, `{}`)
+		p, _ := Seal(d, Sign(priv, d))
+		a.Handle(ctx, AllTopic(), p)
+	}
+	waitState := time.Now().Add(10 * time.Second)
+	for a.State().Applied != 2 && time.Now().Before(waitState) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	offline = false
+	mu.Unlock()
+	a.Connected()
+	mu.Lock()
+	defer mu.Unlock()
+	var got []string
+	for _, r := range sent {
+		got = append(got, fmt.Sprintf("%d/%d", r.Version, r.Code))
+	}
+	if strings.Join(got, " ") != "1/202 1/200 2/202 2/200" {
+		t.Fatalf("sent %v", got)
 	}
 }

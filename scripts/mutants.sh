@@ -2,7 +2,10 @@
 # Mutation check of the safety tests: each mutant is a small source change that breaks
 # an invariant (posgw deciding a duplicate again, bbolt without fsync, a result applied
 # twice, a one-time code accepted twice, any API token accepted, TLS files with a
-# plaintext URL, shredded keys kept, a bbolt panic not recovered). Each is applied to
+# plaintext URL, shredded keys kept, a bbolt panic not recovered, a fleet document
+# replayed, forged, for another target, expired or invalid accepted, applied during a
+# sale, or a dead broker setting kept, a canary rollout that goes on past a
+# rejection). Each is applied to
 # a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
@@ -71,6 +74,30 @@ mutant shred-keys-never-destroyed internal/shred/shred.go \
 mutant store-panic-not-recovered store/guard.go \
 	's/^\t\tr := recover()$/\t\tvar r any \/\/ mutant/' \
 	./store/ '^(TestDamageWhileOpen|TestTruncatedWhileOpen)$'
+mutant fleet-replay-accepted fleet/agent.go \
+	's/if doc.Version <= st.Current {/if doc.Version < st.Current {/' \
+	./fleet/ '^TestAgent'
+mutant fleet-signature-unchecked fleet/sign.go \
+	's/if !minisign.Verify(k, doc, signature) {/if false \&\& !minisign.Verify(k, doc, signature) {/' \
+	./fleet/ '.'
+mutant fleet-any-target fleet/agent.go \
+	's/if doc.Target.Slot() != slot {/if false \&\& doc.Target.Slot() != slot {/' \
+	./fleet/ '^TestAgent'
+mutant fleet-expired-accepted fleet/document.go \
+	's/if d.NotAfter != nil \&\& now.After(\*d.NotAfter) {/if false \&\& d.NotAfter != nil {/' \
+	./fleet/ '^TestAgent'
+mutant fleet-validation-skipped fleet/agent.go \
+	's/^\t\terr = a.cfg.Validate(eff)$/\t\terr = nil \/\/ mutant/' \
+	./fleet/ '^TestAgent'
+mutant fleet-apply-during-sale daemon/fleet.go \
+	's/if s.Waiting != "" || s.Authorizing > 0 || s.InDoubt > 0 {/if _ = s; false {/' \
+	./internal/e2e/ '^TestFleetConfigAgainstMosquitto$'
+mutant fleet-bad-broker-kept daemon/fleet.go \
+	's/if !waitOnline(ctx, ng.link, timeout) {/if false \&\& !waitOnline(ctx, ng.link, timeout) {/' \
+	./internal/e2e/ '^TestFleetConfigAgainstMosquitto$'
+mutant canary-ignores-rejection cmd/posfleet/push.go \
+	's/^\t\t\tcase r.State == "rejected" || r.State == "failed":$/\t\t\tcase false: \/\/ mutant/' \
+	./internal/e2e/ '^TestFleetSimulatorCanary$'
 mutant watchdog-pings-without-engine daemon/systemd.go \
 	's/^\t\t_, err = e.Stats(pctx)$/\t\terr = nil \/\/ mutant: no question through the engine loop/' \
 	./daemon/ '^TestWatchdogNeedsTheEngineLoop$'

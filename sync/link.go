@@ -115,7 +115,8 @@ type Config struct {
 	// connect, after the results; their retained messages therefore arrive again at
 	// each connect. Handle runs on paho's goroutines and may block briefly.
 	Subscriptions []Subscription
-	// OnConnect, if set, is called after each successful connect and subscribe.
+	// OnConnect, if set, is called on a goroutine of its own after each successful
+	// connect and subscribe, once the link is online (it may call Publish).
 	OnConnect func()
 }
 
@@ -354,6 +355,10 @@ func (l *Link) Run(ctx context.Context) error {
 		l.stats.connects.Add(1)
 		l.online.Store(true)
 		l.log.Info("broker connected", "broker", l.cfg.BrokerURL)
+		if l.cfg.OnConnect != nil { // it may Publish, which needs the link online
+			l.wg.Add(1)
+			go func() { defer l.wg.Done(); l.cfg.OnConnect() }()
+		}
 		if l.plain != "" {
 			l.log.Warn("broker connection is plaintext: "+l.plain+"; use ssl:// with a CA file", "broker", l.cfg.BrokerURL)
 		}
@@ -393,9 +398,6 @@ func (l *Link) connect(c mqtt.Client) error {
 	if err := l.wait(c.Publish(StatusTopic(l.cfg.DeviceID), 1, true, l.status("online"))); err != nil {
 		c.Disconnect(0)
 		return fmt.Errorf("sync: birth message: %w", err)
-	}
-	if l.cfg.OnConnect != nil {
-		l.cfg.OnConnect()
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ type command struct {
 var commands = map[string]command{
 	"status":         {"show posd's status through the local API", cmdStatus},
 	"sale":           {"show one sale: posctl sale ID", cmdSale},
+	"config":         {"fleet configuration through posd: posctl config history [-json] | show | rollback VERSION", cmdConfig},
 	"token":          {"API tokens through posd: posctl token create -name NAME -role clerk|manager | list | revoke NAME", cmdToken},
 	"version":        {"print posctl's version", cmdVersion},
 	"ports":          {"list serial ports with USB VID/PID/serial number", cmdPorts},
@@ -42,8 +43,8 @@ var commands = map[string]command{
 	"merchant":       {"check the shop's EMVCo QR for merchant.emv_qr: posctl merchant check [PAYLOAD]", cmdMerchant},
 	"receipt":        {"render ESC/POS to PNG: posctl receipt preview IN.bin -o OUT.png", cmdReceipt},
 	"print-test":     {"print a self-test page: posctl print-test [-config FILE] [-printer SPEC]", cmdPrintTest},
-	"support-bundle": {"write a tar.gz for support (status, config with secrets masked, logs, store check, versions): posctl support-bundle -o FILE.tar.gz", cmdSupportBundle},
 	"store":          {"offline database maintenance with posd stopped: posctl store check|backup|compact|salvage", cmdStore},
+	"support-bundle": {"write a tar.gz for support (status, config with secrets masked, logs, store check, versions): posctl support-bundle -o FILE.tar.gz", cmdSupportBundle},
 }
 
 // errUsage asks main to print usage and exit 2.

@@ -23,9 +23,15 @@ const (
 	reportedFilter = wsync.TopicPrefix + "+/config/reported"
 )
 
-// maxDocument bounds a document: its wire payload (base64 plus the signature) must
-// stay inside the contract's payload limit.
-const maxDocument = (wsync.MaxPayload - 1024) / 4 * 3
+// maxEnvelope bounds a desired-config message: the deploy broker's max_packet_size
+// (deploy/mosquitto.conf, 128 KiB) less room for the topic and the MQTT header.
+// Devices accept documents up to fleet.MaxDocument (256 KiB); this broker limit is
+// the tighter one.
+const maxEnvelope = 128<<10 - 1024
+
+// maxDocument bounds a document so its envelope (base64 plus the signature) fits
+// in maxEnvelope.
+const maxDocument = (maxEnvelope - 2048) / 4 * 3
 
 // target says which devices a document is for: exactly one field is set.
 type target struct {
@@ -212,8 +218,8 @@ func wirePayload(doc, sig []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > wsync.MaxPayload {
-		return nil, fmt.Errorf("signed document is %d bytes on the wire; at most %d", len(b), wsync.MaxPayload)
+	if len(b) > maxEnvelope {
+		return nil, fmt.Errorf("signed document is %d bytes on the wire; at most %d fit in one message", len(b), maxEnvelope)
 	}
 	return b, nil
 }
@@ -221,7 +227,7 @@ func wirePayload(doc, sig []byte) ([]byte, error) {
 // parseEnvelope decodes a retained desired-config message into its document. It
 // does not verify the signature: posfleet reads these only to learn versions.
 func parseEnvelope(payload []byte) (document, []byte, error) {
-	if len(payload) > wsync.MaxPayload {
+	if len(payload) > maxEnvelope {
 		return document{}, nil, errors.New("payload too large")
 	}
 	var e envelope

@@ -73,7 +73,7 @@ Usage:
   posfleet config status -broker URL [-version N] [-group G|-device ID]
                                                what each device reported for a version
   posfleet status -broker URL [-group G]       presence and health of every device
-  posfleet version
+  posfleet version [-json]
 
 TARGET is -device ID, -group G or -all. Every command takes -json; run
 'posfleet COMMAND -h' for its flags. Exit codes: 0 done, 1 error, 2 usage,
@@ -100,6 +100,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	case "version":
+		if len(e.args) == 1 && e.args[0] == "-json" {
+			fmt.Fprintf(stdout, "{\"version\":%q}\n", version)
+			return exitOK
+		}
 		fmt.Fprintln(stdout, "posfleet", version)
 		return exitOK
 	case "keygen":

@@ -35,7 +35,7 @@ func addConnFlags(fs *flag.FlagSet) connFlags {
 	return connFlags{
 		broker:       fs.String("broker", "", "MQTT broker `URL` (tcp://host:1883, ssl://host:8883)"),
 		username:     fs.String("username", "posfleet", "MQTT user name (the fleet manager's identity in the broker ACL)"),
-		passwordFile: fs.String("password-file", "", "`FILE` holding the MQTT password (mode 0600; trailing newline ignored)"),
+		passwordFile: fs.String("password-file", "", "`FILE` holding the MQTT password on its first line (mode 0600)"),
 		ca:           fs.String("ca", "", "PEM CA bundle `FILE` for the broker's certificate (needs an ssl:// broker)"),
 		cert:         fs.String("cert", "", "client certificate `FILE` for mutual TLS (with -cert-key)"),
 		certKey:      fs.String("cert-key", "", "private key `FILE` of -cert (mode 0600)"),
@@ -135,7 +135,7 @@ func (w *watcher) device(id string) *deviceState {
 // handle files one message. Malformed messages are ignored: a device's bad
 // heartbeat must not stop the manager's tool.
 func (w *watcher) handle(topic string, payload []byte, retained bool) {
-	if len(payload) > wsync.MaxPayload {
+	if len(payload) > maxEnvelope {
 		return
 	}
 	w.mu.Lock()
@@ -288,7 +288,8 @@ func (f connFlags) dial(ctx context.Context, stderr io.Writer) (*session, error)
 		if err != nil {
 			return nil, fmt.Errorf("-password-file: %w", err)
 		}
-		password = strings.TrimRight(string(b), "\r\n")
+		line, _, _ := strings.Cut(string(b), "\n")
+		password = strings.TrimRight(line, "\r")
 	}
 	if password != "" && tc == nil && !loopback(u.Hostname()) {
 		fmt.Fprintf(stderr, "posfleet: warning: the MQTT password crosses the network in clear text to %s (use ssl:// and -ca)\n", u.Host)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -121,6 +122,9 @@ func cmdPush(ctx context.Context, e env) error {
 	na, err := parseTime(*pf.notAfter, now)
 	if err != nil {
 		return usageErr("-not-after: %v", err)
+	}
+	if na != nil && !na.After(now) {
+		return usageErr("-not-after %s is not in the future: every device would reject the document", na.Format(time.RFC3339))
 	}
 	// A whole document is pushed byte for byte: its fields are the truth, the flags
 	// may only repeat them.
@@ -251,7 +255,7 @@ func finish(w io.Writer, asJSON bool, res *pushResult, err error) error {
 	if res.Pushed {
 		fmt.Fprintf(w, "pushed version %d to %s (%s)\n", res.Version, res.Target, res.Topic)
 	} else {
-		fmt.Fprintf(w, "version %d was NOT pushed to %s\n", res.Version, res.Target)
+		fmt.Fprintf(w, "the document for %s (version %d) was NOT pushed\n", res.Target, res.Version)
 	}
 	for _, d := range res.Devices {
 		fmt.Fprintf(w, "  %s: %s%s\n", d.Device, d.State, reasonSuffix(d.Reason))
@@ -301,6 +305,23 @@ func (s *session) members(t target) []deviceState {
 // outcome classifies a device's report against version v.
 func outcome(d deviceState, v uint64) deviceReport {
 	r := deviceReport{Device: d.ID, Online: d.online(), State: "pending"}
+	// The heartbeat's config_version is the version in force: evidence of an apply
+	// whose report is still on its way (or was lost while posd reconnected).
+	var inForce uint64
+	if d.HB != nil {
+		inForce, _ = strconv.ParseUint(d.HB.ConfigVersion, 10, 64)
+	}
+	final := d.Report != nil && (d.Report.Version > v || d.Report.Version == v && d.Report.Code != codeApplying)
+	switch {
+	case !final && inForce == v && v > 0:
+		r.State, r.Code, r.Version = "applied", codeApplied, v
+		r.Reason = "in force per its heartbeat"
+		return r
+	case !final && inForce > v:
+		r.State, r.Version = "superseded", inForce
+		r.Reason = fmt.Sprintf("runs version %d per its heartbeat", inForce)
+		return r
+	}
 	switch {
 	case d.Report == nil:
 		r.Reason = "no report yet"
@@ -337,6 +358,14 @@ func (s *session) waitTarget(ctx context.Context, stderr io.Writer, t target, v 
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	// The devices online when the wait begins are waited for even while they drop
+	// off the broker: posd restarts its link to put a configuration in force.
+	expect := map[string]bool{}
+	for _, d := range s.members(t) {
+		if d.online() {
+			expect[d.ID] = true
+		}
+	}
 	for {
 		var reps []deviceReport
 		pending, applied := 0, 0
@@ -350,7 +379,7 @@ func (s *session) waitTarget(ctx context.Context, stderr io.Writer, t target, v 
 			case "rejected", "failed":
 				bad = append(bad, r)
 			default:
-				if r.Online {
+				if r.Online || expect[d.ID] {
 					pending++
 				}
 			}
@@ -432,8 +461,11 @@ func (s *session) canaryRollout(ctx context.Context, e env, t target, config []b
 	// clear removes the canaries' device documents, so later pushes to the target
 	// reach them as every other device.
 	clear := func() {
+		// Also after Ctrl-C: the canaries' documents must not stay behind.
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
 		for _, id := range canaries {
-			if err := s.publish(ctx, target{Device: id}.topic(), nil); err != nil {
+			if err := s.publish(cctx, target{Device: id}.topic(), nil); err != nil {
 				fmt.Fprintf(e.stderr, "posfleet: could not clear the canary document of %s: %v\n", id, err)
 			}
 		}
@@ -459,7 +491,9 @@ func (s *session) canaryRollout(ctx context.Context, e env, t target, config []b
 		msg := fmt.Sprintf(format, args...) + fmt.Sprintf("; rollout halted: the document of %s was not changed. Canaries that applied version %d keep it until the next push to %s (see: posfleet config status -version %d; to take them back, push the previous config to %s)", t, ver, t, ver, t)
 		return withCode(exitHalted, "%s", msg)
 	}
-	// Wave 1: the canaries apply.
+	// Wave 1: the canaries apply. A canary may drop off the broker meanwhile: posd
+	// restarts its link to put a configuration in force (and must, for new broker
+	// settings), so only -timeout ends the wait for one that does not come back.
 	deadline := time.Now().Add(*pf.timeout)
 	tick := time.NewTicker(*pf.progress)
 	defer tick.Stop()
@@ -472,11 +506,12 @@ func (s *session) canaryRollout(ctx context.Context, e env, t target, config []b
 			switch {
 			case r.State == "rejected" || r.State == "failed":
 				return halt("canary %s %s version %d: %s", id, r.State, ver, r.Reason)
-			case !d.online():
-				return halt("canary %s went offline before applying version %d", id, ver)
 			case r.State == "applied":
 				if _, ok := appliedAt[id]; !ok {
 					appliedAt[id] = d.ReportSeen
+					if r.Reason == "in force per its heartbeat" {
+						appliedAt[id] = d.HBSeen
+					}
 				}
 			case r.State == "superseded":
 				return halt("canary %s reported version %d, above %d: another push is running", id, d.Report.Version, ver)
@@ -502,7 +537,17 @@ func (s *session) canaryRollout(ctx context.Context, e env, t target, config []b
 			clear()
 			return ctx.Err()
 		case <-tick.C:
-			fmt.Fprintf(e.stderr, "posfleet: canaries: %d/%d applied version %d (%s left)\n", len(appliedAt), len(canaries), ver, left.Round(time.Second))
+			var offline []string
+			for _, id := range canaries {
+				if d := s.device(id); !d.online() {
+					offline = append(offline, id)
+				}
+			}
+			note := ""
+			if len(offline) > 0 {
+				note = "; offline now: " + strings.Join(offline, ", ")
+			}
+			fmt.Fprintf(e.stderr, "posfleet: canaries: %d/%d applied version %d (%s left%s)\n", len(appliedAt), len(canaries), ver, left.Round(time.Second), note)
 		case <-s.w.changed:
 		case <-time.After(200 * time.Millisecond):
 		}

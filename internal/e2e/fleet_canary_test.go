@@ -123,7 +123,7 @@ func TestFleetSimulatorCanary(t *testing.T) {
 	// A canary rollout to seoul: 3 canaries, then the group.
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "seoul.json")
-	if err := os.WriteFile(cfg, []byte(`{"receipt": {"header": "Seoul v2"}}`), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(`{"merchant": {"name": "Seoul v2"}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, _, code = runFleet(t, bin, append(append([]string{"config", "push"}, conn...),
@@ -139,7 +139,7 @@ func TestFleetSimulatorCanary(t *testing.T) {
 	for _, id := range groupOf(specs, "seoul") {
 		d := fleet.devices[id]
 		waitFor(t, id+" applies version 2", 30*time.Second, func() bool { v, _, _ := d.state(2); return v == 2 })
-		if _, c, _ := d.state(2); c != `{"receipt":{"header":"Seoul v2"}}` {
+		if _, c, _ := d.state(2); c != `{"merchant":{"name":"Seoul v2"}}` {
 			t.Errorf("%s: effective config %s", id, c)
 		}
 	}
@@ -162,7 +162,7 @@ func TestFleetSimulatorCanary(t *testing.T) {
 
 	// A canary rollout to tokyo halts at tokyo-050, the first canary by id.
 	tokyo := filepath.Join(dir, "tokyo.json")
-	if err := os.WriteFile(tokyo, []byte(`{"merchant": {"emv_qr": "000201broken"}}`), 0o644); err != nil {
+	if err := os.WriteFile(tokyo, []byte(`{"merchant": {"name": "Tokyo v2"}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, errOut, code := runFleet(t, bin, append(append([]string{"config", "push"}, conn...),

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +13,8 @@ import (
 
 // TestFleetMinisignInterop: a key from posfleet keygen signs with posfleet and the
 // minisign CLI verifies it; the minisign CLI signs a document with the same key and
-// posfleet pushes that document with its .minisig, which a device applies.
+// posfleet pushes that document with its .minisig, which a device applies. The
+// broker ACL keeps a device from publishing desired config, even a signed document.
 func TestFleetMinisignInterop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
@@ -28,7 +31,7 @@ func TestFleetMinisignInterop(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "cfg.json")
-	os.WriteFile(cfg, []byte(`{"receipt":{"header":"Shibuya"}}`), 0o644)
+	os.WriteFile(cfg, []byte(`{"merchant":{"name":"Shibuya"}}`), 0o644)
 
 	// posfleet signs, minisign verifies.
 	doc := filepath.Join(dir, "doc.json")
@@ -56,7 +59,7 @@ func TestFleetMinisignInterop(t *testing.T) {
 	fleet := startSim(t, m, pub, specs)
 	conn := []string{"-broker", m.URL(), "-password-file", passwordFile(t)}
 	hand := filepath.Join(dir, "tokyo.json")
-	os.WriteFile(hand, []byte("{\n  \"v\": 1,\n  \"version\": 3,\n  \"target\": {\"group\": \"tokyo\"},\n  \"config\": {\"receipt\": {\"header\": \"Tokyo\"}}\n}\n"), 0o644)
+	os.WriteFile(hand, []byte("{\n  \"v\": 1,\n  \"version\": 3,\n  \"target\": {\"group\": \"tokyo\"},\n  \"config\": {\"merchant\": {\"name\": \"Tokyo\"}}\n}\n"), 0o644)
 	if out, err := exec.Command(mini, "-S", "-s", key, "-m", hand).CombinedOutput(); err != nil {
 		t.Fatalf("minisign -S: %v\n%s", err, out)
 	}
@@ -74,8 +77,41 @@ func TestFleetMinisignInterop(t *testing.T) {
 		t.Fatalf("push of the minisign-signed document: exit %d", code)
 	}
 	for _, id := range []string{"tokyo-001", "tokyo-002"} {
-		if v, c, _ := fleet.devices[id].state(3); v != 3 || c != `{"receipt":{"header":"Tokyo"}}` {
+		if v, c, _ := fleet.devices[id].state(3); v != 3 || c != `{"merchant":{"name":"Tokyo"}}` {
 			t.Errorf("%s: version %d, config %s", id, v, c)
+		}
+	}
+	// The ACL: a device cannot publish desired config, even a validly signed
+	// document. tokyo-002 publishes one (version 9) to its group; the broker drops it.
+	rogue := filepath.Join(dir, "rogue.json")
+	if _, _, code := runFleet(t, bin, "config", "sign", "-key", key, "-group", "tokyo", "-version", "9", "-o", rogue, cfg); code != 0 {
+		t.Fatal("config sign for the rogue document")
+	}
+	rb, _ := os.ReadFile(rogue)
+	rs, _ := os.ReadFile(rogue + ".minisig")
+	payload, _ := json.Marshal(map[string]any{"v": 1, "document": base64.StdEncoding.EncodeToString(rb), "signature": string(rs)})
+	if tok := fleet.devices["tokyo-002"].client.Publish("walletless/v1/fleet/config/groups/tokyo", 1, true, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("rogue publish: %v", tok.Error())
+	}
+	// Then the manager pushes version 10; once it is in force, 9 never came.
+	if _, _, code := runFleet(t, bin, append(append([]string{"config", "push"}, conn...), "-key", key, "-group", "tokyo", "-version", "10", "-timeout", "30s", cfg)...); code != 0 {
+		t.Fatalf("push of version 10: exit %d", code)
+	}
+	for _, id := range []string{"tokyo-001", "tokyo-002"} {
+		if v, _, got9 := fleet.devices[id].state(9); v != 10 || got9 {
+			t.Errorf("%s: version %d, got the device-published version 9: %v", id, v, got9)
+		}
+	}
+	// A canary rollout to -all: tokyo-001 first (version 11), then everyone (12).
+	out, _, code = runFleet(t, bin, append(append([]string{"config", "push"}, conn...), "-key", key, "-all", "-canary", "1", "-wait", "1s", "-timeout", "30s", "-json", cfg)...)
+	var pr pushJSON
+	decodeJSON(t, out, &pr)
+	if code != 0 || pr.CanaryVersion != 11 || pr.Version != 12 || len(pr.Canaries) != 1 || pr.Canaries[0].Device != "tokyo-001" {
+		t.Fatalf("-all -canary 1: exit %d, %+v", code, pr)
+	}
+	for _, id := range []string{"tokyo-001", "tokyo-002"} {
+		if v, _, _ := fleet.devices[id].state(12); v != 12 {
+			t.Errorf("%s: version %d after the rollout to all, want 12", id, v)
 		}
 	}
 	// A secret key its group can read is refused.
@@ -107,7 +143,7 @@ func TestFleetConfigStatus(t *testing.T) {
 	fleet.devices["fs-off"].close()
 	conn := []string{"-broker", m.URL(), "-password-file", passwordFile(t)}
 	cfg := filepath.Join(t.TempDir(), "osaka.json")
-	os.WriteFile(cfg, []byte(`{"offline":{"max_total_minor":500000}}`), 0o644)
+	os.WriteFile(cfg, []byte(`{"payment":{"offline":{"by_scheme":{"jpqr":{"action":"defer","max_amount_minor":{"JPY":5000},"max_total_minor":{"JPY":50000},"max_count":20,"max_age":"72h"}}}}}`), 0o644)
 
 	// No -version: one above the highest seen (none yet), so 1.
 	out, errOut, code := runFleet(t, bin, append(append([]string{"config", "push"}, conn...), "-key", key, "-group", "osaka", "-timeout", "30s", "-progress", "1s", cfg)...)
@@ -157,5 +193,41 @@ func TestFleetConfigStatus(t *testing.T) {
 	decodeJSON(t, out, &cs)
 	if code != 0 || len(cs.Devices) != 1 || cs.Devices[0].State != "applied" {
 		t.Fatalf("config status -device fs-off after reconnect: exit %d, %+v", code, cs.Devices)
+	}
+}
+
+// TestFleetMutualTLS: posfleet reaches the broker's mutual-TLS listener with -ca,
+// -cert and -cert-key (its certificate's CN is its identity, posfleet), sees a device
+// and pushes to it; without a client certificate the broker refuses it.
+func TestFleetMutualTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	bin := posfleetBin(t)
+	key, _, pub := fleetKeys(t, bin)
+	specs := []simSpec{{id: "kr-tls-1", groups: []string{"kr"}}}
+	m := newMosquitto(t, mosqOpts{users: specIDs(specs), tls: true})
+	fleet := startSim(t, m, pub, specs)
+	cert, certKey := m.pki.issue(t, "posfleet", false)
+	os.Chmod(certKey, 0o600)
+	tlsConn := []string{"-broker", m.TLSURL(), "-ca", m.pki.ca, "-cert", cert, "-cert-key", certKey}
+	out, _, code := runFleet(t, bin, append(append([]string{"status"}, tlsConn...), "-listen", "5s")...)
+	if code != 0 || !strings.Contains(out, "kr-tls-1") || !strings.Contains(out, "1 online") {
+		t.Fatalf("status over mutual TLS: exit %d\n%s", code, out)
+	}
+	cfg := filepath.Join(t.TempDir(), "kr.json")
+	os.WriteFile(cfg, []byte(`{"printer":{"language":"ko"}}`), 0o644)
+	if _, _, code := runFleet(t, bin, append(append([]string{"config", "push"}, tlsConn...), "-key", key, "-group", "kr", "-timeout", "30s", cfg)...); code != 0 {
+		t.Fatalf("push over mutual TLS: exit %d", code)
+	}
+	if v, c, _ := fleet.devices["kr-tls-1"].state(1); v != 1 || c != `{"printer":{"language":"ko"}}` {
+		t.Fatalf("device after the push: version %d, config %s", v, c)
+	}
+	if _, errOut, code := runFleet(t, bin, "status", "-broker", m.TLSURL(), "-ca", m.pki.ca, "-listen", "1s"); code != 1 || !strings.Contains(errOut, "connect") {
+		t.Fatalf("status without a client certificate: exit %d, %s", code, errOut)
+	}
+	os.Chmod(certKey, 0o644)
+	if _, errOut, code := runFleet(t, bin, append([]string{"status"}, tlsConn...)...); code != 1 || !strings.Contains(errOut, "chmod 600") {
+		t.Fatalf("status with a 0644 client key: exit %d, %s", code, errOut)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"aead.dev/minisign"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/walletless/walletless/config"
 	"github.com/walletless/walletless/fleet"
 	wsync "github.com/walletless/walletless/sync"
 )
@@ -114,7 +115,8 @@ func (d *simDevice) status(state string) []byte {
 }
 
 func (d *simDevice) start(url string) error {
-	a, err := fleet.NewAgent(fleet.AgentConfig{Device: d.id, Groups: d.groups, Keys: []minisign.PublicKey{d.trust},
+	base := fmt.Sprintf(`{"version":1,"device_id":%q}`, d.id)
+	a, err := fleet.NewAgent(fleet.AgentConfig{Device: d.id, Groups: d.groups, Keys: []minisign.PublicKey{d.trust}, Base: []byte(base),
 		Validate: d.validate, Apply: d.apply,
 		Publish: func(topic string, payload []byte) error {
 			tok := d.client.Publish(topic, 1, true, payload)
@@ -207,12 +209,14 @@ func (d *simDevice) onDoc(topic string, payload []byte) {
 	d.agent.Handle(d.ctx, topic, payload)
 }
 
-// validate is the simulated startup validation: a device with reject set fails it.
-func (d *simDevice) validate([]byte) error {
+// validate is posd's startup parser and validation (package config) on the
+// effective configuration; a device with reject set fails it as well.
+func (d *simDevice) validate(effective []byte) error {
 	if d.reject != "" {
 		return errors.New(d.reject)
 	}
-	return nil
+	_, err := config.Parse(bytes.NewReader(effective))
+	return err
 }
 
 // apply puts a configuration in force in memory; a device with fail set reports
@@ -237,12 +241,19 @@ func (d *simDevice) holdsDeviceDoc() bool {
 	return ok
 }
 
-// state returns the device's current version, effective config (as JSON) and
+// state returns the device's current version, effective config (as JSON, without
+// the base's version and device_id) and
 // whether a document of version v ever reached it.
 func (d *simDevice) state(v uint64) (current uint64, config string, got bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	b, _ := json.Marshal(d.config)
+	c := map[string]any{}
+	for k, v := range d.config {
+		if k != "version" && k != "device_id" {
+			c[k] = v
+		}
+	}
+	b, _ := json.Marshal(c)
 	return d.current, string(b), d.got[v]
 }
 
