@@ -39,6 +39,7 @@ func (f *fleetPosd) start() {
 	r, w := io.Pipe()
 	f.scan = w
 	f.p = start(f.t, r, f.bin, f.args...)
+	f.t.Cleanup(func() { w.Close() }) // before start's cleanup: its Wait waits for stdin's copier
 	waitHTTP(f.t, f.api+"/v1/status")
 }
 
