@@ -16,14 +16,19 @@ import (
 	"time"
 )
 
-func freePort(t *testing.T) string {
+// freePorts returns n different free loopback ports.
+func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var out []string
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close() // held until all are chosen, so none repeats
+		out = append(out, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
 	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	return out
 }
 
 // readmeByHand returns the command lines of README's "Running by hand" section.
@@ -83,7 +88,8 @@ func TestRunningByHand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mq, api := freePort(t), freePort(t)
+	ports := freePorts(t, 2)
+	mq, api := ports[0], ports[1]
 	if !bytes.Contains(cfg, []byte("tcp://127.0.0.1:1883")) {
 		t.Fatal("deploy/posd.local.json does not use the README's broker on 1883")
 	}
@@ -147,7 +153,12 @@ func TestRunningByHand(t *testing.T) {
 			body = curl[i+1]
 		}
 	}
-	tok, err := os.ReadFile(filepath.Join(dir, "posd-data", "admin.token"))
+	var tok []byte
+	for wait := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if tok, err = os.ReadFile(filepath.Join(dir, "posd-data", "admin.token")); err == nil || time.Now().After(wait) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatalf("posd-data/admin.token: %v", err)
 	}
