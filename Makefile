@@ -3,15 +3,24 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 CMDS     := posd posctl posgw posfleet
+DEB_CMDS := posd posctl posfleet
+DEB_ARCHES ?= amd64 arm64 armhf
+NFPM     := $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+# a Debian version: the tag without its v, or 0.0.0+gHASH before the first tag
+DEB_VERSION ?= $(shell v=$$(git describe --tags 2>/dev/null | sed 's/^v//; s/-/+/g'); [ -n "$$v" ] && echo $$v || echo 0.0.0+g$$(git rev-parse --short HEAD 2>/dev/null || echo dev))
 DIST     := dist
 
-.PHONY: help demo build test test-short vet bench fuzz cross firmware mutants clean
+.PHONY: help demo build test test-short vet bench fuzz cross firmware mutants clean deb lintian
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 demo: ## run posd in demo mode: embedded broker, in-process posgw, scans from this terminal, receipts as PNG in demo/receipts
-	$(GO) run ./cmd/posd -demo
+	@mkdir -p bin
+	@echo "building posd into bin/ (the first build takes a couple of minutes; later ones are quick)…"
+	@$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/posd ./cmd/posd
+	@echo "starting posd -demo (Ctrl-C stops it)"
+	@trap 'true' INT; bin/posd -demo; s=$$?; [ $$s -eq 0 ] || [ $$s -eq 130 ] || exit $$s
 
 build: ## build posd, posctl, posgw and posfleet into bin/
 	@mkdir -p bin
@@ -55,6 +64,24 @@ firmware: ## signed .wlf artifacts (posd + posctl) for linux/arm and arm64 from 
 	$(MAKE) cross VERSION=$(FW_VERSION)
 	@mkdir -p bin && $(GO) build -o bin/posfleet ./cmd/posfleet
 	@key="$(FW_KEY)"; 	if [ -z "$$key" ]; then 	  key=$(DIST)/dev-key/posfleet.key; 	  [ -f $$key ] || bin/posfleet keygen -o $(DIST)/dev-key >/dev/null || exit 1; 	  echo "make firmware: WARNING no FW_KEY: signed with the THROWAWAY dev key $$key"; 	  echo "  devices accept it only if they trust: $$(tail -n 1 $(DIST)/dev-key/posfleet.pub)"; 	fi; 	for a in armv7:arm arm64:arm64; do 	  suffix=$${a%%:*}; goarch=$${a##*:}; 	  bin/posfleet firmware pack -key $$key -version $(FW_VERSION) $(if $(FW_MIN_VERSION),-min-version $(FW_MIN_VERSION)) 	    -arch $$goarch -board $(FW_BOARD) -o $(DIST)/posd-$(FW_VERSION)-linux-$$suffix.wlf 	    $(DIST)/posd-linux-$$suffix=posd $(DIST)/posctl-linux-$$suffix=posctl || exit 1; 	done
+
+deb: ## build walletless_VERSION_ARCH.deb for DEB_ARCHES (amd64 arm64 armhf) into dist/ with nfpm
+	@mkdir -p $(DIST)/deb
+	@printf 'walletless (%s) unstable; urgency=medium\n\n  * Built with nfpm from git; see the git history for changes.\n\n -- Walletless maintainers <maintainers@walletless.invalid>  %s\n' \
+	  '$(DEB_VERSION)' "$$(date -R -u -d @$$(git log -1 --format=%ct 2>/dev/null || date +%s))" | gzip -9n > $(DIST)/deb/changelog.gz
+	@for a in $(DEB_ARCHES); do \
+	  case $$a in amd64) ga=amd64; gm=;; arm64) ga=arm64; gm=;; armhf) ga=arm; gm=7;; *) echo "unknown arch $$a"; exit 1;; esac; \
+	  echo "building $$a binaries"; mkdir -p $(DIST)/deb/$$a; \
+	  for c in $(DEB_CMDS); do CGO_ENABLED=0 GOOS=linux GOARCH=$$ga GOARM=$$gm $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/deb/$$a/$$c ./cmd/$$c || exit 1; done; \
+	  sed -e "s|\$${ARCH}|$$a|g; s|\$${VERSION}|$(DEB_VERSION)|g; s|\$${BIN}|$(DIST)/deb/$$a|g; s|\$${CHANGELOG}|$(DIST)/deb/changelog.gz|g" \
+	    deploy/nfpm.yaml > $(DIST)/deb/nfpm-$$a.yaml; \
+	  $(NFPM) package --config $(DIST)/deb/nfpm-$$a.yaml --packager deb --target $(DIST)/ || exit 1; \
+	done
+	@ls -l $(DIST)/*.deb
+
+lintian: ## build the amd64 .deb and run lintian on it (fails on errors; docs/install.md lists the warnings left)
+	$(MAKE) deb DEB_ARCHES=amd64
+	lintian --fail-on error $(DIST)/walletless_$(DEB_VERSION)_amd64.deb
 
 mutants: ## break each safety invariant in a copy of the tree (scripts/mutants.sh) and check the tests catch it; needs mosquitto and fuse3
 	./scripts/mutants.sh

@@ -47,6 +47,8 @@ type Server struct {
 	Config ConfigHistory
 	// Firmware installs signed firmware (firmware.go); nil answers 501.
 	Firmware FirmwareUpdates
+	// Metrics serves Prometheus metrics at GET /metrics to manager tokens; nil answers 404.
+	Metrics http.Handler
 	// Hosts are the host names besides localhost, loopback addresses and the address
 	// a connection came in on that a Host header may name (the configured address,
 	// the device's host name).
@@ -66,7 +68,7 @@ func New(sales Sales, status func() any, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{sales: sales, status: status, log: log, mux: http.NewServeMux(), limit: newLimiter()}
-	for _, rt := range append(append(s.routes(), s.configRoutes()...), s.firmwareRoutes()...) {
+	for _, rt := range append(append(append(s.routes(), s.configRoutes()...), s.firmwareRoutes()...), s.metricsRoute()) {
 		s.mux.HandleFunc(rt.pattern, needs(rt.role, rt.h))
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -21,6 +21,7 @@ import (
 	"github.com/walletless/walletless/device"
 	"github.com/walletless/walletless/fleet"
 	"github.com/walletless/walletless/gateway"
+	"github.com/walletless/walletless/internal/sdnotify"
 	"github.com/walletless/walletless/internal/secretfile"
 	"github.com/walletless/walletless/payment"
 	"github.com/walletless/walletless/printer"
@@ -38,6 +39,12 @@ type Options struct {
 	Version string
 	// Ready, if set, is called once everything listens.
 	Ready func(Info)
+	// Notify, if set, is told READY=1 once the API listens, STOPPING=1 at the end,
+	// and WATCHDOG=1 every Watchdog/2 while the sale engine answers through its own
+	// loop (systemd's Type=notify and WatchdogSec=; cmd/posd reads both from the
+	// environment).
+	Notify   *sdnotify.Notifier
+	Watchdog time.Duration
 }
 
 // Info describes a running posd.
@@ -146,6 +153,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		opts: opts, log: log, st: st, door: door, sh: sh, codes: codes, session: session,
 		scanStatus: new(scanner.Status), applies: make(chan applyRequest), ready: make(chan struct{}),
 	}
+	rt.metrics = newMetrics(rt)
 	// The configuration in force: the file with the fleet's applied layer on top.
 	if cfg, err = rt.openFleet(cfg); err != nil {
 		return err
@@ -197,7 +205,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 				if engine == nil {
 					return nil
 				}
+				start := time.Now()
 				sale, applied, err := engine.Scan(ctx, s.Text)
+				if err == nil {
+					rt.metrics.commit.Observe(time.Since(start).Seconds())
+				}
 				if err != nil && ctx.Err() == nil {
 					log.Error("scan could not be applied", "err", err)
 				}
@@ -224,6 +236,13 @@ func Run(ctx context.Context, opts Options) (err error) {
 		})
 	}
 	log.Info("posd running", "api", ln.Addr().String(), "device", cfg.DeviceID, "broker", cfg.MQTT.Broker, "session", session)
+	if err := opts.Notify.Notify(sdnotify.Ready); err != nil {
+		log.Warn("could not tell systemd posd is ready", "err", err)
+	}
+	g.Go(func() error {
+		return watchdog(ctx, opts.Notify, opts.Watchdog, rt.engine, log.With("component", "watchdog"))
+	})
+	defer opts.Notify.Notify(sdnotify.Stopping) //nolint:errcheck // best effort at exit
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -244,7 +263,8 @@ type instance struct {
 	front      front
 	fleet      fleetState
 	agent      *fleet.Agent
-	fw         *fwAgent      // nil when firmware updates are off
+	fw         *fwAgent // nil when firmware updates are off
+	metrics    *metrics
 	file       config.Config // the config file (and flags): what a push may not change
 	applies    chan applyRequest
 	ready      chan struct{} // closed once the first generation runs
@@ -345,6 +365,7 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 		return nil, err
 	}
 	receipts := newReceipts(prn, profile, cfg, log.With("component", "receipts"))
+	receipts.failed = rt.metrics.printFails.Inc
 	scanStatus := rt.scanStatus
 	var engine *payment.Engine
 	link, err := wsync.NewLink(wsync.Config{
@@ -380,8 +401,11 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 		},
 		Groups:        cfg.Fleet.Groups,
 		Subscriptions: append(rt.fleetSubscriptions(ctx, cfg), rt.firmwareSubscriptions(ctx, cfg)...),
-		OnConnect:     rt.agent.Connected,
-		Log:           log.With("component", "sync"),
+		OnConnect: func() {
+			rt.metrics.onConnect()
+			rt.agent.Connected()
+		},
+		Log: log.With("component", "sync"),
 	})
 	if err != nil {
 		return fail(err)
@@ -403,6 +427,7 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 		Kick:         link.Kick,
 		Finished: func(sale payment.Sale) {
 			receipts.enqueue(sale)
+			rt.metrics.finished(sale)
 			signalOutcome(ctx, lights, sale)
 		},
 		Presented:       receipts.enqueue,
@@ -415,7 +440,7 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 		PresentTimeout:  pay.PresentTimeout,
 		PruneAfter:      pay.PruneAfter,
 		ClockSynced:     payment.SystemClockSynced(),
-		Identify:        pay.Identify,
+		Identify:        rt.metrics.timeIdentify(pay.Identify),
 		Log:             log.With("component", "payment"),
 	})
 	if err != nil {
@@ -452,6 +477,7 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 	}
 	srv.Merchant = cfg.Merchant.Name
 	srv.Config = rt.configHistory()
+	srv.Metrics = rt.metrics.handler()
 	rt.door.configure(srv)
 	if !receipts.none { // without a printer, reprint answers 501
 		srv.Reprint = func(id string) error {

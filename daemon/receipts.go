@@ -21,6 +21,7 @@ type receipts struct {
 	log     *slog.Logger
 	sales   chan payment.Sale // finished sales waiting to be encoded
 	none    bool              // printer.target "none": nothing to print, nothing to encode
+	failed  func()            // counts a receipt that was not printed; set before run
 }
 
 func newReceipts(prn printer.Printer, profile printer.Profile, cfg config.Config, log *slog.Logger) *receipts {
@@ -30,12 +31,20 @@ func newReceipts(prn printer.Printer, profile printer.Profile, cfg config.Config
 		Done: func(name string, err error) {
 			if err != nil {
 				log.Error("receipt dropped as unprintable (reprint it through the API)", "job", name, "err", err)
+				r.fail()
 				return
 			}
 			log.Info("receipt printed", "job", name)
 		},
 	})
 	return r
+}
+
+// fail counts a receipt that was not printed.
+func (r *receipts) fail() {
+	if r.failed != nil {
+		r.failed()
+	}
 }
 
 // run encodes finished sales and runs the printer queue until ctx is done.
@@ -62,6 +71,7 @@ func (r *receipts) enqueue(s payment.Sale) {
 	case r.sales <- s:
 	default:
 		r.log.Error("receipt backlog full; receipt not printed (reprint it through the API)", "id", s.ID)
+		r.fail()
 	}
 }
 

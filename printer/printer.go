@@ -96,7 +96,8 @@ func OpenWith(spec string, opt Options) (Printer, error) {
 		return newSerialSpec(strings.TrimPrefix(spec, "serial:"), status, opt, log)
 	case strings.HasPrefix(spec, "file:"):
 		return newFilePrinter(strings.TrimPrefix(spec, "file:"), log)
-	case strings.HasPrefix(spec, "/dev/usb/lp"), strings.HasPrefix(spec, "/dev/lp"):
+	case strings.HasPrefix(spec, "/dev/usb/lp"), strings.HasPrefix(spec, "/dev/lp"),
+		spec == "/dev/walletless/printer": // the udev rules' name for a USB printer (deploy/)
 		return newDevicePrinter(spec, status, opt, log), nil
 	case isSerialPath(spec):
 		return newSerialSpec(spec, status, opt, log)

@@ -10,7 +10,8 @@
 # dead broker setting kept, a canary rollout that goes on past a rejection, a camera's
 # EAN-13 read from one line of noise, a firmware payload installed unchecked, a
 # firmware crash loop never rolled back, a store snapshot not restored by a rollback,
-# firmware installed while a sale waits). Each is applied to
+# firmware installed while a sale waits, a watchdog that pings without the sale
+# engine). Each is applied to
 # a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
@@ -139,6 +140,9 @@ mutant firmware-snapshot-not-restored firmware/machine.go \
 mutant firmware-installs-during-a-sale daemon/firmware.go \
 	's/\tcase s.Waiting != "":/\tcase false \&\& s.Waiting != "":/' \
 	./daemon/ '^TestFirmwareWaitsForTheSaleInProgress$'
+mutant watchdog-pings-without-engine daemon/systemd.go \
+	's/^\t\t_, err = e.Stats(pctx)$/\t\terr = nil \/\/ mutant: no question through the engine loop/' \
+	./daemon/ '^TestWatchdogNeedsTheEngineLoop$'
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"

@@ -31,21 +31,22 @@ type command struct {
 
 // commands lists the subcommands; each lives in its own file.
 var commands = map[string]command{
-	"status":       {"show posd's status through the local API", cmdStatus},
-	"sale":         {"show one sale: posctl sale ID", cmdSale},
-	"config":       {"fleet configuration through posd: posctl config history [-json] | show | rollback VERSION", cmdConfig},
-	"token":        {"API tokens through posd: posctl token create -name NAME -role clerk|manager | list | revoke NAME", cmdToken},
-	"version":      {"print posctl's version", cmdVersion},
-	"ports":        {"list serial ports with USB VID/PID/serial number", cmdPorts},
-	"scan-test":    {"open the scanner and print each scan (masked unless -reveal)", cmdScanTest},
-	"decode-image": {"decode QR/Code 128 from image files (PNG, JPEG, PGM)", cmdDecodeImage},
-	"paycode":      {"decode payment codes: posctl paycode decode [-json] [CODE]", cmdPaycode},
-	"merchant":     {"check the shop's EMVCo QR for merchant.emv_qr: posctl merchant check [PAYLOAD]", cmdMerchant},
-	"receipt":      {"render ESC/POS to PNG: posctl receipt preview IN.bin -o OUT.png", cmdReceipt},
-	"print-test":   {"print a self-test page: posctl print-test [-config FILE] [-printer SPEC]", cmdPrintTest},
-	"store":        {"offline database maintenance with posd stopped: posctl store check|backup|compact|salvage", cmdStore},
-	"flash":        {"install signed firmware: posctl flash [-yes] FILE.wlf (shows what changes, asks, follows the health check)", cmdFlash},
-	"firmware":     {"firmware slots: posctl firmware status | rollback | boot -config FILE | init -config FILE -posd BIN", cmdFirmware},
+	"status":         {"show posd's status through the local API", cmdStatus},
+	"sale":           {"show one sale: posctl sale ID", cmdSale},
+	"config":         {"fleet configuration through posd: posctl config history [-json] | show | rollback VERSION", cmdConfig},
+	"token":          {"API tokens through posd: posctl token create -name NAME -role clerk|manager | list | revoke NAME", cmdToken},
+	"version":        {"print posctl's version", cmdVersion},
+	"ports":          {"list serial ports with USB VID/PID/serial number", cmdPorts},
+	"scan-test":      {"open the scanner and print each scan (masked unless -reveal)", cmdScanTest},
+	"decode-image":   {"decode QR/Code 128 from image files (PNG, JPEG, PGM)", cmdDecodeImage},
+	"paycode":        {"decode payment codes: posctl paycode decode [-json] [CODE]", cmdPaycode},
+	"merchant":       {"check the shop's EMVCo QR for merchant.emv_qr: posctl merchant check [PAYLOAD]", cmdMerchant},
+	"receipt":        {"render ESC/POS to PNG: posctl receipt preview IN.bin -o OUT.png", cmdReceipt},
+	"print-test":     {"print a self-test page: posctl print-test [-config FILE] [-printer SPEC]", cmdPrintTest},
+	"store":          {"offline database maintenance with posd stopped: posctl store check|backup|compact|salvage", cmdStore},
+	"flash":          {"install signed firmware: posctl flash [-yes] FILE.wlf (shows what changes, asks, follows the health check)", cmdFlash},
+	"firmware":       {"firmware slots: posctl firmware status | rollback | boot -config FILE | init -config FILE -posd BIN", cmdFirmware},
+	"support-bundle": {"write a tar.gz for support (status, config with secrets masked, logs, store check, versions): posctl support-bundle -o FILE.tar.gz", cmdSupportBundle},
 }
 
 // errUsage asks main to print usage and exit 2.

@@ -20,6 +20,7 @@ import (
 	"github.com/walletless/walletless/config"
 	"github.com/walletless/walletless/daemon"
 	"github.com/walletless/walletless/firmware"
+	"github.com/walletless/walletless/internal/sdnotify"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -103,12 +104,23 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Under systemd (Type=notify, WatchdogSec=) the environment names the socket.
+	notify, err := sdnotify.FromEnv()
+	if err != nil {
+		return err
+	}
+	wd, err := sdnotify.WatchdogInterval()
+	if err != nil && !errors.Is(err, sdnotify.ErrNoWatchdog) {
+		return err
+	}
 	return daemon.Run(ctx, daemon.Options{
-		Config:  cfg,
-		Demo:    *demo,
-		Stdin:   stdin,
-		Log:     log,
-		Version: version,
+		Notify:   notify,
+		Watchdog: wd,
+		Config:   cfg,
+		Demo:     *demo,
+		Stdin:    stdin,
+		Log:      log,
+		Version:  version,
 		Ready: func(i daemon.Info) {
 			if *demo {
 				fmt.Fprint(stdout, banner(i))
