@@ -165,7 +165,6 @@ func Run(ctx context.Context, opts Options) (err error) {
 	g.Go(func() error { return rt.loop(ctx, cfg) })
 	g.Go(func() error { return sh.run(ctx) })
 	g.Go(func() error { return rt.agent.Run(ctx) })
-	g.Go(func() error { return serveFront(ctx, ln, &rt.front) })
 	g.Go(func() error {
 		return scanner.Run(ctx, scanner.Config{
 			Source:  cfg.Scanner.Source,
@@ -209,6 +208,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 		return nil
 	}
+	// Served once the first sale path runs: no request is told to retry at start.
+	g.Go(func() error { return serveFront(ctx, ln, &rt.front) })
 	if opts.Ready != nil {
 		opts.Ready(Info{
 			APIURL: door.url(ln.Addr()), BrokerURL: cfg.MQTT.Broker, DataDir: cfg.DataDir,
