@@ -180,7 +180,6 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if rt.fw != nil {
 		g.Go(func() error { return rt.fw.run(ctx) })
 	}
-	g.Go(func() error { return serveFront(ctx, ln, &rt.front) })
 	g.Go(func() error {
 		return scanner.Run(ctx, scanner.Config{
 			Source:  cfg.Scanner.Source,
@@ -228,6 +227,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 		return nil
 	}
+	// Served once the first sale path runs: no request is told to retry at start.
+	g.Go(func() error { return serveFront(ctx, ln, &rt.front) })
 	if opts.Ready != nil {
 		opts.Ready(Info{
 			APIURL: door.url(ln.Addr()), BrokerURL: cfg.MQTT.Broker, DataDir: cfg.DataDir,
