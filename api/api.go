@@ -59,6 +59,8 @@ type Server struct {
 	// ListSales returns the sales created in [from, to), oldest first; nil answers
 	// 501 for the sales list, void-last and print-last.
 	ListSales func(from, to time.Time) ([]payment.Sale, error)
+	// DemoCode returns a fresh sample customer code (demo mode only); nil answers 404.
+	DemoCode func() string
 	// Location is the shop's time zone, for "today"; nil means time.Local.
 	Location *time.Location
 	// Hosts are the host names besides localhost, loopback addresses and the address
@@ -126,6 +128,8 @@ func (s *Server) routes() []route {
 		{"POST /v1/pins", auth.RoleManager, s.setPIN},
 		{"DELETE /v1/pins/{name}", auth.RoleManager, s.removePIN},
 		{"GET /v1/events", auth.RoleClerk, s.streamEvents},
+		{"GET /v1/sales/{id}/qr.png", auth.RoleClerk, s.saleQR},
+		{"GET /v1/demo/code", auth.RoleClerk, s.demoCode},
 		{"GET /v1/sales", auth.RoleClerk, s.listSales},
 		{"GET /v1/ecr/{ref}", auth.RoleClerk, s.saleByECRRef},
 		{"POST /v1/abort", auth.RoleClerk, s.abort},

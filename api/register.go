@@ -389,3 +389,12 @@ func (s *Server) listSales(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"date": day.Format("2006-01-02"), "sales": sales})
 }
+
+// demoCode is GET /v1/demo/code: a fresh sample customer code, in demo mode only.
+func (s *Server) demoCode(w http.ResponseWriter, _ *http.Request) {
+	if s.DemoCode == nil {
+		writeError(w, http.StatusNotFound, "sample codes exist in demo mode only")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"code": s.DemoCode()})
+}

@@ -54,6 +54,8 @@ type Config struct {
 	Merchant Merchant `json:"merchant"`
 	// Indicators are the status lights and buzzer on GPIO lines; empty names mean none.
 	Indicators Indicators `json:"indicators"`
+	// Page is the clerk's counter page (config/page.go).
+	Page Page `json:"page"`
 }
 
 // Indicators names the GPIO lines of the status lights and buzzer ("GPIO17", or a
@@ -277,6 +279,7 @@ func (c Config) Validate() error {
 	if c.Printer.Target == "" || c.Printer.Target == "emulator:" {
 		bad("printer.target", "must be none, a path or emulator:DIR")
 	}
+	errs = append(errs, c.Page.validate()...)
 	if !oneOf(c.Printer.Language, "en", "ko", "ja", "zh") {
 		bad("printer.language", "%q is not one of en, ko, ja, zh", c.Printer.Language)
 	}

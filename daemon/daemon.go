@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -49,6 +50,8 @@ type Info struct {
 	// API certificate's SHA-256 when it serves HTTPS.
 	Token          string
 	TLSFingerprint string
+	// PageURL is the clerk's counter page.
+	PageURL string
 }
 
 // DBFile and LedgerFile are the bbolt files under the data directory.
@@ -102,6 +105,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	ln = door.listener(ln)
+	counter, err := openCounter(cfg, opts.Demo)
+	if err != nil {
+		return err
+	}
+	defer counter.keys.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -165,6 +173,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return fmt.Errorf("daemon: scanner.keymap: %w", err)
 	}
 	var engine *payment.Engine
+	var events atomic.Pointer[api.Server] // the API, once made: the engine's pushes go to its event stream
+	publish := func(s payment.Sale) {
+		if srv := events.Load(); srv != nil {
+			srv.PublishSale(s)
+		}
+	}
 	link, err := wsync.NewLink(wsync.Config{
 		BrokerURL:   cfg.MQTT.Broker,
 		DeviceID:    cfg.DeviceID,
@@ -219,8 +233,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		Finished: func(sale payment.Sale) {
 			receipts.enqueue(sale)
 			signalOutcome(ctx, lights, sale)
+			publish(sale)
 		},
-		Presented:       receipts.enqueue,
+		Presented:       func(sale payment.Sale) { receipts.enqueue(sale); publish(sale) },
 		Online:          online.Online,
 		AuthTimeout:     time.Duration(cfg.Payment.AuthTimeout),
 		QueryTimeout:    pay.QueryTimeout,
@@ -294,12 +309,21 @@ func Run(ctx context.Context, opts Options) (err error) {
 			s["waiting_sale"] = sales.Waiting
 		}
 		s["sales"] = sales
+		if at, ok := oldestUnsynced(st); ok {
+			s["oldest_unsynced_at"] = at.UTC()
+		}
 		door.addStatus(s)
 		return s
 	}
 	srv := api.New(engine, status, log.With("component", "api"))
 	srv.Merchant = cfg.Merchant.Name
 	door.configure(srv)
+	if err := counter.configure(srv, st, engine, opts.Demo); err != nil {
+		return err
+	}
+	events.Store(srv)
+	g.Go(func() error { return srv.Watch(ctx, eventTick) })
+	g.Go(func() error { return counter.keys.Run(ctx) })
 	if !receipts.none { // without a printer, reprint answers 501
 		srv.Reprint = func(id string) error {
 			sale, err := engine.Get(id)
@@ -315,7 +339,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		opts.Ready(Info{
 			APIURL: door.url(ln.Addr()), BrokerURL: cfg.MQTT.Broker, DataDir: cfg.DataDir,
 			Printer: cfg.Printer.Target, Scanner: cfg.Scanner.Source, DeviceID: cfg.DeviceID,
-			Token: door.adminToken, TLSFingerprint: door.fingerprint,
+			Token: door.adminToken, TLSFingerprint: door.fingerprint, PageURL: door.url(ln.Addr()) + "/",
 		})
 	}
 	log.Info("posd running", "api", ln.Addr().String(), "device", cfg.DeviceID, "broker", cfg.MQTT.Broker, "session", session)
