@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"slices"
+	"time"
 )
 
 // Page is the clerk's counter page that posd serves at / (docs/clerk.md).
@@ -13,6 +14,9 @@ type Page struct {
 	// Currencies are the keypad's ISO 4217 currencies, the first by default; empty
 	// means KRW.
 	Currencies []string `json:"currencies,omitempty"`
+	// SessionTTL is how long a signed-in page stays signed in without use; zero
+	// means 12 hours. Between 1s and 7 days.
+	SessionTTL Duration `json:"session_ttl,omitempty"`
 }
 
 // MaxPageCurrencies bounds page.currencies.
@@ -33,6 +37,9 @@ func (a Page) validate() []error {
 		} else if slices.Contains(a.Currencies[:i], c) {
 			errs = append(errs, fmt.Errorf("config: page.currencies[%d]: %q is listed twice", i, c))
 		}
+	}
+	if a.SessionTTL != 0 && (a.SessionTTL < Duration(time.Second) || a.SessionTTL > Duration(7*24*time.Hour)) {
+		errs = append(errs, fmt.Errorf("config: page.session_ttl: %s is not between 1s and 168h", time.Duration(a.SessionTTL)))
 	}
 	return errs
 }

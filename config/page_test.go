@@ -22,6 +22,7 @@ func TestPageSection(t *testing.T) {
 		`{"version":1,"page":{"currencies":["KRW","KRW"]}}`:     "listed twice",
 		`{"version":1,"page":{"currencies":"KRW"}}`:             "currencies",
 		`{"version":1,"page":{"language":"en","colour":"red"}}`: "colour",
+		`{"version":1,"page":{"session_ttl":"10ms"}}`:           "page.session_ttl",
 	} {
 		if _, err := Parse(strings.NewReader(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want an error naming %s", in, err, want)

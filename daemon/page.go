@@ -43,7 +43,7 @@ func openCounter(cfg config.Config, demo bool) (*counter, error) {
 		return nil, err
 	}
 	return &counter{
-		keys: keys, pins: pins, sessions: &auth.Sessions{},
+		keys: keys, pins: pins, sessions: &auth.Sessions{TTL: time.Duration(cfg.Page.SessionTTL)},
 		page: &web.Config{Language: cfg.PageLanguage(), Currencies: cfg.PageCurrencies(), Merchant: cfg.Merchant.Name, Demo: demo},
 	}, nil
 }

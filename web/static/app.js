@@ -236,7 +236,7 @@ function onSale(sale) {
 
 function renderSale() {
   const s = state.sale;
-  $('entry').hidden = true; $('sale').hidden = false;
+  $('entry').hidden = true; $('sale').hidden = false; $('sale').dataset.id = s.id;
   $('sale-amount').textContent = fmt(s.amount_minor, s.currency);
   let key = 's_' + s.status;
   if (s.flow === 'merchant_presented' && s.status === 'authorizing') key = 's_present';
@@ -382,5 +382,7 @@ async function init() {
   } catch (e) { showSignIn(''); }
 }
 
+// The badge's "oldest" age is redrawn from the browser's clock; no request is made.
+setInterval(renderStatus, 15000);
 window.walletless = { parseAmount, fmt };
 init();
