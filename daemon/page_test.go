@@ -84,11 +84,11 @@ func artifacts(t *testing.T) string {
 
 func shot(t *testing.T, ctx context.Context, dir, name string) []byte {
 	t.Helper()
-	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, name+".jpg"), buf, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), buf, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return buf
@@ -231,7 +231,7 @@ func TestPageQRAndOfflineBadge(t *testing.T) {
 	}()
 	tp := startThinPathWith(t, t.TempDir(), b.URL(), func(c *config.Config) {
 		c.Merchant.EMVQR = sampleMerchantQR
-		c.Payment.OfflineAfter = config.Duration(time.Second)
+		c.Payment.OfflineAfter = 0 // the offline policy applies as soon as the link is down
 	})
 	defer tp.shutdown()
 	signInWithPIN(t, ctx, tp, "lee", "manager")
@@ -359,6 +359,10 @@ func TestPageSessionExpiresAndCrossSiteRefused(t *testing.T) {
 	// the Origin check stands between it and the API) submits a form.
 	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
+		if r.URL.Path != "/" {
+			fmt.Fprint(w, "<p>another shop's page</p>")
+			return
+		}
 		fmt.Fprintf(w, `<form id=f method=POST action="%s/v1/sales" enctype="text/plain"><input name='{"amount_minor":1,"currency":"KRW","x":"' value='"}'></form><script>document.getElementById('f').submit()</script>`, tp.api)
 	}))
 	defer evil.Close()

@@ -244,7 +244,7 @@ function renderSale() {
   const st = $('state');
   st.textContent = head; st.dataset.status = s.status; st.dataset.tone = TONE[s.status] || 'wait';
   let n = next;
-  if (s.reason && ['declined', 'refused', 'reversed', 'reversal_pending', 'reversal_failed', 'in_doubt'].includes(s.status)) n += ' (' + s.reason + ')';
+  if (s.reason && ['declined', 'reversed', 'reversal_pending', 'reversal_failed', 'in_doubt'].includes(s.status)) n += ' (' + s.reason + ')';
   $('next').textContent = n;
   const showQR = s.flow === 'merchant_presented' && s.status === 'authorizing' && s.qr;
   const qr = $('qr');
