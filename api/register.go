@@ -28,6 +28,19 @@ func validKey(k string) bool {
 	return true
 }
 
+// decodeEmpty accepts an empty body or an empty JSON object.
+func decodeEmpty(w http.ResponseWriter, r *http.Request) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		return fmt.Errorf("request body too large or unreadable: %w", err)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return decodeStrict(w, r, &struct{}{})
+}
+
 // recorder keeps a copy of an answer while it is written.
 type recorder struct {
 	http.ResponseWriter
@@ -293,7 +306,7 @@ type voidAnswer struct {
 // voidLast is POST /v1/sales/last/void (manager): undo the newest sale — cancel it
 // while it waits, refund the rest of it once it is paid.
 func (s *Server) voidLast(w http.ResponseWriter, r *http.Request) {
-	if err := decodeStrict(w, r, &struct{}{}); err != nil {
+	if err := decodeEmpty(w, r); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -338,7 +351,7 @@ func (s *Server) voidLast(w http.ResponseWriter, r *http.Request) {
 
 // printLast is POST /v1/receipts/last/print: the newest sale's receipt again.
 func (s *Server) printLast(w http.ResponseWriter, r *http.Request) {
-	if err := decodeStrict(w, r, &struct{}{}); err != nil {
+	if err := decodeEmpty(w, r); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
