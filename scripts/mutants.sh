@@ -2,7 +2,8 @@
 # Mutation check of the safety tests: each mutant is a small source change that breaks
 # an invariant (posgw deciding a duplicate again, bbolt without fsync, a result applied
 # twice, a one-time code accepted twice, any API token accepted, TLS files with a
-# plaintext URL, shredded keys kept, a bbolt panic not recovered). Each is applied to
+# plaintext URL, shredded keys kept, a bbolt panic not recovered, a cookie POST without Origin, an
+# Idempotency-Key or ecr_ref ignored, a page session that never expires). Each is applied to
 # a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
@@ -71,6 +72,18 @@ mutant shred-keys-never-destroyed internal/shred/shred.go \
 mutant store-panic-not-recovered store/guard.go \
 	's/^\t\tr := recover()$/\t\tvar r any \/\/ mutant/' \
 	./store/ '^(TestDamageWhileOpen|TestTruncatedWhileOpen)$'
+mutant cookie-post-without-origin api/guard.go \
+	's/if !safeMethod(r.Method) \&\& r.Header.Get("Origin") == "" {/if false \&\& r.Header.Get("Origin") == "" {/' \
+	./api/ '^TestSessionCookieAndCSRF$'
+mutant idempotency-key-ignored api/register.go \
+	's/if key == "" || s.Keys == nil {/if true || key == "" {/' \
+	./api/ '^TestIdempotencyKeySurvivesRestart$'
+mutant ecr-ref-ignored api/api.go \
+	's/^\t\tif s.Keys != nil {$/\t\tif false \&\& s.Keys != nil {/' \
+	./api/ '^TestECRRefCreatesOnce$'
+mutant page-session-never-expires auth/session.go \
+	's/if now.Sub(v.used) > s.ttl() {/if false \&\& now.Sub(v.used) > s.ttl() {/' \
+	./auth/ '^TestSessionsExpireWhenIdle$'
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"
