@@ -9,6 +9,7 @@ import (
 	stdsync "sync"
 	"time"
 
+	"github.com/walletless/walletless/auth"
 	"github.com/walletless/walletless/payment"
 )
 
@@ -181,12 +182,25 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	_ = rc.Flush()
+	// A stream opened with the page's cookie ends when the session does (sign-out,
+	// expiry, a revoked PIN or token); the page then asks to sign in again.
+	session := ""
+	if c, err := r.Cookie(auth.SessionCookie); err == nil && r.Header.Get("Authorization") == "" {
+		session = c.Value
+	}
 	tick := time.NewTicker(keepAlive)
 	defer tick.Stop()
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
 	for {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-check.C:
+			if session != "" && (s.Sessions == nil || !s.Sessions.Alive(session)) {
+				return
+			}
+			continue
 		case <-tick.C:
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return

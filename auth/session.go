@@ -117,6 +117,17 @@ func (s *Sessions) Check(id string) (Info, bool) {
 	return v.info, true
 }
 
+// Alive reports whether a session is still live, without renewing it (for a long
+// event stream, which is not a use by the clerk).
+func (s *Sessions) Alive(id string) bool {
+	key := sha256.Sum256([]byte(id))
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.byID[key]
+	return ok && now.Sub(v.used) <= s.ttl()
+}
+
 // End forgets a session (sign-out); unknown ids are ignored.
 func (s *Sessions) End(id string) {
 	key := sha256.Sum256([]byte(id))
