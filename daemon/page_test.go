@@ -142,7 +142,18 @@ func typeAmount(t *testing.T, ctx context.Context, digits string) string {
 
 func waitState(t *testing.T, ctx context.Context, status string) string {
 	t.Helper()
-	run(t, ctx, "wait for "+status, chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#state[data-status=%q]`, status))))
+	wctx, cancel := context.WithTimeout(ctx, 40*time.Second)
+	defer cancel()
+	if err := chromedp.Do(wctx, chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#state[data-status=%q]`, status)))); err != nil {
+		buf, _ := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		failed := filepath.Join(t.TempDir(), "failed.png")
+		if base := os.Getenv("WALLETLESS_ARTIFACTS"); base != "" {
+			failed = filepath.Join(base, t.Name()+"-failed.png")
+		}
+		_ = os.WriteFile(failed, buf, 0o644)
+		state, _ := chromedp.Run(ctx, eval[string](`document.getElementById('state').dataset.status + ' / ' + document.getElementById('toast').textContent`))
+		t.Fatalf("the page never showed %s (it shows %q; screenshot %s): %v", status, state, failed, err)
+	}
 	return get(t, ctx, "state", chromedp.Text(chromedp.CSS("#state")))
 }
 
@@ -188,6 +199,21 @@ func TestPageWholeSale(t *testing.T) {
 		t.Fatal("the page shows the full code or a token")
 	}
 
+	// The same code scanned again for the next sale: the counter's scanner refuses
+	// it, and the page says why, live.
+	run(t, ctx, "next sale", chromedp.Click(chromedp.CSS("#newsale")))
+	typeAmount(t, ctx, "5000")
+	run(t, ctx, "charge", chromedp.Click(chromedp.CSS("#charge-scan")))
+	waitState(t, ctx, "waiting_for_code")
+	fmt.Fprintln(tp.scan, code)
+	run(t, ctx, "refused scan banner", chromedp.WaitVisible(chromedp.CSS("#refused")))
+	if msg := get(t, ctx, "banner", chromedp.Text(chromedp.CSS("#refused-text"))); !strings.Contains(msg, "already used") || !strings.Contains(msg, "refresh") {
+		t.Fatalf("refused-scan banner %q", msg)
+	}
+	shot(t, ctx, dir, "03b-code-already-used")
+	run(t, ctx, "dismiss", chromedp.Click(chromedp.CSS("#refused-ok")), chromedp.Click(chromedp.CSS("#cancel")))
+	waitState(t, ctx, "cancelled")
+
 	// Declined: above posgw's limit, the code typed into the page (the register's
 	// own scanner path) from the demo customer.
 	run(t, ctx, "new sale", chromedp.Click(chromedp.CSS("#newsale")))
@@ -209,7 +235,55 @@ func TestPageWholeSale(t *testing.T) {
 	}
 	shot(t, ctx, dir, "04-declined")
 	// Today's list follows the events: both sales appear without a reload.
-	run(t, ctx, "today's list", chromedp.Poll[chromedp.Void](`document.querySelectorAll('#today-rows tr[data-id]').length === 2`))
+	run(t, ctx, "today's list", chromedp.Poll[chromedp.Void](`document.querySelectorAll('#today-rows tr[data-id]').length === 3`))
+}
+
+// TestPageManagerDay: a manager refunds part of an approved sale in the page's
+// dialog, reprints, and closes the batch with its Z report.
+func TestPageManagerDay(t *testing.T) {
+	ctx := browser(t)
+	dir := artifacts(t)
+	tp := startPosd(t, t.TempDir(), "tcp://127.0.0.1:1", true, nil)
+	defer tp.shutdown()
+	sale := tp.sale(12000, "KRW", sampleCode())
+	id := sale["id"].(string)
+	signInWithPIN(t, ctx, tp, "boss", "manager")
+	row := fmt.Sprintf(`#today-rows tr[data-id=%q]`, id)
+	run(t, ctx, "refund dialog",
+		chromedp.WaitVisible(chromedp.CSS(row+" button:nth-of-type(2)")),
+		chromedp.Click(chromedp.CSS(row+" button:nth-of-type(2)")),
+		chromedp.WaitVisible(chromedp.CSS("#refund-dialog")))
+	if v := get(t, ctx, "prefilled", chromedp.Value(chromedp.CSS("#refund-amount"))); v != "₩12,000" {
+		t.Fatalf("the refund dialog offers %q, want the whole ₩12,000", v)
+	}
+	run(t, ctx, "refund ₩2,500",
+		chromedp.SetValue(chromedp.CSS("#refund-amount"), "₩2,500"),
+		chromedp.Click(chromedp.CSS("#refund-form button[type=submit]")),
+		chromedp.WaitNotVisible(chromedp.CSS("#refund-dialog")))
+	_, m := tp.do("GET", "/v1/sales/"+id, "")
+	if m["refunded_minor"] != float64(2500) {
+		t.Fatalf("after the page's refund the sale says %v", m)
+	}
+	refunds := m["refunds"].([]any)
+	// posgw answers the refund; then the day closes from the page.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, r := tp.do("GET", "/v1/refunds/"+refunds[0].(string), "")
+		if r["status"] != "pending" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	run(t, ctx, "close the batch",
+		chromedp.Click(chromedp.CSS("#close")),
+		chromedp.WaitVisible(chromedp.CSS("#close-confirm")),
+		chromedp.Click(chromedp.CSS("#close-yes")),
+		chromedp.Poll[chromedp.Void](`document.getElementById('zreport').textContent.includes('Z REPORT')`))
+	rep := get(t, ctx, "Z report", chromedp.Text(chromedp.CSS("#zreport")))
+	if !strings.Contains(rep, "NET KRW 9500") {
+		t.Fatalf("Z report on the page:\n%s", rep)
+	}
+	shot(t, ctx, dir, "09-z-report")
 }
 
 // TestPageQRAndOfflineBadge runs posd outside the demo with a merchant QR and a

@@ -225,9 +225,19 @@ function renderStatus() {
   }
 }
 
+// A sale's answer and its events travel on different connections and may arrive out
+// of order: a later stage never gives way to an earlier one.
+const RANK = { waiting_for_code: 0, authorizing: 1, in_doubt: 2, reversal_pending: 3, stored_offline: 3 };
+function rank(s) { return s.status in RANK ? RANK[s.status] : 4; }
+function setSale(sale) {
+  const cur = state.sale;
+  if (cur && cur.id === sale.id && rank(sale) < rank(cur) && Date.parse(sale.updated_at) <= Date.parse(cur.updated_at)) return;
+  state.sale = sale; renderSale();
+}
+
 function onSale(sale) {
   const cur = state.sale;
-  if (cur && cur.id === sale.id) { state.sale = sale; renderSale(); }
+  if (cur && cur.id === sale.id) { setSale(sale); }
   else if ((!cur || cur.status !== 'waiting_for_code') && (sale.status === 'waiting_for_code' || (sale.flow && sale.status === 'authorizing')) && sale.created_at >= state.started) {
     state.sale = sale; renderSale(); // a sale a register started: show it
   }
@@ -270,7 +280,8 @@ async function charge(flow) {
   if (!state.digits || Number(state.digits) <= 0) { toast(t('zero')); return; }
   try {
     const s = await api('POST', '/v1/sales', { amount_minor: Number(state.digits), currency: state.currency, flow });
-    state.sale = s; renderSale();
+    if (!state.sale || state.sale.id !== s.id) state.sale = null;
+    setSale(s);
   } catch (e) { toast(e.message); }
 }
 
@@ -334,7 +345,7 @@ async function doRefund(ev) {
 }
 
 async function closeBatch() {
-  if (!confirm(t('confirmclose'))) return;
+  $('close-confirm').hidden = true;
   try { const b = await api('POST', '/v1/batches/close'); $('zreport').textContent = b.report; toast(t('closed')); } catch (e) { toast(e.message); }
 }
 
@@ -360,16 +371,18 @@ async function init() {
     e.preventDefault();
     const code = $('code').value.trim(); $('code').value = '';
     if (!code || !state.sale) return;
-    try { state.sale = await api('POST', '/v1/sales/' + state.sale.id + '/code', { code }); renderSale(); } catch (err) { toast(/already used/i.test(err.message) ? t('reused') : err.message); }
+    try { setSale(await api('POST', '/v1/sales/' + state.sale.id + '/code', { code })); } catch (err) { toast(/already used/i.test(err.message) ? t('reused') : err.message); }
   };
   $('demo-btn').onclick = async () => {
     try { const r = await api('GET', '/v1/demo/code'); $('demo-code').textContent = t('demohint') + ' ' + r.code; $('code').value = r.code; $('code').focus(); } catch (e) { toast(e.message); }
   };
-  $('cancel').onclick = async () => { try { state.sale = await api('POST', '/v1/sales/' + state.sale.id + '/cancel'); renderSale(); } catch (e) { toast(e.message); } };
+  $('cancel').onclick = async () => { try { setSale(await api('POST', '/v1/sales/' + state.sale.id + '/cancel')); } catch (e) { toast(e.message); } };
   $('reprint').onclick = () => reprint(state.sale.id);
   $('newsale').onclick = newSale;
   $('refused-ok').onclick = () => { state.seenRefusal = $('refused').dataset.at; $('refused').hidden = true; };
-  $('close').onclick = closeBatch;
+  $('close').onclick = () => { $('close-confirm').hidden = false; $('close-no').focus(); };
+  $('close-no').onclick = () => { $('close-confirm').hidden = true; };
+  $('close-yes').onclick = closeBatch;
   $('refund-form').onsubmit = doRefund;
   $('refund-no').onclick = () => $('refund-dialog').close();
   $('signout').onclick = async () => { try { await api('DELETE', '/v1/session'); } catch (e) { /* signed out anyway */ } showSignIn(''); };
