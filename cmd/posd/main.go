@@ -76,6 +76,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		cfg.DeviceID = "demo-1"
 		cfg.Merchant.Name = "Walletless Demo Mart"
 		cfg.Merchant.Lines = []string{"1 Counter Street, Seoul"}
+		if len(cfg.Page.Currencies) == 0 {
+			cfg.Page.Currencies = []string{"KRW", "JPY", "HKD"} // the page's languages can be tried with their money
+		}
 	}
 	set := func(dst *string, v string) {
 		if v != "" {
