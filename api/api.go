@@ -86,7 +86,7 @@ func New(sales Sales, status func() any, log *slog.Logger) *Server {
 	s := &Server{sales: sales, status: status, log: log, mux: http.NewServeMux(), limit: newLimiter(), events: newHub()}
 	for _, rt := range s.routes() {
 		h := rt.h
-		if strings.HasPrefix(rt.pattern, "POST ") {
+		if strings.HasPrefix(rt.pattern, "POST ") && !secretBody[rt.pattern] {
 			h = s.idempotent(h)
 		}
 		s.mux.HandleFunc(rt.pattern, needs(rt.role, h))

@@ -41,6 +41,17 @@ func decodeEmpty(w http.ResponseWriter, r *http.Request) error {
 	return decodeStrict(w, r, &struct{}{})
 }
 
+// secretBody are the POSTs whose body or answer holds a secret (a payment code, a
+// PIN, a new token): their Idempotency-Key is ignored, so no hash of the secret and
+// no token is ever written to the key file. Each is safe to retry by itself: a code
+// is refused the second time, a PIN is replaced by the same one, a second token of a
+// name is refused (409).
+var secretBody = map[string]bool{
+	"POST /v1/sales/{id}/code": true,
+	"POST /v1/pins":            true,
+	"POST /v1/tokens":          true,
+}
+
 // recorder keeps a copy of an answer while it is written.
 type recorder struct {
 	http.ResponseWriter

@@ -2,7 +2,11 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"os"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -211,4 +215,42 @@ func TestEventsStreamSales(t *testing.T) {
 	next(`"waiting_for_code"`)
 	f.do("POST", "/v1/sales/"+m["id"].(string)+"/cancel", "")
 	next(`"cancelled"`)
+}
+
+// TestNoSecretInTheKeyFile: a payment code, a PIN and a new token sent with an
+// Idempotency-Key leave no trace in registers.db.
+func TestNoSecretInTheKeyFile(t *testing.T) {
+	f := newFixture(t)
+	path := withKeys(t, f)
+	pins, _ := auth.OpenPINs(filepath.Join(t.TempDir(), "pins.json"))
+	f.s.PINs = pins
+	_, m, _ := f.do("POST", "/v1/sales", `{"amount_minor": 100, "currency": "KRW"}`)
+	hdr := func(k string) []string {
+		return []string{"Authorization", "Bearer " + f.manager, "Content-Type", "application/json", "Idempotency-Key", k}
+	}
+	f.doWith("POST", "/v1/sales/"+m["id"].(string)+"/code", `{"code": "281234567890123456"}`, hdr("a")...)
+	f.doWith("POST", "/v1/pins", `{"name": "kim", "role": "clerk", "pin": "4829"}`, hdr("b")...)
+	_, tok, _ := f.doWith("POST", "/v1/tokens", `{"name": "ecr-9", "role": "clerk"}`, hdr("c")...)
+	f.s.Keys.Close()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"281234567890123456", "4829", tok["token"].(string)} {
+		sum := sha256.Sum256([]byte(secret))
+		if bytes.Contains(raw, []byte(secret)) || bytes.Contains(raw, sum[:]) {
+			t.Errorf("registers.db holds %q or its hash", secret)
+		}
+	}
+	for _, body := range []string{`{"code": "281234567890123456"}`, `{"name": "kim", "role": "clerk", "pin": "4829"}`, `{"name": "ecr-9", "role": "clerk"}`} {
+		sum := sha256.Sum256([]byte(body))
+		if bytes.Contains(raw, sum[:]) || bytes.Contains(raw, []byte(base64.StdEncoding.EncodeToString(sum[:]))) {
+			t.Errorf("registers.db holds the hash of %s", body)
+		}
+	}
+	k, err := OpenKeys(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.s.Keys = k
 }
