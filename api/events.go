@@ -107,7 +107,12 @@ func (s *Server) Watch(ctx context.Context, interval time.Duration) error {
 			return nil
 		case <-t.C:
 		}
-		s.pushStatus()
+		s.events.mu.Lock()
+		listeners := len(s.events.subs)
+		s.events.mu.Unlock()
+		if listeners > 0 { // a new stream starts with a fresh status anyway
+			s.pushStatus()
+		}
 		s.events.mu.Lock()
 		open := make(map[string]payment.Status, len(s.events.seen))
 		for id, st := range s.events.seen {

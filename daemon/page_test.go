@@ -288,8 +288,9 @@ func TestPageManagerDay(t *testing.T) {
 
 // TestPageQRAndOfflineBadge runs posd outside the demo with a merchant QR and a
 // broker but no posgw: the merchant-presented sale's QR is read back from a
-// screenshot and equals the sale's dynamic code. Then the broker stops: the page's
-// badge turns offline with the queue depth, live.
+// screenshot and equals the sale's dynamic code; a customer-presented sale nobody
+// answers shows in doubt, then reversing. Then the broker stops: the page's badge
+// turns offline with the queue depth, live, and a sale is refused.
 func TestPageQRAndOfflineBadge(t *testing.T) {
 	ctx := browser(t)
 	dir := artifacts(t)
@@ -306,6 +307,8 @@ func TestPageQRAndOfflineBadge(t *testing.T) {
 	tp := startThinPathWith(t, t.TempDir(), b.URL(), func(c *config.Config) {
 		c.Merchant.EMVQR = sampleMerchantQR
 		c.Payment.OfflineAfter = 0 // the offline policy applies as soon as the link is down
+		c.Payment.AuthTimeout = config.Duration(time.Second)
+		c.Payment.QueryTimeout = config.Duration(time.Second)
 	})
 	defer tp.shutdown()
 	signInWithPIN(t, ctx, tp, "lee", "manager")
@@ -339,6 +342,25 @@ func TestPageQRAndOfflineBadge(t *testing.T) {
 		t.Fatalf("screen QR %q, sale's code %v", res.GetText(), sale["qr"])
 	}
 	run(t, ctx, "cancel", chromedp.Click(chromedp.CSS("#cancel")))
+
+	// No cloud answers (no posgw): the page shows the sale in doubt, then not paid
+	// and being reversed, each with what to do.
+	run(t, ctx, "new sale", chromedp.WaitVisible(chromedp.CSS("#newsale")), chromedp.Click(chromedp.CSS("#newsale")))
+	typeAmount(t, ctx, "7000")
+	run(t, ctx, "charge", chromedp.Click(chromedp.CSS("#charge-scan")))
+	waitState(t, ctx, "waiting_for_code")
+	fmt.Fprintln(tp.scan, sampleCode())
+	if head := waitState(t, ctx, "in_doubt"); head != "In doubt" {
+		t.Fatalf("in-doubt heading %q", head)
+	}
+	if next := get(t, ctx, "next", chromedp.Text(chromedp.CSS("#next"))); !strings.Contains(next, "Do not charge again") {
+		t.Fatalf("in-doubt next step %q", next)
+	}
+	shot(t, ctx, dir, "05b-in-doubt")
+	if head := waitState(t, ctx, "reversal_pending"); !strings.Contains(head, "Not paid") {
+		t.Fatalf("reversal heading %q", head)
+	}
+	shot(t, ctx, dir, "05c-reversing")
 
 	// The broker stops: the badge says offline, live; a sale is refused and its
 	// record waits in the queue.
