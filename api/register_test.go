@@ -254,3 +254,56 @@ func TestNoSecretInTheKeyFile(t *testing.T) {
 	}
 	f.s.Keys = k
 }
+
+// TestVoidLastAndPrintLast: void cancels the newest sale while it waits and refunds
+// it in full once paid; a clerk may not void; print-last reprints the newest sale.
+func TestVoidLastAndPrintLast(t *testing.T) {
+	f := newFixture(t)
+	var ids []string
+	f.s.ListSales = func(from, to time.Time) ([]payment.Sale, error) {
+		var out []payment.Sale
+		for _, id := range ids {
+			s, err := f.e.Get(id)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	var printed []string
+	f.s.Reprint = func(id string) error { printed = append(printed, id); return nil }
+	if code, _, _ := f.do("POST", "/v1/sales/last/void", ""); code != 404 {
+		t.Fatalf("void with no sale: %d", code)
+	}
+	_, m, _ := f.do("POST", "/v1/sales", `{"amount_minor": 9000, "currency": "KRW"}`)
+	ids = append(ids, m["id"].(string))
+	code, m, _ := f.do("POST", "/v1/sales/last/void", "")
+	if code != 200 || m["action"] != "cancelled" || m["sale"].(map[string]any)["status"] != "cancelled" {
+		t.Fatalf("void a waiting sale: %d %v", code, m)
+	}
+	if code, _, _ := f.do("POST", "/v1/sales/last/void", ""); code != 409 {
+		t.Fatalf("void a cancelled sale: %d", code)
+	}
+	_, m, _ = f.do("POST", "/v1/sales", `{"amount_minor": 9000, "currency": "KRW"}`)
+	id := m["id"].(string)
+	ids = append(ids, id)
+	f.do("POST", "/v1/sales/"+id+"/code", `{"code": "281234567890123456"}`)
+	if code, _, _ := f.do("POST", "/v1/sales/last/void", ""); code != 409 {
+		t.Fatalf("void an authorizing sale: %d", code)
+	}
+	f.e.HandleResult(context.Background(), payment.Result{Key: id, Status: payment.ResultApproved})
+	if code, _, _ := f.doWith("POST", "/v1/sales/last/void", "", "Authorization", "Bearer "+f.clerk, "Content-Type", "application/json"); code != 403 {
+		t.Fatalf("a clerk voided: %d", code)
+	}
+	code, m, _ = f.do("POST", "/v1/sales/last/void", "")
+	if code != 200 || m["action"] != "refunded" || m["refund"].(map[string]any)["amount_minor"] != float64(9000) {
+		t.Fatalf("void a paid sale: %d %v", code, m)
+	}
+	if code, _, _ := f.do("POST", "/v1/sales/last/void", ""); code != 409 {
+		t.Fatalf("void a refunded sale again: %d", code)
+	}
+	if code, _, _ := f.do("POST", "/v1/receipts/last/print", ""); code != 202 || len(printed) != 1 || printed[0] != id {
+		t.Fatalf("print last: %d %v", code, printed)
+	}
+}

@@ -249,6 +249,10 @@ func TestPageManagerDay(t *testing.T) {
 	id := sale["id"].(string)
 	signInWithPIN(t, ctx, tp, "boss", "manager")
 	row := fmt.Sprintf(`#today-rows tr[data-id=%q]`, id)
+	run(t, ctx, "reprint",
+		chromedp.WaitVisible(chromedp.CSS(row+" button:nth-of-type(1)")),
+		chromedp.Click(chromedp.CSS(row+" button:nth-of-type(1)")),
+		chromedp.Poll[chromedp.Void](`document.getElementById('toast').textContent.includes('printer')`))
 	run(t, ctx, "refund dialog",
 		chromedp.WaitVisible(chromedp.CSS(row+" button:nth-of-type(2)")),
 		chromedp.Click(chromedp.CSS(row+" button:nth-of-type(2)")),
