@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,6 +138,17 @@ func TestSessionCookieAndCSRF(t *testing.T) {
 	}
 	if resp.StatusCode != 200 || cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode {
 		t.Fatalf("sign-in: %d %+v", resp.StatusCode, cookie)
+	}
+	if cookie.Secure {
+		t.Error("a cookie over plain HTTP was marked Secure")
+	}
+	// Under TLS the cookie is Secure.
+	treq := httptest.NewRequest("POST", "https://localhost/v1/session", strings.NewReader(`{"name": "kim", "pin": "4829"}`))
+	treq.Header.Set("Content-Type", "application/json")
+	tw := httptest.NewRecorder()
+	f.s.ServeHTTP(tw, treq)
+	if c := tw.Result().Cookies(); tw.Code != 200 || len(c) != 1 || !c[0].Secure || !c[0].HttpOnly || c[0].SameSite != http.SameSiteStrictMode {
+		t.Fatalf("sign-in under TLS: %d %v", tw.Code, c)
 	}
 	ck := auth.SessionCookie + "=" + cookie.Value
 	if code, m, _ := f.doWith("GET", "/v1/session", "", "Cookie", ck); code != 200 || m["name"] != "kim" || m["via"] != "session" {
