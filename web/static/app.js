@@ -192,6 +192,12 @@ function connect() {
   es.addEventListener('status', (e) => { state.status = JSON.parse(e.data); renderStatus(); });
   es.addEventListener('sale', (e) => onSale(JSON.parse(e.data)));
   es.addEventListener('batch', () => loadList());
+  // After a reconnect, read the followed sale and the list again: events sent while
+  // the stream was down are not replayed.
+  es.onopen = async () => {
+    loadList();
+    if (state.sale && rank(state.sale) < 4) { try { setSale(await api('GET', '/v1/sales/' + state.sale.id)); } catch (e) { /* shown elsewhere */ } }
+  };
   es.onerror = async () => {
     if (es.readyState !== EventSource.CLOSED) return; // it reconnects by itself
     try { await api('GET', '/v1/session'); setTimeout(connect, 1000); } catch (e) { /* api() showed the sign-in */ }
