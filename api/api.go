@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -49,6 +50,25 @@ type Server struct {
 	Firmware FirmwareUpdates
 	// Metrics serves Prometheus metrics at GET /metrics to manager tokens; nil answers 404.
 	Metrics http.Handler
+	// Sessions are the page's signed-in browsers; nil disables sign-in (501).
+	Sessions *auth.Sessions
+	// PINs are the clerks' PINs for sign-in; nil allows only tokens.
+	PINs PINStore
+	// Page serves the clerk's page (every GET outside /v1/); nil answers 404 there.
+	Page http.Handler
+	// Keys keeps Idempotency-Key answers and ecr_ref → sale links durably; nil
+	// ignores both (every POST runs).
+	Keys *Keys
+	// Waiting returns the sale waiting for a code (abort without an id, the event
+	// stream's first events); nil: none.
+	Waiting func(ctx context.Context) (payment.Sale, bool)
+	// ListSales returns the sales created in [from, to), oldest first; nil answers
+	// 501 for the sales list, void-last and print-last.
+	ListSales func(from, to time.Time) ([]payment.Sale, error)
+	// DemoCode returns a fresh sample customer code (demo mode only); nil answers 404.
+	DemoCode func() string
+	// Location is the shop's time zone, for "today"; nil means time.Local.
+	Location *time.Location
 	// Hosts are the host names besides localhost, loopback addresses and the address
 	// a connection came in on that a Host header may name (the configured address,
 	// the device's host name).
@@ -60,6 +80,8 @@ type Server struct {
 	mux      *http.ServeMux
 	limit    *limiter
 	draining atomic.Bool // set when Serve's context ends, before Shutdown
+	events   *hub
+	locks    keyLocks
 }
 
 // New returns the API; status returns the JSON-encodable terminal status.
@@ -67,9 +89,13 @@ func New(sales Sales, status func() any, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{sales: sales, status: status, log: log, mux: http.NewServeMux(), limit: newLimiter()}
+	s := &Server{sales: sales, status: status, log: log, mux: http.NewServeMux(), limit: newLimiter(), events: newHub()}
 	for _, rt := range append(append(append(s.routes(), s.configRoutes()...), s.firmwareRoutes()...), s.metricsRoute()) {
-		s.mux.HandleFunc(rt.pattern, needs(rt.role, rt.h))
+		h := rt.h
+		if strings.HasPrefix(rt.pattern, "POST ") && !secretBody[rt.pattern] {
+			h = s.idempotent(h)
+		}
+		s.mux.HandleFunc(rt.pattern, needs(rt.role, h))
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -102,6 +128,19 @@ func (s *Server) routes() []route {
 		{"GET /v1/tokens", auth.RoleManager, s.listTokens},
 		{"POST /v1/tokens", auth.RoleManager, s.createToken},
 		{"DELETE /v1/tokens/{name}", auth.RoleManager, s.revokeToken},
+		{"GET /v1/session", auth.RoleClerk, s.whoAmI},
+		{"DELETE /v1/session", auth.RoleClerk, s.signOut},
+		{"GET /v1/pins", auth.RoleManager, s.listPINs},
+		{"POST /v1/pins", auth.RoleManager, s.setPIN},
+		{"DELETE /v1/pins/{name}", auth.RoleManager, s.removePIN},
+		{"GET /v1/events", auth.RoleClerk, s.streamEvents},
+		{"GET /v1/sales/{id}/qr.png", auth.RoleClerk, s.saleQR},
+		{"GET /v1/demo/code", auth.RoleClerk, s.demoCode},
+		{"GET /v1/sales", auth.RoleClerk, s.listSales},
+		{"GET /v1/ecr/{ref}", auth.RoleClerk, s.saleByECRRef},
+		{"POST /v1/abort", auth.RoleClerk, s.abort},
+		{"POST /v1/sales/last/void", auth.RoleManager, s.voidLast},
+		{"POST /v1/receipts/last/print", auth.RoleClerk, s.printLast},
 	}
 }
 
@@ -143,6 +182,15 @@ type createRequest struct {
 	// Flow is customer_presented (default: scan the customer's code) or
 	// merchant_presented (show the answer's qr to the customer).
 	Flow string `json:"flow"`
+	// ECRRef is the register's own reference: a create retried with the same one
+	// returns the first sale (200) instead of making another.
+	ECRRef string `json:"ecr_ref,omitempty"`
+}
+
+// saleAnswer is a sale with the register's reference, when it gave one.
+type saleAnswer struct {
+	payment.Sale
+	ECRRef string `json:"ecr_ref,omitempty"`
 }
 
 func (s *Server) createSale(w http.ResponseWriter, r *http.Request) {
@@ -159,25 +207,35 @@ func (s *Server) createSale(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "currency is required (ISO 4217, e.g. KRW)")
 		return
 	}
-	var (
-		sale payment.Sale
-		err  error
-	)
-	switch req.Flow {
-	case "", payment.FlowCustomerPresented:
-		sale, err = s.sales.Create(r.Context(), *req.AmountMinor, req.Currency)
-	case payment.FlowMerchantPresented:
-		sale, err = s.sales.Present(r.Context(), *req.AmountMinor, req.Currency)
-	default:
+	if req.Flow != "" && req.Flow != payment.FlowCustomerPresented && req.Flow != payment.FlowMerchantPresented {
 		writeError(w, http.StatusBadRequest, "flow must be customer_presented or merchant_presented")
 		return
 	}
+	if req.ECRRef != "" {
+		if !validKey(req.ECRRef) {
+			writeError(w, http.StatusBadRequest, "ecr_ref is 1-128 printable ASCII characters")
+			return
+		}
+		if s.Keys != nil {
+			s.createWithRef(w, r, req)
+			return
+		}
+	}
+	sale, err := s.create(r, req)
 	if err != nil {
 		s.writeEngineError(w, err)
 		return
 	}
+	s.PublishSale(sale)
 	w.Header().Set("Location", "/v1/sales/"+sale.ID)
-	writeJSON(w, http.StatusCreated, sale)
+	writeJSON(w, http.StatusCreated, saleAnswer{Sale: sale, ECRRef: req.ECRRef})
+}
+
+func (s *Server) create(r *http.Request, req createRequest) (payment.Sale, error) {
+	if req.Flow == payment.FlowMerchantPresented {
+		return s.sales.Present(r.Context(), *req.AmountMinor, req.Currency)
+	}
+	return s.sales.Create(r.Context(), *req.AmountMinor, req.Currency)
 }
 
 func (s *Server) getSale(w http.ResponseWriter, r *http.Request) {
@@ -191,7 +249,7 @@ func (s *Server) getSale(w http.ResponseWriter, r *http.Request) {
 		s.writeEngineError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, sale)
+	writeJSON(w, http.StatusOK, saleAnswer{Sale: sale, ECRRef: s.refOf(sale.ID)})
 }
 
 func (s *Server) cancelSale(w http.ResponseWriter, r *http.Request) {
@@ -205,6 +263,7 @@ func (s *Server) cancelSale(w http.ResponseWriter, r *http.Request) {
 		s.writeEngineError(w, err)
 		return
 	}
+	s.PublishSale(sale)
 	writeJSON(w, http.StatusOK, sale)
 }
 
@@ -234,6 +293,7 @@ func (s *Server) scanCode(w http.ResponseWriter, r *http.Request) {
 		s.writeEngineError(w, err)
 		return
 	}
+	s.PublishSale(sale)
 	writeJSON(w, http.StatusOK, sale)
 }
 
@@ -260,6 +320,10 @@ func (s *Server) createRefund(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.writeEngineError(w, err)
 		return
+	}
+	s.events.publish(EventRefund, ref)
+	if sale, err := s.sales.Get(id); err == nil {
+		s.PublishSale(sale)
 	}
 	w.Header().Set("Location", "/v1/refunds/"+ref.ID)
 	writeJSON(w, http.StatusCreated, ref)
@@ -300,7 +364,9 @@ func (s *Server) closeBatch(w http.ResponseWriter, r *http.Request) {
 		s.writeEngineError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, batchAnswer{Batch: b, Report: payment.ZReport(b, s.Merchant)})
+	ans := batchAnswer{Batch: b, Report: payment.ZReport(b, s.Merchant)}
+	s.events.publish(EventBatch, ans)
+	writeJSON(w, http.StatusOK, ans)
 }
 
 func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
@@ -493,6 +559,9 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.writeEngineError(w, err)
 		return
+	}
+	if s.Sessions != nil {
+		s.Sessions.EndFor(name) // the page sessions it opened end with it
 	}
 	by, _ := identity(r)
 	s.log.Info("api: token revoked", "name", name, "by", by.Name)

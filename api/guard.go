@@ -82,8 +82,8 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) {
 		writeError(rw, http.StatusForbidden, "api: cross-origin requests are refused (Origin "+strconv.Quote(o)+")")
 		return
 	}
-	info, ok := s.authenticate(rw, r)
-	if !ok {
+	if s.Page != nil && safeMethod(r.Method) && !strings.HasPrefix(r.URL.Path, "/v1/") {
+		s.Page.ServeHTTP(rw, r) // the clerk's page: public, it holds no data
 		return
 	}
 	if !safeMethod(r.Method) {
@@ -94,6 +94,14 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) {
 			writeError(rw, http.StatusUnsupportedMediaType, "api: a "+r.Method+" request must have Content-Type: application/json")
 			return
 		}
+	}
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/session" {
+		s.signIn(rw, r) // sign-in is the one call without credentials
+		return
+	}
+	info, ok := s.authenticate(rw, r)
+	if !ok {
+		return
 	}
 	r = r.WithContext(contextWith(r, info))
 	s.mux.ServeHTTP(rw, r)
@@ -114,6 +122,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Info
 		return auth.Info{}, false
 	}
 	h := r.Header.Get("Authorization")
+	if c, err := r.Cookie(auth.SessionCookie); h == "" && err == nil && s.Sessions != nil {
+		return s.cookieAuth(w, r, c.Value)
+	}
 	if h == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="posd"`)
 		writeError(w, http.StatusUnauthorized, "api: missing Authorization: Bearer TOKEN (posd wrote a manager token to admin.token in its data directory; posctl token create makes more)")
@@ -135,6 +146,26 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (auth.Info
 		return auth.Info{}, false
 	}
 	s.limit.success(remote)
+	return info, true
+}
+
+// cookieAuth authenticates the page's session cookie. A state-changing request with
+// a cookie must also carry its own Origin (browsers always send one on such
+// requests): with SameSite=Strict, the Origin check and the JSON Content-Type, a
+// cross-site page cannot make a signed-in browser change anything. An unknown or
+// expired session is not counted as a failed attempt (it is 256 random bits; a
+// restart of posd ends every session).
+func (s *Server) cookieAuth(w http.ResponseWriter, r *http.Request, id string) (auth.Info, bool) {
+	if !safeMethod(r.Method) && r.Header.Get("Origin") == "" {
+		writeError(w, http.StatusForbidden, "api: a "+r.Method+" with the page's session cookie must carry the page's Origin")
+		return auth.Info{}, false
+	}
+	info, ok := s.Sessions.Check(id)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="posd"`)
+		writeError(w, http.StatusUnauthorized, "api: the session has expired or posd restarted; sign in again")
+		return auth.Info{}, false
+	}
 	return info, true
 }
 

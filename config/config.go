@@ -59,6 +59,8 @@ type Config struct {
 	Fleet Fleet `json:"fleet"`
 	// Firmware is signed firmware with A/B slots (docs/firmware.md).
 	Firmware Firmware `json:"firmware"`
+	// Page is the clerk's counter page (config/page.go).
+	Page Page `json:"page"`
 }
 
 // Fleet configures signed configuration pushed over MQTT. Without trusted keys posd
@@ -308,6 +310,7 @@ func (c Config) Validate() error {
 	if c.Printer.Target == "" || c.Printer.Target == "emulator:" {
 		bad("printer.target", "must be none, a path or emulator:DIR")
 	}
+	errs = append(errs, c.Page.validate()...)
 	if !oneOf(c.Printer.Language, "en", "ko", "ja", "zh") {
 		bad("printer.language", "%q is not one of en, ko, ja, zh", c.Printer.Language)
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	stdsync "sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -59,6 +60,8 @@ type Info struct {
 	// API certificate's SHA-256 when it serves HTTPS.
 	Token          string
 	TLSFingerprint string
+	// PageURL is the clerk's counter page.
+	PageURL string
 }
 
 // DBFile and LedgerFile are the bbolt files under the data directory.
@@ -110,6 +113,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	ln = door.listener(ln)
+	counter, err := openCounter(cfg, opts.Demo)
+	if err != nil {
+		return err
+	}
+	defer counter.keys.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -151,7 +159,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	rt := &instance{
 		opts: opts, log: log, st: st, door: door, sh: sh, codes: codes, session: session,
-		scanStatus: new(scanner.Status), applies: make(chan applyRequest), ready: make(chan struct{}),
+		scanStatus: new(scanner.Status), applies: make(chan applyRequest), ready: make(chan struct{}), counter: counter,
 	}
 	rt.metrics = newMetrics(rt)
 	// The configuration in force: the file with the fleet's applied layer on top.
@@ -227,13 +235,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 		return nil
 	}
+	g.Go(func() error { return counter.keys.Run(ctx) })
 	// Served once the first sale path runs: no request is told to retry at start.
 	g.Go(func() error { return serveFront(ctx, ln, &rt.front) })
 	if opts.Ready != nil {
 		opts.Ready(Info{
 			APIURL: door.url(ln.Addr()), BrokerURL: cfg.MQTT.Broker, DataDir: cfg.DataDir,
 			Printer: cfg.Printer.Target, Scanner: cfg.Scanner.Source, DeviceID: cfg.DeviceID,
-			Token: door.adminToken, TLSFingerprint: door.fingerprint,
+			Token: door.adminToken, TLSFingerprint: door.fingerprint, PageURL: door.url(ln.Addr()) + "/",
 		})
 	}
 	log.Info("posd running", "api", ln.Addr().String(), "device", cfg.DeviceID, "broker", cfg.MQTT.Broker, "session", session)
@@ -265,6 +274,7 @@ type instance struct {
 	fleet      fleetState
 	agent      *fleet.Agent
 	fw         *fwAgent // nil when firmware updates are off
+	counter    *counter // the clerk's page: sessions, PINs, idempotency keys
 	metrics    *metrics
 	file       config.Config // the config file (and flags): what a push may not change
 	applies    chan applyRequest
@@ -369,6 +379,12 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 	receipts.failed = rt.metrics.printFails.Inc
 	scanStatus := rt.scanStatus
 	var engine *payment.Engine
+	var events atomic.Pointer[api.Server] // the API, once made: the engine's pushes go to its event stream
+	publish := func(s payment.Sale) {
+		if srv := events.Load(); srv != nil {
+			srv.PublishSale(s)
+		}
+	}
 	link, err := wsync.NewLink(wsync.Config{
 		BrokerURL:   cfg.MQTT.Broker,
 		DeviceID:    cfg.DeviceID,
@@ -430,8 +446,9 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 			receipts.enqueue(sale)
 			rt.metrics.finished(sale)
 			signalOutcome(ctx, lights, sale)
+			publish(sale)
 		},
-		Presented:       receipts.enqueue,
+		Presented:       func(sale payment.Sale) { receipts.enqueue(sale); publish(sale) },
 		Online:          online.Online,
 		AuthTimeout:     time.Duration(cfg.Payment.AuthTimeout),
 		QueryTimeout:    pay.QueryTimeout,
@@ -468,6 +485,9 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 			s["waiting_sale"] = sales.Waiting
 		}
 		s["sales"] = sales
+		if at, ok := oldestUnsynced(st); ok {
+			s["oldest_unsynced_at"] = at.UTC()
+		}
 		rt.door.addStatus(s)
 		rt.addFirmwareStatus(s)
 		return s
@@ -480,6 +500,10 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 	srv.Config = rt.configHistory()
 	srv.Metrics = rt.metrics.handler()
 	rt.door.configure(srv)
+	if err := rt.counter.configure(srv, st, engine, cfg, opts.Demo); err != nil {
+		return fail(err)
+	}
+	events.Store(srv)
 	if !receipts.none { // without a printer, reprint answers 501
 		srv.Reprint = func(id string) error {
 			sale, err := engine.Get(id)
@@ -492,6 +516,7 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 	gen := &generation{cfg: cfg, engine: engine, link: link, receipts: receipts, srv: srv, cancel: cancel, done: make(chan struct{})}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return engine.Run(gctx) })
+	g.Go(func() error { return srv.Watch(gctx, eventTick) })
 	g.Go(func() error { return link.Run(gctx) })
 	g.Go(func() error { return online.run(gctx) })
 	g.Go(func() error { return receipts.run(gctx) })

@@ -11,7 +11,8 @@
 # EAN-13 read from one line of noise, a firmware payload installed unchecked, a
 # firmware crash loop never rolled back, a store snapshot not restored by a rollback,
 # firmware installed while a sale waits, a watchdog that pings without the sale
-# engine). Each is applied to
+# engine, a cookie POST without Origin, an Idempotency-Key or ecr_ref ignored, a page
+# session that never expires). Each is applied to
 # a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
@@ -143,6 +144,18 @@ mutant firmware-installs-during-a-sale daemon/firmware.go \
 mutant watchdog-pings-without-engine daemon/systemd.go \
 	's/^\t\t_, err = e.Stats(pctx)$/\t\terr = nil \/\/ mutant: no question through the engine loop/' \
 	./daemon/ '^TestWatchdogNeedsTheEngineLoop$'
+mutant cookie-post-without-origin api/guard.go \
+	's/if !safeMethod(r.Method) \&\& r.Header.Get("Origin") == "" {/if false \&\& r.Header.Get("Origin") == "" {/' \
+	./api/ '^TestSessionCookieAndCSRF$'
+mutant idempotency-key-ignored api/register.go \
+	's/if key == "" || s.Keys == nil {/if true || key == "" {/' \
+	./api/ '^TestIdempotencyKeySurvivesRestart$'
+mutant ecr-ref-ignored api/api.go \
+	's/^\t\tif s.Keys != nil {$/\t\tif false \&\& s.Keys != nil {/' \
+	./api/ '^TestECRRefCreatesOnce$'
+mutant page-session-never-expires auth/session.go \
+	's/if now.Sub(v.used) > s.ttl() {/if false \&\& now.Sub(v.used) > s.ttl() {/' \
+	./auth/ '^TestSessionsExpireWhenIdle$'
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"

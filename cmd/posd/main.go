@@ -84,6 +84,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		cfg.DeviceID = "demo-1"
 		cfg.Merchant.Name = "Walletless Demo Mart"
 		cfg.Merchant.Lines = []string{"1 Counter Street, Seoul"}
+		if len(cfg.Page.Currencies) == 0 {
+			cfg.Page.Currencies = []string{"KRW", "JPY", "HKD"} // the page's languages can be tried with their money
+		}
 	}
 	set := func(dst *string, v string) {
 		if v != "" {
@@ -149,6 +152,9 @@ func banner(i daemon.Info) string {
 	fmt.Fprintf(&b, `
 =====================================================================
  Walletless posd — demo mode
+   counter page  %s
+                 sign in with the API token below; "Demo customer" gives a
+                 fresh sample code for every sale
    local API     %s%s
    API token     %s (manager; also in %s)
    MQTT broker   %s (embedded; posgw runs in-process)
@@ -163,7 +169,9 @@ func banner(i daemon.Info) string {
          -d '{"amount_minor": 12000, "currency": "KRW"}'
 
  2. Type the customer's code here and press Enter (this window is the
-    scanner). Alipay sample:      %s
+    scanner). Each sample works once (a code is one-time); the page's
+    "Demo customer" button makes a fresh one every time.
+                 Alipay sample:      %s
                  WeChat Pay sample:  %s
 
  3. See the result:
@@ -172,7 +180,7 @@ func banner(i daemon.Info) string {
 
  posgw approves up to ₩1,000,000 and declines above. Ctrl-C stops.
 =====================================================================
-`, i.APIURL, tlsLine, i.Token, filepath.Join(i.DataDir, daemon.AdminTokenFile), i.BrokerURL, receipts, i.DataDir,
+`, i.PageURL, i.APIURL, tlsLine, i.Token, filepath.Join(i.DataDir, daemon.AdminTokenFile), i.BrokerURL, receipts, i.DataDir,
 		curl, i.APIURL, auth, SampleAlipay, SampleWeChat, curl, auth, i.APIURL, receipts)
 	return b.String()
 }

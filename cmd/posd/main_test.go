@@ -18,8 +18,8 @@ import (
 )
 
 func TestBannerSamplesAreRecognised(t *testing.T) {
-	b := banner(daemon.Info{APIURL: "http://127.0.0.1:8080", BrokerURL: "tcp://127.0.0.1:1", Printer: "emulator:demo/receipts", DataDir: "demo", Token: "wlt_demo"})
-	for _, want := range []string{"curl -s -X POST http://127.0.0.1:8080/v1/sales", `-H "Authorization: Bearer wlt_demo"`, "Content-Type: application/json",
+	b := banner(daemon.Info{APIURL: "http://127.0.0.1:8080", PageURL: "http://127.0.0.1:8080/", BrokerURL: "tcp://127.0.0.1:1", Printer: "emulator:demo/receipts", DataDir: "demo", Token: "wlt_demo"})
+	for _, want := range []string{"counter page  http://127.0.0.1:8080/", "Demo customer", "curl -s -X POST http://127.0.0.1:8080/v1/sales", `-H "Authorization: Bearer wlt_demo"`, "Content-Type: application/json",
 		`"amount_minor": 12000`, SampleAlipay, SampleWeChat, "demo/receipts", "demo/admin.token"} {
 		if !strings.Contains(b, want) {
 			t.Errorf("banner lacks %q", want)
