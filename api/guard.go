@@ -82,7 +82,7 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) {
 		writeError(rw, http.StatusForbidden, "api: cross-origin requests are refused (Origin "+strconv.Quote(o)+")")
 		return
 	}
-	if s.Page != nil && safeMethod(r.Method) && !strings.HasPrefix(r.URL.Path, "/v1/") {
+	if s.Page != nil && safeMethod(r.Method) && !strings.HasPrefix(r.URL.Path, "/v1/") && r.URL.Path != "/metrics" {
 		s.Page.ServeHTTP(rw, r) // the clerk's page: public, it holds no data
 		return
 	}

@@ -141,7 +141,7 @@ func build(t *testing.T) string {
 }
 
 // subcommands with a second level: posctl store check, posctl token create, …
-var twoLevel = map[string]bool{"posctl store": true, "posctl token": true, "posctl receipt": true, "posctl paycode": true, "posctl merchant": true, "posgw ledger": false, "posfleet config": true}
+var twoLevel = map[string]bool{"posctl store": true, "posctl token": true, "posctl receipt": true, "posctl paycode": true, "posctl merchant": true, "posgw ledger": false, "posfleet config": true, "posfleet firmware": true, "posctl firmware": true, "posctl config": true}
 
 // runnable says whether a line needs nothing but the binary (no posd, broker,
 // database or hardware), so the test runs it. Everything else is the allow-list of
