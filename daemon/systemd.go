@@ -23,20 +23,21 @@ type prober struct {
 	pending chan struct{} // closed when the outstanding question is answered; nil: none
 }
 
-// probe asks once, waiting at most timeout. The engine's request queue is buffered
-// and a handed-over question cannot be withdrawn, so a question that is still
-// unanswered from an earlier probe is not asked again: the probe fails at once.
+// probe asks once, waiting at most timeout in all. The engine's request queue is
+// buffered and a handed-over question cannot be withdrawn, so while a question from
+// an earlier probe is unanswered no second one is asked: the probe waits for that one
+// first (within the same timeout) and fails if it stays unanswered.
 func (p *prober) probe(ctx context.Context, timeout time.Duration) error {
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	if p.pending != nil {
 		select {
 		case <-p.pending:
 			p.pending = nil
-		default:
+		case <-pctx.Done():
 			return errEngineStuck
 		}
 	}
-	pctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	e := p.engine(pctx) // nil while a new configuration starts and does not come up in time
 	if e == nil {
 		return errEngineStuck

@@ -37,6 +37,9 @@ const (
 	ConfigDocument = "ConfigDocument"
 	ConfigEnvelope = "ConfigEnvelope"
 	ConfigReport   = "ConfigReport"
+	// Firmware jobs (docs/protocol.md, "Firmware jobs").
+	FirmwareJob    = "FirmwareJob"
+	FirmwareReport = "FirmwareReport"
 )
 
 // MaxPayload is the contract's size bound of every payload (64 KiB).
@@ -55,11 +58,12 @@ var topics = map[string]string{
 	"status":            Status,
 	"heartbeat":         Heartbeat,
 	"config/reported":   ConfigReport,
+	"firmware/job":      FirmwareReport,
 }
 
-// unrouted are schemas of payloads that travel off the devices' topics: the envelope
-// on walletless/v1/fleet/config/…, and the document inside it.
-var unrouted = []string{ConfigDocument, ConfigEnvelope}
+// unrouted are schemas of payloads that travel off the devices' topics: the envelopes
+// on walletless/v1/fleet/…, and the config and firmware job documents inside them.
+var unrouted = []string{ConfigDocument, ConfigEnvelope, FirmwareJob}
 
 const topicPrefix = "walletless/v1/devices/"
 

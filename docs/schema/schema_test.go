@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/walletless/walletless/firmware"
 	"github.com/walletless/walletless/fleet"
 	wsync "github.com/walletless/walletless/sync"
 )
@@ -27,6 +28,8 @@ var sections = map[string]string{
 	"Document":                     ConfigDocument,
 	"Envelope":                     ConfigEnvelope,
 	"Report":                       ConfigReport,
+	"Firmware job":                 FirmwareJob,
+	"Firmware job report":          FirmwareReport,
 }
 
 // TestDocExamplesMatchSchemas: every JSON example under a payload's heading in
@@ -84,6 +87,8 @@ var goTypes = map[string]any{
 	ConfigDocument:  fleet.Document{},
 	ConfigEnvelope:  fleet.Envelope{},
 	ConfigReport:    fleet.Report{},
+	FirmwareJob:     firmware.Job{},
+	FirmwareReport:  firmware.JobReport{},
 }
 
 // TestSchemasMatchGoTypes: each schema names exactly the fields of its Go type, and
