@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -90,7 +91,7 @@ func New(sales Sales, status func() any, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{sales: sales, status: status, log: log, mux: http.NewServeMux(), limit: newLimiter(), events: newHub()}
-	for _, rt := range append(append(append(s.routes(), s.configRoutes()...), s.firmwareRoutes()...), s.metricsRoute()) {
+	for _, rt := range s.allRoutes() {
 		h := rt.h
 		if strings.HasPrefix(rt.pattern, "POST ") && !secretBody[rt.pattern] {
 			h = s.idempotent(h)
@@ -101,6 +102,14 @@ func New(sales Sales, status func() any, log *slog.Logger) *Server {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	return s
+}
+
+// allRoutes is every endpoint the mux serves: the counter's and the access routes,
+// the fleet configuration's, the firmware's and /metrics. New routes them all and
+// TestEveryRouteIsDocumented checks them all against docs/api.yaml.
+func (s *Server) allRoutes() []route {
+	all := slices.Concat(s.routes(), s.configRoutes(), s.firmwareRoutes())
+	return append(all, s.metricsRoute())
 }
 
 type route struct {
