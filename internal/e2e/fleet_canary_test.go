@@ -111,7 +111,7 @@ func TestFleetSimulatorCanary(t *testing.T) {
 		if d.State != want {
 			t.Errorf("%s: state %q, want %q", d.Device, d.State, want)
 		}
-		if want == "online" && (d.Firmware != "1.4.2" || d.ConfigVersion != "0" || d.QueueDepth == nil || d.Scanner != "ok" || d.Printer != "ok") {
+		if want == "online" && (d.Firmware != "1.4.2" || d.ConfigVersion != "0" || d.QueueDepth == nil || d.Scanner != "ok" || d.Printer != "usb") {
 			t.Errorf("%s: heartbeat fields not shown: %+v", d.Device, d)
 		}
 	}

@@ -171,7 +171,7 @@ func (d *simDevice) heartbeats() {
 		}
 		d.mu.Lock()
 		hb := map[string]any{"v": 1, "device": d.id, "session": 1, "at": time.Now().UTC(), "queue_depth": 0, "in_flight": 0,
-			"oldest_unsynced_ms": 0, "firmware": "1.4.2", "config_version": fmt.Sprint(d.current), "scanner": "ok", "printer": "ok", "groups": d.groups}
+			"oldest_unsynced_ms": 0, "firmware": "1.4.2", "config_version": fmt.Sprint(d.current), "scanner": "ok", "printer": "usb", "groups": d.groups}
 		d.mu.Unlock()
 		b, _ := json.Marshal(hb)
 		d.client.Publish(wsync.HeartbeatTopic(d.id), 1, false, b)
