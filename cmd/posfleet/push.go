@@ -352,7 +352,8 @@ func outcome(d deviceState, v uint64) deviceReport {
 	return r
 }
 
-// waitTarget waits until every online member of t has reported an outcome for version v, or timeout. Rejections and failures
+// waitTarget waits until every online member of t, and every member that reported it
+// is applying v, has reported an outcome for version v, or timeout. Rejections and failures
 // make it return exitHalted naming each device and its reason.
 func (s *session) waitTarget(ctx context.Context, stderr io.Writer, t target, v uint64, timeout, every time.Duration, res *pushResult) error {
 	deadline := time.Now().Add(timeout)
@@ -379,7 +380,9 @@ func (s *session) waitTarget(ctx context.Context, stderr io.Writer, t target, v 
 			case "rejected", "failed":
 				bad = append(bad, r)
 			default:
-				if r.Online || expect[d.ID] {
+				// A device that reported 202 for v is applying it and drops off the
+				// broker while its link restarts: its outcome is waited for too.
+				if r.Online || expect[d.ID] || r.State == "applying" {
 					pending++
 				}
 			}
