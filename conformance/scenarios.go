@@ -644,8 +644,10 @@ func scRestart(ctx context.Context, s *session) error {
 	if err := s.cfg.StartCloud(ctx); err != nil {
 		return fmt.Errorf("starting the cloud: %w", err)
 	}
-	// Resend every unanswered request until it is answered, as a device does.
-	deadline := time.Now().Add(6 * s.cfg.Timeout)
+	// Resend every unanswered request until it is answered, as a device does. A
+	// restarted cloud may take a while to subscribe again on a loaded machine: at
+	// least 30 s.
+	deadline := time.Now().Add(max(6*s.cfg.Timeout, 30*time.Second))
 	for _, k := range keys {
 		for s.a.count(wsync.KindPayment, k) == 0 {
 			if time.Now().After(deadline) {
