@@ -100,21 +100,13 @@ type Store struct {
 // not be readable by group or others.
 func Open(path string) (*Store, error) {
 	s := &Store{path: path}
-	data, err := secretfile.Read(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("auth: %w", err)
-	}
 	var f file
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("auth: %s: %w", path, err)
+	found, err := readFile(path, &f, &f.Version)
+	if err != nil {
+		return nil, err
 	}
-	if f.Version != 1 {
-		return nil, fmt.Errorf("auth: %s: version %d, this posd reads version 1", path, f.Version)
+	if !found {
+		return s, nil
 	}
 	for _, e := range f.Tokens {
 		if _, err := hex.DecodeString(e.Hash); err != nil || len(e.Hash) != 64 {
@@ -257,11 +249,38 @@ func (s *Store) save(tokens []entry) error {
 	if tokens == nil {
 		tokens = []entry{}
 	}
-	data, err := json.MarshalIndent(file{Version: 1, Tokens: tokens}, "", "  ")
+	return writeFile(s.path, file{Version: 1, Tokens: tokens})
+}
+
+// readFile reads the versioned JSON file at path (mode 0600 or stricter) into v,
+// strictly: unknown fields are refused, and *version must come out 1. A missing file
+// is (false, nil).
+func readFile(path string, v any, version *int) (bool, error) {
+	data, err := secretfile.Read(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("auth: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return false, fmt.Errorf("auth: %s: %w", path, err)
+	}
+	if *version != 1 {
+		return false, fmt.Errorf("auth: %s: version %d, this posd reads version 1", path, *version)
+	}
+	return true, nil
+}
+
+// writeFile writes v as indented JSON to path atomically with mode 0600.
+func writeFile(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("auth: %w", err)
 	}
-	if err := secretfile.Write(s.path, append(data, '\n')); err != nil {
+	if err := secretfile.Write(path, append(data, '\n')); err != nil {
 		return fmt.Errorf("auth: %w", err)
 	}
 	return nil

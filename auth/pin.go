@@ -1,21 +1,16 @@
 package auth
 
 import (
-	"bytes"
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"slices"
 	"strings"
 	stdsync "sync"
 	"time"
-
-	"github.com/walletless/walletless/internal/secretfile"
 )
 
 // PIN rules: 4 to 12 digits.
@@ -55,21 +50,13 @@ type PINs struct {
 // OpenPINs reads the PIN file at path; a missing file is an empty store.
 func OpenPINs(path string) (*PINs, error) {
 	p := &PINs{path: path}
-	data, err := secretfile.Read(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return p, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("auth: %w", err)
-	}
 	var f pinFile
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("auth: %s: %w", path, err)
+	found, err := readFile(path, &f, &f.Version)
+	if err != nil {
+		return nil, err
 	}
-	if f.Version != 1 {
-		return nil, fmt.Errorf("auth: %s: version %d, this posd reads version 1", path, f.Version)
+	if !found {
+		return p, nil
 	}
 	for _, e := range f.PINs {
 		if len(e.Hash) != 32 || len(e.Salt) < 16 || e.Iter < 1000 {
@@ -177,12 +164,5 @@ func (p *PINs) save(pins []pinEntry) error {
 	if pins == nil {
 		pins = []pinEntry{}
 	}
-	data, err := json.MarshalIndent(pinFile{Version: 1, PINs: pins}, "", "  ")
-	if err != nil {
-		return fmt.Errorf("auth: %w", err)
-	}
-	if err := secretfile.Write(p.path, append(data, '\n')); err != nil {
-		return fmt.Errorf("auth: %w", err)
-	}
-	return nil
+	return writeFile(p.path, pinFile{Version: 1, PINs: pins})
 }
