@@ -157,10 +157,12 @@ func (s *Server) routes() []route {
 // before its handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.guard(w, r) }
 
-// Serve serves on ln until ctx is done; a cancelled context returns nil.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           s,
+// HTTPServer is the http.Server the local API runs in, with its limits, serving h
+// with requests under ctx. The daemon's front (which swaps Servers when a pushed
+// configuration starts a new sale path) uses it too.
+func HTTPServer(ctx context.Context, h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -168,6 +170,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    16 << 10,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
+}
+
+// Serve serves on ln until ctx is done; a cancelled context returns nil.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := HTTPServer(ctx, s)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -440,15 +440,7 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serveFront serves the local API on ln until ctx is done, with api.Server's limits.
 func serveFront(ctx context.Context, ln net.Listener, f *front) error {
-	srv := &http.Server{
-		Handler:           f,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-	}
+	srv := api.HTTPServer(ctx, f)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
