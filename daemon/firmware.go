@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	stdsync "sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/walletless/walletless/firmware"
 	"github.com/walletless/walletless/fleet"
 	"github.com/walletless/walletless/payment"
+	"github.com/walletless/walletless/printer"
 	wsync "github.com/walletless/walletless/sync"
 )
 
@@ -94,12 +96,46 @@ func OpenFirmware(cfg config.Config, log *slog.Logger) (*firmware.Machine, []min
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	dir := filepath.Join(cfg.DataDir, FirmwareDir)
 	m, err := firmware.OpenMachine(firmware.MachineConfig{
-		Dir: filepath.Join(cfg.DataDir, FirmwareDir), Backend: backend, Keys: keys,
+		Dir: dir, Backend: backend, Keys: keys,
 		Arch: fc.FirmwareArch(), Board: fc.Board, DB: filepath.Join(cfg.DataDir, DBFile),
 		MaxAttempts: fc.MaxAttempts, VerifyTimeout: time.Duration(fc.VerifyTimeout), Log: log,
+		Hook: testPause(dir),
 	})
 	return m, keys, err
+}
+
+// TestPauseEnv names a crash point at which this process stops for good, for the
+// tests that SIGKILL posd and `posctl firmware boot` in every state of an update
+// (internal/e2e TestFirmwareKilledInEachState). Its value is PROGRAM:POINT, e.g.
+// "posd:switch" or "posctl:rollback:slot": PROGRAM is the name the binary runs as
+// (posd or posctl), POINT a step or one of firmware.HookPoints (and "trial", the
+// start of a trial's health check in posd). When the process reaches the point it
+// writes DATA_DIR/firmware/paused (holding the value) and sleeps until it is killed.
+// Never set it on a terminal: an update would stop there.
+const TestPauseEnv = "WALLETLESS_FIRMWARE_TEST_PAUSE"
+
+// PausedFile is the file a process paused by TestPauseEnv writes.
+const PausedFile = "paused"
+
+// testPause returns the pause hook TestPauseEnv asks for in this process, or nil.
+func testPause(dir string) func(string) {
+	v := os.Getenv(TestPauseEnv)
+	prog, point, ok := strings.Cut(v, ":")
+	if !ok || prog != filepath.Base(os.Args[0]) {
+		return nil
+	}
+	return func(p string) {
+		if p != point {
+			return
+		}
+		os.WriteFile(filepath.Join(dir, PausedFile), []byte(v), 0o600)
+		fmt.Fprintf(os.Stderr, "%s: paused at the firmware crash point %q (%s) until killed\n", prog, point, TestPauseEnv)
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
 }
 
 // openFirmware builds the agent when firmware.slots_dir is set.
@@ -256,7 +292,9 @@ func (a *fwAgent) process(ctx context.Context, r fwRequest, resumed bool) error 
 		return fail(err)
 	}
 	a.progress(u, "switch", 0, "")
-	if err := a.m.Switch(a.health()); err != nil {
+	before := a.health(ctx)
+	a.log.Info("firmware health before the switch", "scanner", before.Scanner, "printer", before.PrinterState, "printer_detail", before.PrinterDetail)
+	if err := a.m.Switch(before); err != nil {
 		a.log.Error("firmware switch failed; the next start finishes or rolls it back", "err", err)
 		return ErrRestart
 	}
@@ -342,12 +380,36 @@ func (a *fwAgent) busy(ctx context.Context) string {
 	return ""
 }
 
-// health is what the running posd sees of its parts.
-func (a *fwAgent) health() firmware.Health {
+// health is what the running posd sees of its parts: the scanner connected or not,
+// and what the printer says of itself (ready, paper out…), asked now.
+func (a *fwAgent) health(ctx context.Context) firmware.Health {
 	a.rt.mu.Lock()
 	gen := a.rt.gen
 	a.rt.mu.Unlock()
-	return firmware.Health{Scanner: a.rt.scanStatus.State().Connected, Printer: gen != nil}
+	h := firmware.Health{Scanner: a.rt.scanStatus.State().Connected, Printer: gen != nil}
+	h.PrinterState, h.PrinterDetail = printerHealth(ctx, gen)
+	return h
+}
+
+// printerHealth asks the generation's printer for its status.
+func printerHealth(ctx context.Context, gen *generation) (state, detail string) {
+	if gen == nil || gen.receipts == nil || gen.receipts.prn == nil {
+		return firmware.PrinterAbsent, ""
+	}
+	sr, ok := gen.receipts.prn.(printer.StatusReader)
+	if !ok {
+		return firmware.PrinterNoStatus, ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	st, err := sr.Status(ctx)
+	switch {
+	case err != nil:
+		return firmware.PrinterUnreachable, err.Error()
+	case !st.Ready():
+		return firmware.PrinterNotReady, st.String()
+	}
+	return firmware.PrinterOK, ""
 }
 
 // verifyNew is the health check of a version on trial: the store opened (with its
@@ -360,9 +422,12 @@ func (a *fwAgent) verifyNew(ctx context.Context, u firmware.Update) error {
 	a.setInfo(fwProgress{Step: "verify_new", Version: u.Version, EstimateSeconds: int(timeout.Seconds()), Since: time.Now().UTC()})
 	a.report(u, firmware.JobInProgress, "verify_new", "")
 	a.log.Info("firmware on trial: checking health before commit", "version", u.Version, "attempt", u.Attempts, "timeout", timeout)
+	if p := testPause(a.m.Dir()); p != nil {
+		p("trial")
+	}
 	missing := ""
 	for {
-		missing = a.unhealthy(u.Before)
+		missing = a.unhealthy(ctx, u.Before)
 		if missing == "" {
 			break
 		}
@@ -392,8 +457,9 @@ func (a *fwAgent) verifyNew(ctx context.Context, u firmware.Update) error {
 	return nil
 }
 
-// unhealthy says what the trial still misses; "" when healthy.
-func (a *fwAgent) unhealthy(before firmware.Health) string {
+// unhealthy says what the trial still misses; "" when healthy. The printer is asked
+// last (it costs a round trip), once the rest is healthy.
+func (a *fwAgent) unhealthy(ctx context.Context, before firmware.Health) string {
 	a.rt.mu.Lock()
 	gen := a.rt.gen
 	a.rt.mu.Unlock()
@@ -406,10 +472,8 @@ func (a *fwAgent) unhealthy(before firmware.Health) string {
 			reason += ": " + e
 		}
 		return reason
-	case before.Scanner && !a.rt.scanStatus.State().Connected:
-		return "the scanner was connected before the update and is not now"
 	}
-	return ""
+	return a.health(ctx).Worse(before)
 }
 
 func (a *fwAgent) setInfo(p fwProgress) { a.info.Store(&p) }

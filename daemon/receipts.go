@@ -15,6 +15,7 @@ import (
 // what cannot be printed and prints it when the printer recovers: a slow, stuck or
 // paperless printer never blocks a sale.
 type receipts struct {
+	prn     printer.Printer // the printer the queue prints on (a firmware health check asks its status)
 	q       *printer.Queue
 	cfg     config.Config
 	profile printer.Profile
@@ -25,7 +26,7 @@ type receipts struct {
 }
 
 func newReceipts(prn printer.Printer, profile printer.Profile, cfg config.Config, log *slog.Logger) *receipts {
-	r := &receipts{cfg: cfg, profile: profile, log: log, sales: make(chan payment.Sale, 1024), none: cfg.Printer.Target == "none"}
+	r := &receipts{prn: prn, cfg: cfg, profile: profile, log: log, sales: make(chan payment.Sale, 1024), none: cfg.Printer.Target == "none"}
 	r.q = printer.NewQueue(prn, printer.QueueOptions{
 		Log: log,
 		Done: func(name string, err error) {

@@ -43,6 +43,72 @@ const (
 type Health struct {
 	Scanner bool `json:"scanner"` // the scanner is connected
 	Printer bool `json:"printer"` // the printer opened
+	// PrinterState is what the printer said about itself (one of the Printer*
+	// constants; "" in states written before it was recorded: not compared).
+	PrinterState string `json:"printer_state,omitempty"`
+	// PrinterDetail is the printer's own words (paper out, cover open, the error).
+	PrinterDetail string `json:"printer_detail,omitempty"`
+}
+
+// Printer states a health check records, from best to worst. A printer whose
+// transport cannot report its status (a file, the emulator, "none") is PrinterNoStatus
+// and counts as PrinterOK: it opened, and there is nothing more to ask it.
+const (
+	PrinterOK          = "ok"          // it answered: ready (paper near end still prints)
+	PrinterNoStatus    = "no_status"   // it opened; its transport has no status
+	PrinterNotReady    = "not_ready"   // it answered: paper out, cover open, offline or error
+	PrinterUnreachable = "unreachable" // it did not answer (unplugged, switched off, away)
+	PrinterAbsent      = "absent"      // the sale path (and the printer) did not start
+)
+
+// printerRank orders printer states: higher is healthier; -1 for an unknown state.
+func printerRank(s string) int {
+	switch s {
+	case PrinterOK, PrinterNoStatus:
+		return 3
+	case PrinterNotReady:
+		return 2
+	case PrinterUnreachable:
+		return 1
+	case PrinterAbsent:
+		return 0
+	}
+	return -1
+}
+
+// Worse says how now is less healthy than before ("" when it is at least as
+// healthy): a scanner connected before must be connected now, a printer must be in a
+// state at least as good as before (a printer that had paper must have paper).
+func (now Health) Worse(before Health) string {
+	if before.Scanner && !now.Scanner {
+		return "the scanner was connected before the update and is not now"
+	}
+	if before.PrinterState == "" {
+		return ""
+	}
+	b, n := printerRank(before.PrinterState), printerRank(now.PrinterState)
+	if n < b {
+		reason := fmt.Sprintf("the printer was %s before the update and is %s now", printerWords(before.PrinterState), printerWords(now.PrinterState))
+		if now.PrinterDetail != "" {
+			reason += " (" + now.PrinterDetail + ")"
+		}
+		return reason
+	}
+	return ""
+}
+
+func printerWords(s string) string {
+	switch s {
+	case PrinterOK, PrinterNoStatus:
+		return "ready"
+	case PrinterNotReady:
+		return "not ready"
+	case PrinterUnreachable:
+		return "unreachable"
+	case PrinterAbsent:
+		return "not started"
+	}
+	return fmt.Sprintf("%q", s)
 }
 
 // Update is an update in progress.
@@ -107,8 +173,11 @@ type MachineConfig struct {
 	VerifyTimeout time.Duration
 	Log           *slog.Logger
 	Now           func() time.Time
-	// Hook, if set, is called after each persisted step (tests kill the process there).
-	Hook func(Step)
+	// Hook, if set, is called at each crash point of an update (tests kill the
+	// process there): with a step's name right after that step is persisted and
+	// before it acts, and with the HookPoints between an action and the state that
+	// records it. It runs with the machine's lock held.
+	Hook func(point string)
 }
 
 // Machine is the persisted update state machine. Its state lives in a JSON file
@@ -192,10 +261,29 @@ func (m *Machine) save() error {
 	if err := writeFileAtomic(filepath.Join(m.cfg.Dir, StateFile), b, 0o600); err != nil {
 		return err
 	}
-	if m.st.Update != nil && m.cfg.Hook != nil {
-		m.cfg.Hook(m.st.Update.Step)
+	if m.st.Update != nil {
+		m.hook(string(m.st.Update.Step))
 	}
 	return nil
+}
+
+// Crash points between an action and the state that records it (see
+// MachineConfig.Hook); the other crash points are the steps themselves.
+const (
+	HookSwitchLinked     = "switch:linked"     // the new slot is current; the state still says switch
+	HookCommitSlot       = "commit:slot"       // the backend committed; the state still says commit
+	HookRollbackSlot     = "rollback:slot"     // the old slot is current again; the snapshot is not restored yet
+	HookRollbackRestored = "rollback:restored" // the snapshot is restored; the state still says rollback
+)
+
+// HookPoints are every crash point, in the order an update passes them.
+var HookPoints = []string{string(StepDownload), string(StepVerify), string(StepInstall), string(StepSwitch), HookSwitchLinked,
+	string(StepVerifyNew), string(StepCommit), HookCommitSlot, string(StepRollback), HookRollbackSlot, HookRollbackRestored}
+
+func (m *Machine) hook(point string) {
+	if m.cfg.Hook != nil {
+		m.cfg.Hook(point)
+	}
 }
 
 // step moves the update to s and persists it; mu is held.
@@ -372,6 +460,7 @@ func (m *Machine) Switch(before Health) error {
 	if err := m.cfg.Backend.Switch(u.To); err != nil {
 		return err
 	}
+	m.hook(HookSwitchLinked)
 	u.Deadline = time.Time{}
 	return m.step(StepVerifyNew)
 }
@@ -406,6 +495,7 @@ func (m *Machine) commitLocked() error {
 	if err := m.cfg.Backend.Commit(u.To); err != nil {
 		return err
 	}
+	m.hook(HookCommitSlot)
 	m.st.Slot, m.st.Version = u.To, u.Version
 	if CompareVersions(u.MinVersion, m.st.Floor) > 0 {
 		m.st.Floor = u.MinVersion
@@ -444,12 +534,14 @@ func (m *Machine) rollbackLocked() error {
 	if err := m.cfg.Backend.Rollback(u.From); err != nil {
 		return err
 	}
+	m.hook(HookRollbackSlot)
 	snap := filepath.Join(m.cfg.Dir, SnapshotFile)
 	if u.Snapshot && m.cfg.DB != "" {
 		if err := restoreFile(snap, m.cfg.DB); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
+	m.hook(HookRollbackRestored)
 	os.Remove(snap)
 	m.st.Slot = u.From
 	if u.Source != "usb" {
@@ -544,6 +636,7 @@ func (m *Machine) Boot(ctx context.Context) (BootAction, error) {
 		if err := m.cfg.Backend.Switch(u.To); err != nil {
 			return rollback("the switch failed: " + err.Error())
 		}
+		m.hook(HookSwitchLinked)
 		if err := m.step(StepVerifyNew); err != nil {
 			return BootAction{}, err
 		}

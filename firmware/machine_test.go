@@ -38,7 +38,7 @@ func newRig(t *testing.T, root string, k testKey) rig {
 	return r
 }
 
-func (r rig) open(hook func(Step)) (*Machine, error) {
+func (r rig) open(hook func(string)) (*Machine, error) {
 	return OpenMachine(MachineConfig{Dir: r.state, Backend: r.slots, Keys: []minisign.PublicKey{r.pub}, Arch: runtime.GOARCH, Board: "rpi4", DB: r.db, MaxAttempts: 3, VerifyTimeout: time.Hour, Hook: hook})
 }
 
@@ -114,8 +114,8 @@ func child(dir string, kill Step, healthy bool) int {
 		return 3
 	}
 	r := rig{slots: Files{Dir: filepath.Join(dir, "slots")}, state: filepath.Join(dir, "fw"), db: filepath.Join(dir, "posd.db"), art: filepath.Join(dir, "new.wlf"), pub: pub}
-	m, err := r.open(func(s Step) {
-		if s == kill {
+	m, err := r.open(func(s string) {
+		if s == string(kill) {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
 		}
@@ -420,4 +420,31 @@ func FuzzOpenJob(f *testing.F) {
 		ParseJob(b)
 		ParseJobReport(b)
 	})
+}
+
+// TestHealthWorse: the new version must find the scanner and printer at least as
+// healthy as the old one did; better or equal passes.
+func TestHealthWorse(t *testing.T) {
+	for _, tc := range []struct {
+		before, now Health
+		worse       string // a part of the reason; "" when not worse
+	}{
+		{Health{PrinterState: PrinterOK}, Health{PrinterState: PrinterOK}, ""},
+		{Health{PrinterState: PrinterOK}, Health{PrinterState: PrinterNoStatus}, ""},
+		{Health{PrinterState: PrinterNotReady}, Health{PrinterState: PrinterOK}, ""},
+		{Health{PrinterState: PrinterNotReady}, Health{PrinterState: PrinterNotReady}, ""},
+		{Health{PrinterState: PrinterUnreachable}, Health{PrinterState: PrinterUnreachable}, ""},
+		{Health{}, Health{PrinterState: PrinterAbsent}, ""}, // a state written before printer states
+		{Health{PrinterState: PrinterOK}, Health{PrinterState: PrinterNotReady, PrinterDetail: "paper out"}, "printer was ready before the update and is not ready now (paper out)"},
+		{Health{PrinterState: PrinterOK}, Health{PrinterState: PrinterUnreachable}, "is unreachable now"},
+		{Health{PrinterState: PrinterNotReady}, Health{PrinterState: PrinterUnreachable}, "printer was not ready"},
+		{Health{PrinterState: PrinterOK}, Health{PrinterState: "bogus"}, "printer"},
+		{Health{Scanner: true, PrinterState: PrinterOK}, Health{PrinterState: PrinterOK}, "scanner"},
+		{Health{Scanner: false}, Health{Scanner: true}, ""},
+	} {
+		got := tc.now.Worse(tc.before)
+		if (tc.worse == "") != (got == "") || !strings.Contains(got, tc.worse) {
+			t.Errorf("%+v after %+v: %q, want %q", tc.now, tc.before, got, tc.worse)
+		}
+	}
 }
