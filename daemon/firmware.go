@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	stdsync "sync"
 	"sync/atomic"
@@ -111,9 +112,11 @@ func OpenFirmware(cfg config.Config, log *slog.Logger) (*firmware.Machine, []min
 // (internal/e2e TestFirmwareKilledInEachState). Its value is PROGRAM:POINT, e.g.
 // "posd:switch" or "posctl:rollback:slot": PROGRAM is the name the binary runs as
 // (posd or posctl), POINT a step or one of firmware.HookPoints (and "trial", the
-// start of a trial's health check in posd). When the process reaches the point it
-// writes DATA_DIR/firmware/paused (holding the value) and sleeps until it is killed.
-// Never set it on a terminal: an update would stop there.
+// start of a trial's health check in posd), optionally with #N for its Nth passage
+// in this process (install#2: the payloads are in the slot, the state not yet
+// updated). When the process reaches the point it writes DATA_DIR/firmware/paused
+// (the value, a newline and its process id) and sleeps until it is killed. Never set
+// it on a terminal: an update would stop there.
 const TestPauseEnv = "WALLETLESS_FIRMWARE_TEST_PAUSE"
 
 // PausedFile is the file a process paused by TestPauseEnv writes.
@@ -126,11 +129,20 @@ func testPause(dir string) func(string) {
 	if !ok || prog != filepath.Base(os.Args[0]) {
 		return nil
 	}
+	point, nth, _ := strings.Cut(point, "#")
+	want, err := strconv.Atoi(nth)
+	if err != nil {
+		want = 1
+	}
+	seen := 0
 	return func(p string) {
 		if p != point {
 			return
 		}
-		os.WriteFile(filepath.Join(dir, PausedFile), []byte(v), 0o600)
+		if seen++; seen != want {
+			return
+		}
+		os.WriteFile(filepath.Join(dir, PausedFile), fmt.Appendf(nil, "%s\n%d\n", v, os.Getpid()), 0o600)
 		fmt.Fprintf(os.Stderr, "%s: paused at the firmware crash point %q (%s) until killed\n", prog, point, TestPauseEnv)
 		for {
 			time.Sleep(time.Hour)
@@ -157,6 +169,9 @@ func (rt *instance) openFirmware(cfg config.Config) error {
 	// A trial refuses sales from its first moment, before the sale path starts.
 	if _, ok := m.Trial(rt.opts.Version); ok {
 		rt.fw.gate.Store(true)
+	}
+	if err := m.NoteVersion(rt.opts.Version); err != nil {
+		return err
 	}
 	return nil
 }
@@ -233,7 +248,7 @@ func (a *fwAgent) process(ctx context.Context, r fwRequest, resumed bool) error 
 	u := r.u
 	defer a.mark(u.ID, false)
 	defer a.info.Store(nil)
-	if !resumed {
+	if !resumed && u.Source != firmware.SourceRollback { // a rollback has begun already
 		if u.Source == "job" {
 			os.Remove(u.File) // a part of another job
 		}
@@ -254,6 +269,14 @@ func (a *fwAgent) process(ctx context.Context, r fwRequest, resumed bool) error 
 		a.log.Warn("firmware update refused", "id", u.ID, "err", err)
 		a.report(u, status, "", err.Error())
 		return nil
+	}
+	est := 15 + int(time.Duration(a.cfg.VerifyTimeout).Seconds()/4)
+	if u.Source == firmware.SourceRollback {
+		// The previous version is in its slot: nothing to download or verify.
+		if err := a.waitQuiet(ctx, u); err != nil {
+			return nil
+		}
+		return a.installAndSwitch(ctx, u, est)
 	}
 	if a.m.State().Update.Step == firmware.StepDownload && u.URL != "" {
 		a.progress(u, "download", 0, "")
@@ -281,15 +304,30 @@ func (a *fwAgent) process(ctx context.Context, r fwRequest, resumed bool) error 
 	if err := a.waitQuiet(ctx, u); err != nil {
 		return nil // ctx ended: resumed at the next start
 	}
-	est := int(h.Manifest.Size()/(4<<20)) + 15 + int(time.Duration(a.cfg.VerifyTimeout).Seconds()/4)
+	return a.installAndSwitch(ctx, u, est+int(h.Manifest.Size()/(4<<20)))
+}
+
+// installAndSwitch installs (a store snapshot, then the payloads) on a quiet counter
+// and switches; ErrRestart once switched.
+func (a *fwAgent) installAndSwitch(ctx context.Context, u firmware.Update, est int) error {
 	a.setInfo(fwProgress{Step: "install", Version: u.Version, EstimateSeconds: est, Since: time.Now().UTC()})
-	err = a.m.Install(a.rt.st.Snapshot, func(done, total int64) {
+	err := a.m.Install(a.rt.st.Snapshot, func(done, total int64) {
 		if total > 0 {
 			a.progress(u, "install", int(done*100/total), "")
 		}
 	})
 	if err != nil {
-		return fail(err)
+		a.gate.Store(false)
+		if ferr := a.m.Fail(err); ferr != nil {
+			a.log.Error("firmware: recording the failure", "err", ferr)
+		}
+		status := firmware.JobFailed
+		if firmware.Rejection(err) {
+			status = firmware.JobRejected
+		}
+		a.log.Warn("firmware install failed", "id", u.ID, "err", err)
+		a.report(u, status, "", err.Error())
+		return nil
 	}
 	a.progress(u, "switch", 0, "")
 	before := a.health(ctx)
@@ -635,11 +673,25 @@ func (a *fwAgent) Flash(ctx context.Context, body io.Reader, checkOnly bool) (an
 	return res, nil
 }
 
-// Rollback is POST /v1/firmware/rollback.
+// Rollback is POST /v1/firmware/rollback: a version on trial is abandoned (posd
+// restarts on the previous slot, the store snapshot is restored); with no update
+// in progress the committed version is left for the previous one, still in the other
+// slot (firmware.Machine.BeginRollback: on a quiet counter, with a health check).
 func (a *fwAgent) Rollback(ctx context.Context) error {
 	st := a.m.State()
-	if st.Update == nil || st.Update.Step != firmware.StepVerifyNew {
-		return fmt.Errorf("daemon: no firmware is on trial; to go back to an older version flash it (it must not be below the floor %q)", st.Floor)
+	if st.Update == nil {
+		u, err := a.m.BeginRollback(fmt.Sprintf("rollback-%d", time.Now().UnixNano()))
+		if err != nil {
+			return err
+		}
+		if !a.submit(fwRequest{u: u}) {
+			a.m.Fail(errors.New("the firmware queue is full"))
+			return fmt.Errorf("%w: requests are queued already", firmware.ErrBusy)
+		}
+		return nil
+	}
+	if st.Update.Step != firmware.StepVerifyNew {
+		return fmt.Errorf("daemon: firmware update %s is in step %s; a rollback is possible once it runs on trial or has committed", st.Update.ID, st.Update.Step)
 	}
 	if err := a.m.RequestRollback("requested through the local API"); err != nil {
 		return err
@@ -746,7 +798,7 @@ func (a *fwAgent) reportLast() {
 		return
 	}
 	status := map[string]string{firmware.ResultSucceeded: firmware.JobSucceeded, firmware.ResultFailed: firmware.JobFailed, firmware.ResultRejected: firmware.JobRejected}[l.Result]
-	if len(l.ID) < 4 || l.ID[:4] == "usb-" || (len(l.ID) > 6 && l.ID[:6] == "flash-") {
+	if len(l.ID) < 4 || strings.HasPrefix(l.ID, "usb-") || strings.HasPrefix(l.ID, "flash-") || strings.HasPrefix(l.ID, "rollback-") {
 		return
 	}
 	a.report(firmware.Update{ID: l.ID, Version: l.Version, Source: "job"}, status, "", l.Reason)

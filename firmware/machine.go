@@ -149,7 +149,20 @@ type State struct {
 	Floor   string   `json:"floor,omitempty"`   // the highest min_version committed
 	Update  *Update  `json:"update,omitempty"`
 	Last    *Outcome `json:"last,omitempty"`
+	// Previous is the version the last committed update replaced, still in its
+	// slot: what `posctl firmware rollback` goes back to.
+	Previous *Previous `json:"previous,omitempty"`
 }
+
+// Previous is the version in the other slot.
+type Previous struct {
+	Slot    string `json:"slot"`
+	Version string `json:"version"`
+}
+
+// SourceRollback is the Source of an update that goes back to the previous version
+// (BeginRollback): nothing is downloaded or written into a slot.
+const SourceRollback = "rollback"
 
 // StateFile and SnapshotFile are the machine's files in its directory.
 const (
@@ -395,6 +408,53 @@ func (m *Machine) Check() (Header, error) {
 	return h, m.save()
 }
 
+// NoteVersion records the running version as the committed one when the state does
+// not know it yet (a slot set up by `posctl firmware init`) and no update runs, so
+// the version an update replaces is known for a later rollback.
+func (m *Machine) NoteVersion(v string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.st.Update != nil || m.st.Version != "" || v == "" {
+		return nil
+	}
+	m.st.Version = v
+	return m.save()
+}
+
+// BeginRollback starts going back to the previous version, which a committed update
+// left in the other slot. It runs as an update without a download: the daemon waits
+// for a quiet counter, snapshots the store (Install), switches (Switch), and the
+// previous version passes the health check on trial and commits, or is rolled back
+// itself. The store is not taken back to the one of before the update (that would
+// lose the sales made since): the previous version reads the store as it is. That is
+// why a release whose store the previous version cannot read sets its -min-version
+// to itself, and a rollback below the floor is refused (ErrDowngrade).
+func (m *Machine) BeginRollback(id string) (Update, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.st.Update != nil {
+		return Update{}, fmt.Errorf("%w (%s to %s, %s)", ErrBusy, m.st.Update.ID, m.st.Update.Version, m.st.Update.Step)
+	}
+	p := m.st.Previous
+	if p == nil || p.Version == "" {
+		return Update{}, fmt.Errorf("firmware: no previous version is known to roll back to (none was committed over, or its version was not recorded); flash the version you want")
+	}
+	if CompareVersions(p.Version, m.st.Floor) < 0 {
+		return Update{}, fmt.Errorf("%w: the previous version %s is below the floor %s (the running version's store cannot be read by it)", ErrDowngrade, p.Version, m.st.Floor)
+	}
+	run, err := m.cfg.Backend.Running()
+	if err != nil {
+		return Update{}, err
+	}
+	if p.Slot != Other(run) {
+		return Update{}, fmt.Errorf("firmware: the previous version is recorded in slot %s, which is running", p.Slot)
+	}
+	u := Update{ID: id, Source: SourceRollback, Version: p.Version, Step: StepInstall, From: run, To: p.Slot, FromVersion: m.st.Version, Started: m.cfg.Now().UTC()}
+	m.st.Update = &u
+	m.cfg.Log.Info("firmware rollback to the previous version begins", "id", id, "version", p.Version, "slot", p.Slot)
+	return u, m.save()
+}
+
 // Install writes the artifact into the inactive slot, re-verifying as it streams
 // (the file may have changed since Check). snapshot, if set, writes a consistent copy
 // of the store to the path it is given; it runs first, so a rollback can restore it.
@@ -416,6 +476,12 @@ func (m *Machine) Install(snapshot func(dst string) error, progress func(done, t
 		if err := snapshot(filepath.Join(m.cfg.Dir, SnapshotFile)); err != nil {
 			return fmt.Errorf("firmware: store snapshot: %w", err)
 		}
+	}
+	if u.Source == SourceRollback { // the previous version is in its slot already
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.st.Update.Snapshot = snapshot != nil
+		return m.save()
 	}
 	f, err := os.Open(file)
 	if err != nil {
@@ -497,6 +563,7 @@ func (m *Machine) commitLocked() error {
 	}
 	m.hook(HookCommitSlot)
 	m.st.Slot, m.st.Version = u.To, u.Version
+	m.st.Previous = &Previous{Slot: u.From, Version: u.FromVersion}
 	if CompareVersions(u.MinVersion, m.st.Floor) > 0 {
 		m.st.Floor = u.MinVersion
 	}

@@ -105,6 +105,9 @@ func cmdFirmwareStatus(ctx context.Context, e env) error {
 		floor = "none"
 	}
 	fmt.Fprintf(e.stdout, "floor     %s (no artifact below it is accepted)\n", floor)
+	if p := st.Previous; p != nil && p.Version != "" {
+		fmt.Fprintf(e.stdout, "previous  %s in slot %s (posctl firmware rollback goes back to it)\n", p.Version, p.Slot)
+	}
 	if u := st.Update; u != nil {
 		fmt.Fprintf(e.stdout, "update    %s: %s → %s, step %s", u.ID, u.FromVersion, u.Version, u.Step)
 		if u.Step == firmware.StepVerifyNew {
@@ -131,10 +134,15 @@ func cmdFirmwareRollback(ctx context.Context, e env) error {
 	fs := flag.NewFlagSet("firmware rollback", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	af := addAPIFlags(fs)
+	wait := fs.Duration("wait", 10*time.Minute, "how long to follow the rollback (0: do not follow)")
 	if err := fs.Parse(e.args); err != nil {
 		return err
 	}
 	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	before, err := getFirmware(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -145,8 +153,56 @@ func cmdFirmwareRollback(ctx context.Context, e env) error {
 	if code != http.StatusAccepted {
 		return fmt.Errorf("posd refused the rollback (%d): %s", code, apiMessage(raw))
 	}
-	fmt.Fprintln(e.stdout, "rolling back: posd restarts on the previous slot; `posctl firmware status` shows the outcome")
-	return nil
+	// On trial: the trial is abandoned, the update ends "failed: rolled back". Committed:
+	// a rollback update to the previous version begins and ends "succeeded".
+	var id, target string
+	trial := before.State.Update != nil
+	if trial {
+		id, target = before.State.Update.ID, before.State.Update.FromVersion
+		fmt.Fprintf(e.stdout, "abandoning %s on trial: posd restarts on slot %s\n", before.State.Update.Version, before.State.Update.From)
+	} else {
+		after, err := getFirmware(ctx, c)
+		if err != nil || after.State.Update == nil {
+			fmt.Fprintln(e.stdout, "rolling back: `posctl firmware status` shows the outcome")
+			return nil
+		}
+		u := after.State.Update
+		id, target = u.ID, u.Version
+		fmt.Fprintf(e.stdout, "rolling back from %s to %s (slot %s): waits for a quiet counter, restarts posd and checks its health; sales pause until it commits\n", u.FromVersion, u.Version, u.To)
+	}
+	if *wait <= 0 {
+		return nil
+	}
+	deadline := time.Now().Add(*wait)
+	restarting := false
+	for time.Now().Before(deadline) {
+		s, err := getFirmware(ctx, c)
+		switch {
+		case err != nil:
+			if !restarting {
+				fmt.Fprintln(e.stdout, "posd is restarting…")
+				restarting = true
+			}
+		case s.State.Last != nil && s.State.Last.ID == id && s.State.Update == nil:
+			l := s.State.Last
+			ok := l.Result == firmware.ResultSucceeded && s.Running == target
+			if trial {
+				ok = l.Result == firmware.ResultFailed && s.Running != l.Version && (target == "" || s.Running == target)
+			}
+			if ok {
+				fmt.Fprintf(e.stdout, "rolled back: the terminal runs %s\n", s.Running)
+				return nil
+			}
+			fmt.Fprintf(e.stdout, "the rollback did not complete: %s: %s; the terminal runs %s\n", l.Result, l.Reason, s.Running)
+			return exitCode(1)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("the rollback did not end within %s; `posctl firmware status` shows where it is", *wait)
 }
 
 // loadConfig reads posd's configuration file for the commands that run beside posd.

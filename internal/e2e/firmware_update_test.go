@@ -54,11 +54,13 @@ func packWLF(t *testing.T, key minisign.PrivateKey, path, version, min string, f
 }
 
 // supervisor is the test's stand-in for systemd: before every start it runs the
-// real `posctl firmware boot` (ExecStartPre), then starts SLOTS/current/posd
-// (ExecStart) and starts it again whenever it exits (Restart=always), counting the
-// exits with firmware.ExitRestart.
+// real `posctl firmware boot` (ExecStartPre; when it fails, posd is not started and
+// the loop tries again after RestartSec, as systemd does), then starts
+// SLOTS/current/posd (ExecStart) and starts it again whenever it exits
+// (Restart=always), counting the exits with firmware.ExitRestart.
 type supervisor struct {
 	mu       sync.Mutex
+	env      []string  // guarded by mu: added to both commands' environment
 	cur      *exec.Cmd // guarded by mu
 	starts   int       // guarded by mu
 	restarts int       // guarded by mu: exits with ExitRestart
@@ -74,10 +76,18 @@ func startSupervisor(t *testing.T, posctl, slots, cfgFile string) *supervisor {
 	go func() {
 		defer close(s.done)
 		for ctx.Err() == nil {
+			s.mu.Lock()
+			env := append(os.Environ(), s.env...)
+			s.mu.Unlock()
 			boot := exec.Command(posctl, "firmware", "boot", "-config", cfgFile)
-			boot.Stdout, boot.Stderr = &s.out, &s.out
+			boot.Stdout, boot.Stderr, boot.Env = &s.out, &s.out, env
 			if err := boot.Run(); err != nil {
 				fmt.Fprintf(&s.out, "supervisor: posctl firmware boot: %v\n", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond): // RestartSec
+				}
+				continue
 			}
 			// The scanner: nothing is typed, sales get their codes by API. An *os.File so
 			// Wait does not wait for a copying goroutine.
@@ -87,7 +97,7 @@ func startSupervisor(t *testing.T, posctl, slots, cfgFile string) *supervisor {
 				return
 			}
 			cmd := exec.Command(filepath.Join(slots, "current", "posd"), "-config", cfgFile)
-			cmd.Stdin, cmd.Stdout, cmd.Stderr = pr, &s.out, &s.out
+			cmd.Stdin, cmd.Stdout, cmd.Stderr, cmd.Env = pr, &s.out, &s.out, env
 			err = cmd.Start()
 			pr.Close()
 			if err != nil {
