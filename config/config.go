@@ -420,7 +420,7 @@ func (c Config) Validate() error {
 			bad("fleet.trusted_keys", "key %d is not a minisign public key (the base64 line starting with RW of a .pub file)", i+1)
 		}
 	}
-	c.Firmware.validate(bad, len(c.FirmwareKeys()))
+	c.Firmware.validate(bad)
 	return errors.Join(errs...)
 }
 

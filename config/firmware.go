@@ -69,10 +69,9 @@ func (f Firmware) FirmwareArch() string {
 	return runtime.GOARCH
 }
 
-func (f Firmware) validate(bad func(field, format string, args ...any), keys int) {
-	if f.SlotsDir != "" && keys == 0 {
-		bad("firmware.trusted_keys", "firmware updates (slots_dir) need a trusted key here or in fleet.trusted_keys")
-	}
+func (f Firmware) validate(bad func(field, format string, args ...any)) {
+	// slots_dir without a trusted key is valid: the service runs from the slots (the
+	// package sets them up) and every artifact is refused until a key is trusted.
 	if !oneOf(f.Backend, "files", "tryboot") {
 		bad("firmware.backend", "%q is not files or tryboot", f.Backend)
 	}

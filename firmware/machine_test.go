@@ -448,3 +448,73 @@ func TestHealthWorse(t *testing.T) {
 		}
 	}
 }
+
+// TestRollbackToThePrevious: after a commit the previous version stays in the other
+// slot; BeginRollback goes back to it through install (the snapshot only), switch, a
+// trial and a commit, and the floor still holds: a previous version below it is
+// refused and nothing changes.
+func TestRollbackToThePrevious(t *testing.T) {
+	for _, tc := range []struct {
+		min     string
+		refused bool
+	}{{"1.0", false}, {"1.5", true}} {
+		k := newKey(t)
+		root := t.TempDir()
+		r := newRig(t, root, k)
+		os.WriteFile(r.art, packBytes(t, k, manifest("2.0", tc.min), map[string]string{"posd": "v2"}), 0o600)
+		m, _ := r.open(nil)
+		if _, err := m.BeginRollback("too-early"); err == nil {
+			t.Fatal("a rollback with no previous version began")
+		}
+		if err := m.NoteVersion("1.0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := startUpdate(m, r); err != nil {
+			t.Fatal(err)
+		}
+		m.Boot(context.Background())
+		if err := posdStart(m, r, true); err != nil {
+			t.Fatal(err)
+		}
+		st := m.State()
+		if st.Previous == nil || *st.Previous != (Previous{Slot: SlotA, Version: "1.0"}) || st.Version != "2.0" {
+			t.Fatalf("after the commit: %+v previous %+v", st, st.Previous)
+		}
+		u, err := m.BeginRollback("rollback-1")
+		if tc.refused {
+			if !errors.Is(err, ErrDowngrade) || m.State().Update != nil || mustRunning(t, r.slots) != SlotB {
+				t.Fatalf("rollback below the floor %s: %v %+v", tc.min, err, m.State().Update)
+			}
+			continue
+		}
+		if err != nil || u.To != SlotA || u.Version != "1.0" {
+			t.Fatalf("begin rollback: %+v %v", u, err)
+		}
+		os.WriteFile(r.db, []byte("store with sales made on 2.0"), 0o600)
+		if err := m.Install(copySnapshot(r.db), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Switch(Health{}); err != nil {
+			t.Fatal(err)
+		}
+		if a, err := m.Boot(context.Background()); err != nil || !a.Trial || mustRunning(t, r.slots) != SlotA {
+			t.Fatalf("boot: %+v %v", a, err)
+		}
+		if _, ok := m.Trial("1.0"); !ok {
+			t.Fatal("1.0 is not on trial")
+		}
+		if err := m.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		st = m.State()
+		if st.Version != "1.0" || st.Slot != SlotA || st.Floor != "1.0" || st.Last.Result != ResultSucceeded || *st.Previous != (Previous{Slot: SlotB, Version: "2.0"}) {
+			t.Fatalf("after the rollback: %+v %+v %+v", st, st.Last, st.Previous)
+		}
+		if b, _ := os.ReadFile(r.db); string(b) != "store with sales made on 2.0" {
+			t.Fatalf("the store was taken back: %q", b)
+		}
+		if slotContent(t, r.slots, SlotB) != "v2" {
+			t.Fatal("slot b lost 2.0")
+		}
+	}
+}

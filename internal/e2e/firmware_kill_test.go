@@ -80,7 +80,7 @@ func TestFirmwareKilledInEachState(t *testing.T) {
 		{"posd:trial", "flash", "2.0.0"},        // 2.0.0 runs on trial, health not yet checked
 		{"posd:commit", "flash", "2.0.0"},
 		{"posd:" + firmware.HookCommitSlot, "flash", "2.0.0"},
-		{"posd:rollback", "sick", "1.0.0"},   // 2.0.0 failed its health check and asked for a rollback
+		{"posd:rollback", "sick", "1.0.0"},    // 2.0.0 failed its health check and asked for a rollback
 		{"posctl:rollback", "crash", "1.0.0"}, // posctl firmware boot rolls back a crash loop
 		{"posctl:" + firmware.HookRollbackSlot, "crash", "1.0.0"},
 		{"posctl:" + firmware.HookRollbackRestored, "crash", "1.0.0"},
