@@ -408,13 +408,14 @@ func (m *Machine) Check() (Header, error) {
 	return h, m.save()
 }
 
-// NoteVersion records the running version as the committed one when the state does
-// not know it yet (a slot set up by `posctl firmware init`) and no update runs, so
-// the version an update replaces is known for a later rollback.
+// NoteVersion records the running version as the committed one while no update
+// runs: the state may not know it yet (a slot set up by `posctl firmware init`) or
+// know an older one (the package's upgrade put a newer posd into the slot), and the
+// version an update replaces must be known for a later rollback.
 func (m *Machine) NoteVersion(v string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.st.Update != nil || m.st.Version != "" || v == "" {
+	if m.st.Update != nil || m.st.Version == v || v == "" {
 		return nil
 	}
 	m.st.Version = v

@@ -95,6 +95,20 @@ func (f Files) Init(binary string) error {
 	return f.link(SlotA)
 }
 
+// Replace puts binary in place of slot's posd (a temporary file renamed over it: a
+// posd running from it keeps its old file). `posctl firmware init` does it on a
+// package upgrade, for the running slot, while no update is in progress.
+func (f Files) Replace(slot, binary string) error {
+	if slot != SlotA && slot != SlotB {
+		return fmt.Errorf("firmware: no slot %q", slot)
+	}
+	b, err := os.ReadFile(binary)
+	if err != nil {
+		return fmt.Errorf("firmware: %w", err)
+	}
+	return writeFileAtomic(filepath.Join(f.Dir, slot, "posd"), b, 0o755)
+}
+
 // Install extracts into Dir/.staging-SLOT and renames it to Dir/SLOT.
 func (f Files) Install(slot string, r io.Reader, h Header, progress func(done, total int64)) error {
 	if run, err := f.Running(); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -253,11 +256,17 @@ func cmdFirmwareBoot(ctx context.Context, e env) error {
 }
 
 // cmdFirmwareInit sets up the files backend's slots with a posd binary in slot a.
-func cmdFirmwareInit(_ context.Context, e env) error {
+// It is idempotent and what the package's postinst runs on every install and
+// upgrade: on slots already set up it puts the packaged posd into the running slot
+// (the service's restart runs it) unless an update is in progress or the terminal
+// runs a newer version than the package's (one a firmware update installed), and
+// never below the floor.
+func cmdFirmwareInit(ctx context.Context, e env) error {
 	fs := flag.NewFlagSet("firmware init", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	cfgFile := fs.String("config", "", "posd's configuration `file`")
 	posd := fs.String("posd", "", "the posd `binary` to put in slot a")
+	slotsDir := fs.String("slots", "", "the slots `directory` when the configuration has no firmware.slots_dir (an older configuration kept on upgrade)")
 	if err := fs.Parse(e.args); err != nil {
 		return err
 	}
@@ -265,14 +274,93 @@ func cmdFirmwareInit(_ context.Context, e env) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Firmware.SlotsDir == "" || cfg.Firmware.Backend != "files" || *posd == "" {
-		return errors.New("firmware init needs firmware.slots_dir with the files backend and -posd BINARY")
+	if cfg.Firmware.SlotsDir == "" {
+		cfg.Firmware.SlotsDir = *slotsDir
 	}
-	if err := (firmware.Files{Dir: cfg.Firmware.SlotsDir}).Init(*posd); err != nil {
+	if cfg.Firmware.SlotsDir == "" || cfg.Firmware.Backend != "files" || *posd == "" {
+		return errors.New("firmware init needs firmware.slots_dir (or -slots DIR) with the files backend and -posd BINARY")
+	}
+	files := firmware.Files{Dir: cfg.Firmware.SlotsDir}
+	run, err := files.Running()
+	if err != nil {
+		if err := files.Init(*posd); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "slots set up in %s: slot a runs %s; the service runs %s/current/posd\n", cfg.Firmware.SlotsDir, *posd, cfg.Firmware.SlotsDir)
+		return nil
+	}
+	// Set up already: an upgrade of the package.
+	m, _, err := daemon.OpenFirmware(cfg, nil)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "slots set up in %s: slot a runs %s; the service runs %s/current/posd\n", cfg.Firmware.SlotsDir, *posd, cfg.Firmware.SlotsDir)
+	st := m.State()
+	if u := st.Update; u != nil {
+		fmt.Fprintf(e.stdout, "firmware update %s to %s is in step %s: slot %s is left as it is; run `posctl firmware init -config %s -posd %s` again once it ended\n", u.ID, u.Version, u.Step, run, *cfgFile, *posd)
+		return nil
+	}
+	pkg, err := binaryVersion(ctx, *posd)
+	if err != nil {
+		return err
+	}
+	switch {
+	case firmware.CompareVersions(pkg, st.Floor) < 0:
+		fmt.Fprintf(e.stdout, "the packaged posd %s is below the terminal's floor %s: slot %s keeps its posd\n", pkg, st.Floor, run)
+		return nil
+	case st.Version != "" && firmware.CompareVersions(pkg, st.Version) < 0:
+		fmt.Fprintf(e.stdout, "the terminal runs %s (from a firmware update), newer than the packaged posd %s: slot %s keeps its posd\n", st.Version, pkg, run)
+		return nil
+	}
+	same, err := sameFile(*posd, filepath.Join(cfg.Firmware.SlotsDir, run, "posd"))
+	if err != nil {
+		return err
+	}
+	if same {
+		fmt.Fprintf(e.stdout, "slot %s already runs the packaged posd %s\n", run, pkg)
+		return nil
+	}
+	if err := files.Replace(run, *posd); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "slot %s now holds the packaged posd %s (was %s); restart posd to run it\n", run, pkg, orNone(st.Version))
 	return nil
+}
+
+// binaryVersion asks a posd binary for its version (`posd -version`).
+func binaryVersion(ctx context.Context, bin string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "-version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s -version: %w", bin, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 || f[0] != "posd" {
+		return "", fmt.Errorf("%s -version printed %q, not \"posd VERSION\"", bin, out)
+	}
+	return f[1], nil
+}
+
+func sameFile(a, b string) (bool, error) {
+	x, err := os.ReadFile(a)
+	if err != nil {
+		return false, err
+	}
+	y, err := os.ReadFile(b)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(x, y), nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 // flashResult is posd's answer to an upload.

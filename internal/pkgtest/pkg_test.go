@@ -37,23 +37,37 @@ func TestUnitVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Type=notify", "WatchdogSec=", "Restart=on-failure", "ProtectSystem=strict",
-		"ReadWritePaths=/var/lib/walletless", "NoNewPrivileges=yes", "SupplementaryGroups=dialout lp input video gpio"} {
+	const (
+		bootLine  = "ExecStartPre=/usr/bin/posctl firmware boot -config /etc/walletless/posd.json"
+		startLine = "ExecStart=/var/lib/walletless/slots/current/posd -config /etc/walletless/posd.json"
+	)
+	for _, want := range []string{"Type=notify", "WatchdogSec=", "Restart=always", "ProtectSystem=strict",
+		"ReadWritePaths=/var/lib/walletless", "NoNewPrivileges=yes", "SupplementaryGroups=dialout lp input video gpio",
+		bootLine, startLine} {
 		if !strings.Contains(string(unit), "\n"+want) {
 			t.Errorf("posd.service lacks %q", want)
 		}
 	}
+	// The slots it runs from are the packaged configuration's.
+	c, err := config.Load(filepath.Join(root, "deploy", "posd.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Firmware.SlotsDir != "/var/lib/walletless/slots" || c.Firmware.Backend != "files" {
+		t.Errorf("the packaged firmware section: slots_dir %q backend %q", c.Firmware.SlotsDir, c.Firmware.Backend)
+	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "posd")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/posd")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bins := map[string]string{}
+	for _, name := range []string{"posd", "posctl"} {
+		bins[name] = filepath.Join(dir, name)
+		build := exec.Command("go", "build", "-o", bins[name], "./cmd/"+name)
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
 	}
-	if !strings.Contains(string(unit), "ExecStart=/usr/bin/posd ") {
-		t.Fatal("posd.service does not start /usr/bin/posd")
-	}
-	local := strings.Replace(string(unit), "ExecStart=/usr/bin/posd ", "ExecStart="+bin+" ", 1)
+	local := strings.Replace(string(unit), "ExecStartPre=/usr/bin/posctl ", "ExecStartPre="+bins["posctl"]+" ", 1)
+	local = strings.Replace(local, "ExecStart=/var/lib/walletless/slots/current/posd ", "ExecStart="+bins["posd"]+" ", 1)
 	path := filepath.Join(dir, "posd.service")
 	if err := os.WriteFile(path, []byte(local), 0o644); err != nil {
 		t.Fatal(err)
