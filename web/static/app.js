@@ -223,6 +223,7 @@ function renderStatus() {
   link.textContent = text;
   link.className = 'badge ' + (st.online ? 'online' : 'offline');
   link.dataset.online = String(!!st.online);
+  renderUpdating(st);
   const r = st.last_refused_scan;
   if (r && r.at > state.started && r.at !== state.seenRefusal) {
     $('refused-text').textContent = /already used/i.test(r.reason) ? t('reused') : t('refusedscan', { reason: r.reason + ' (' + r.masked_code + ')' });
@@ -405,3 +406,48 @@ async function init() {
 setInterval(renderStatus, 15000);
 window.walletless = { parseAmount, fmt };
 init();
+
+// --- Firmware update banner (docs/firmware.md) ------------------------------------
+// GET /v1/status has state "updating" and updating.step/version/estimate_seconds/since
+// while an update holds the counter (new sales are refused until it commits or rolls
+// back); updating without that state is an update getting ready while sales go on.
+const T_UPDATING = {
+  en: { hold: 'Updating to version {v}: sales are paused for about {left}.', holdlong: 'Updating to version {v}: sales are paused until it finishes.', prep: 'Update {v} is getting ready ({step}); sales go on.',
+    step_download: 'downloading', step_verify: 'checking the file', step_waiting: 'waiting for a quiet counter', step_install: 'installing', step_switch: 'restarting', step_verify_new: 'checking the new version' },
+  ko: { hold: '버전 {v}(으)로 업데이트 중: 약 {left} 동안 판매가 중지됩니다.', holdlong: '버전 {v}(으)로 업데이트 중: 끝날 때까지 판매가 중지됩니다.', prep: '업데이트 {v} 준비 중 ({step}); 판매는 계속됩니다.',
+    step_download: '다운로드', step_verify: '파일 확인', step_waiting: '판매가 끝나기를 기다림', step_install: '설치', step_switch: '재시작', step_verify_new: '새 버전 확인' },
+  ja: { hold: 'バージョン {v} に更新中：約 {left} 販売を停止します。', holdlong: 'バージョン {v} に更新中：終わるまで販売を停止します。', prep: '更新 {v} を準備中（{step}）；販売は続けられます。',
+    step_download: 'ダウンロード', step_verify: 'ファイル確認', step_waiting: '取引の終了待ち', step_install: 'インストール', step_switch: '再起動', step_verify_new: '新しいバージョンの確認' },
+  zh: { hold: '正在更新到版本 {v}：暂停销售约 {left}。', holdlong: '正在更新到版本 {v}：完成前暂停销售。', prep: '更新 {v} 准备中（{step}）；销售照常。',
+    step_download: '下载', step_verify: '检查文件', step_waiting: '等待交易结束', step_install: '安装', step_switch: '重启', step_verify_new: '检查新版本' },
+};
+
+function tUpdating(key, vars) {
+  let s = (T_UPDATING[state.lang] && T_UPDATING[state.lang][key]) || T_UPDATING.en[key] || key;
+  for (const k in vars || {}) s = s.replace('{' + k + '}', vars[k]);
+  return s;
+}
+
+function renderUpdating(st) {
+  const box = $('updating');
+  const u = st && st.updating;
+  if (!u) { box.hidden = true; box.textContent = ''; delete box.dataset.step; return; }
+  const hold = st.state === 'updating';
+  let text;
+  if (!hold) {
+    text = tUpdating('prep', { v: u.version || '', step: tUpdating('step_' + u.step) });
+  } else if (u.estimate_seconds > 0) {
+    const elapsed = u.since ? Math.max(0, (Date.now() - Date.parse(u.since)) / 1000) : 0;
+    const left = Math.max(1, Math.round(u.estimate_seconds - elapsed));
+    text = tUpdating('hold', { v: u.version || '', left: left < 60 ? t('sec', { n: left }) : t('min', { n: Math.ceil(left / 60) }) });
+    box.dataset.left = String(left);
+    clearTimeout(renderUpdating.h); // count down between status events
+    renderUpdating.h = setTimeout(() => renderUpdating(state.status), 1000);
+  } else {
+    text = tUpdating('holdlong', { v: u.version || '' });
+  }
+  box.textContent = text;
+  box.dataset.step = u.step;
+  box.dataset.hold = String(hold);
+  box.hidden = false;
+}
