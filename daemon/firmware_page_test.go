@@ -77,7 +77,9 @@ func TestPageSaysUpdating(t *testing.T) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	tp := &thinPath{t: t, scan: pw, dir: dir, stop: cancel, done: make(chan error, 1)}
 	ready := make(chan Info, 1)
-	go func() { tp.done <- Run(runCtx, Options{Config: cfg, Stdin: pr, Version: "2.0", Ready: func(i Info) { ready <- i }}) }()
+	go func() {
+		tp.done <- Run(runCtx, Options{Config: cfg, Stdin: pr, Version: "2.0", Ready: func(i Info) { ready <- i }})
+	}()
 	select {
 	case i := <-ready:
 		tp.api, tp.info = i.APIURL, i
