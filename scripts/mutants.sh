@@ -12,7 +12,9 @@
 # firmware crash loop never rolled back, a store snapshot not restored by a rollback,
 # firmware installed while a sale waits, a watchdog that pings without the sale
 # engine, a cookie POST without Origin, an Idempotency-Key or ecr_ref ignored, a page
-# session that never expires). Each is applied to
+# session that never expires, a printer worse after a firmware switch accepted, an
+# interrupted firmware commit never finished, a rollback below the floor, a package
+# upgrade over newer firmware). Each is applied to
 # a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
@@ -155,7 +157,19 @@ mutant ecr-ref-ignored api/api.go \
 	./api/ '^TestECRRefCreatesOnce$'
 mutant page-session-never-expires auth/session.go \
 	's/if now.Sub(v.used) > s.ttl() {/if false \&\& now.Sub(v.used) > s.ttl() {/' \
-	./auth/ '^TestSessionsExpireWhenIdle$'
+	./auth/ '^TestSessionsExpireWhenIdle$'mutant firmware-printer-state-not-compared firmware/machine.go \
+	's/^\tif n < b {$/\tif false \&\& n < b {/' \
+	./firmware/ '^TestHealthWorse$'
+mutant firmware-boot-leaves-commit-unfinished firmware/machine.go \
+	's/^\t\treturn BootAction{}, m.commitLocked()$/\t\treturn BootAction{}, nil/' \
+	./firmware/ '^TestKilledInEachStep$'
+mutant firmware-rollback-below-the-floor firmware/machine.go \
+	's/if CompareVersions(p.Version, m.st.Floor) < 0 {/if false \&\& CompareVersions(p.Version, m.st.Floor) < 0 {/' \
+	./firmware/ '^TestRollbackToThePrevious$'
+mutant package-upgrade-over-newer-firmware cmd/posctl/firmware.go \
+	's/case st.Version != "" \&\& firmware.CompareVersions(pkg, st.Version) < 0:/case false:/' \
+	./cmd/posctl/ '^TestFirmwareInitSeedsAndUpgrades$'
+
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"
