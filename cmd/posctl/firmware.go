@@ -425,7 +425,13 @@ func cmdFlash(ctx context.Context, e env) error {
 			return exitCode(1)
 		}
 	}
-	res, err := upload(ctx, c, file, false, func(done, total int64) { bar(e.stderr, "upload ", done, total) })
+	lastPct := int64(-1)
+	res, err := upload(ctx, c, file, false, func(done, total int64) {
+		if total > 0 && done*100/total != lastPct { // redraw only when the percentage moves
+			lastPct = done * 100 / total
+			bar(e.stderr, "upload ", done, total)
+		}
+	})
 	fmt.Fprintln(e.stderr)
 	if err != nil {
 		return err
