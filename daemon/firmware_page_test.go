@@ -20,11 +20,11 @@ import (
 	"github.com/walletless/walletless/firmware"
 )
 
-// TestPageSaysUpdating: while a new version runs on trial (its health check cannot
+// TestFirmwarePageSaysUpdating: while a new version runs on trial (its health check cannot
 // pass: the broker is unreachable) the counter page in a real browser says it is
 // updating to that version and for about how long, counting down from
 // updating.estimate_seconds, and a sale is refused (503) meanwhile.
-func TestPageSaysUpdating(t *testing.T) {
+func TestFirmwarePageSaysUpdating(t *testing.T) {
 	ctx := browser(t)
 	dir := t.TempDir()
 	pub, priv, err := minisign.GenerateKey(rand.Reader)
