@@ -280,7 +280,7 @@ func (u *unpaired) attempt(ctx context.Context, text string) (config.Config, err
 		return config.Config{}, err
 	}
 	if used {
-		return config.Config{}, fmt.Errorf("%w on this terminal before (nonce %s)", pairing.ErrReused, p.Nonce)
+		return config.Config{}, fmt.Errorf("%w: used on this terminal before (nonce %s)", pairing.ErrReused, p.Nonce)
 	}
 	// The result must make a configuration posd starts with before anything is
 	// written (the merchant code, the broker URL).
