@@ -128,8 +128,10 @@ func runPaired(ctx context.Context, opts Options, sc *sharedScanner) (err error)
 	}()
 
 	// The API port is taken first so a second posd fails fast and clearly.
-	ln, err := net.Listen("tcp", cfg.API.Addr)
-	if err != nil {
+	var ln net.Listener
+	if sc != nil {
+		ln = sc.ln.view() // the socket the unpaired phase listened on
+	} else if ln, err = net.Listen("tcp", cfg.API.Addr); err != nil {
 		return fmt.Errorf("daemon: local API: %w", err)
 	}
 	defer ln.Close()
@@ -182,9 +184,13 @@ func runPaired(ctx context.Context, opts Options, sc *sharedScanner) (err error)
 	if err != nil {
 		return err
 	}
+	scanStatus := new(scanner.Status)
+	if sc != nil {
+		scanStatus = sc.status // the scanner the unpaired phase started
+	}
 	rt := &instance{
 		opts: opts, log: log, st: st, door: door, sh: sh, codes: codes, session: session,
-		scanStatus: new(scanner.Status), applies: make(chan applyRequest), ready: make(chan struct{}), counter: counter,
+		scanStatus: scanStatus, applies: make(chan applyRequest), ready: make(chan struct{}), counter: counter,
 	}
 	rt.metrics = newMetrics(rt)
 	// The configuration in force: the file with the fleet's applied layer on top.
@@ -216,7 +222,7 @@ func runPaired(ctx context.Context, opts Options, sc *sharedScanner) (err error)
 	if sc != nil {
 		// The scanner the unpaired phase started goes on (its settings are the
 		// file's, which pairing does not change).
-		scans, rt.scanStatus = sc.scans, sc.status
+		scans = sc.scans
 		g.Go(func() error {
 			select {
 			case err := <-sc.done:

@@ -46,13 +46,65 @@ const enrollTimeout = 20 * time.Second
 // while the terminal is unpaired.
 const unpairedMessage = "this terminal is not paired yet (state unpaired): scan the pairing QR from your fleet manager with the counter scanner"
 
-// sharedScanner is a scanner started before the sale path: the unpaired phase reads
-// it, and the sale path takes it over once the terminal is paired.
+// sharedScanner is what the unpaired phase hands the sale path once the terminal is
+// paired: the scanner it reads, and the API's listening socket (same port, no
+// connection refused while posd switches).
 type sharedScanner struct {
 	scans  chan scanner.Scan
 	status *scanner.Status
 	done   chan error // the scanner's result, once it stops
+	ln     *sharedListener
 }
+
+// sharedListener accepts on one socket for a sequence of servers: each takes a view,
+// and closing a view leaves the socket open for the next one.
+type sharedListener struct {
+	ln    net.Listener
+	conns chan net.Conn
+	err   error // set before conns is closed
+}
+
+func newSharedListener(ln net.Listener) *sharedListener {
+	s := &sharedListener{ln: ln, conns: make(chan net.Conn)}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				s.err = err
+				close(s.conns)
+				return
+			}
+			s.conns <- c
+		}
+	}()
+	return s
+}
+
+// view is a listener on the shared socket until it is closed.
+func (s *sharedListener) view() net.Listener {
+	return &listenerView{s: s, done: make(chan struct{})}
+}
+
+type listenerView struct {
+	s    *sharedListener
+	once stdsync.Once
+	done chan struct{}
+}
+
+func (v *listenerView) Accept() (net.Conn, error) {
+	select {
+	case c, ok := <-v.s.conns:
+		if !ok {
+			return nil, v.s.err
+		}
+		return c, nil
+	case <-v.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (v *listenerView) Close() error   { v.once.Do(func() { close(v.done) }); return nil }
+func (v *listenerView) Addr() net.Addr { return v.s.ln.Addr() }
 
 // withPairing loads the saved pairing (DATA/pairing.json) over a configuration
 // without a device id. paired is false when there is none.
@@ -130,7 +182,8 @@ func runUnpaired(ctx context.Context, opts Options) error {
 	if stdin == nil {
 		stdin = os.Stdin
 	}
-	sc := &sharedScanner{scans: make(chan scanner.Scan, 16), status: new(scanner.Status), done: make(chan error, 1)}
+	shared := newSharedListener(ln)
+	sc := &sharedScanner{scans: make(chan scanner.Scan, 16), status: new(scanner.Status), done: make(chan error, 1), ln: shared}
 	// The scanner lives for the whole run: Run hands it to the sale path.
 	scanCtx, stopScanner := context.WithCancel(ctx)
 	defer func() { stopScanner(); <-sc.done }()
@@ -151,7 +204,7 @@ func runUnpaired(ctx context.Context, opts Options) error {
 	srvCtx, stopServer := context.WithCancel(ctx)
 	srv := api.HTTPServer(srvCtx, u.handler(page))
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(door.listener(ln)) }()
+	go func() { serveErr <- srv.Serve(door.listener(shared.view())) }()
 	stopAll := func() {
 		stopServer()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
