@@ -14,7 +14,8 @@
 # engine, a cookie POST without Origin, an Idempotency-Key or ecr_ref ignored, a page
 # session that never expires, a printer worse after a firmware switch accepted, an
 # interrupted firmware commit never finished, a rollback below the floor, a package
-# upgrade over newer firmware). Each is applied to
+# upgrade over newer firmware, a pairing QR's signature unchecked, its one-time secret
+# or nonce not recorded as used, the enrollment server's CA pin skipped). Each is applied to
 # a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
@@ -157,7 +158,8 @@ mutant ecr-ref-ignored api/api.go \
 	./api/ '^TestECRRefCreatesOnce$'
 mutant page-session-never-expires auth/session.go \
 	's/if now.Sub(v.used) > s.ttl() {/if false \&\& now.Sub(v.used) > s.ttl() {/' \
-	./auth/ '^TestSessionsExpireWhenIdle$'mutant firmware-printer-state-not-compared firmware/machine.go \
+	./auth/ '^TestSessionsExpireWhenIdle$'
+mutant firmware-printer-state-not-compared firmware/machine.go \
 	's/^\tif n < b {$/\tif false \&\& n < b {/' \
 	./firmware/ '^TestHealthWorse$'
 mutant firmware-boot-leaves-commit-unfinished firmware/machine.go \
@@ -169,7 +171,18 @@ mutant firmware-rollback-below-the-floor firmware/machine.go \
 mutant package-upgrade-over-newer-firmware cmd/posctl/firmware.go \
 	's/case st.Version != "" \&\& firmware.CompareVersions(pkg, st.Version) < 0:/case false:/' \
 	./cmd/posctl/ '^TestFirmwareInitSeedsAndUpgrades$'
-
+mutant pairing-signature-skipped pairing/qr.go \
+	's/if !ed25519.Verify(raw, q.signed, q.sig) {/if false \&\& !ed25519.Verify(raw, q.signed, q.sig) {/' \
+	./pairing/ '^TestSignParseVerify$'
+mutant pairing-secret-not-marked-used pairing/signer.go \
+	's/^\tr.UsedAt = now.UTC()$/\t_ = now \/\/ mutant: the secret stays unused/' \
+	./pairing/ '^TestEnrollSaveAndReuse$'
+mutant pairing-nonce-not-recorded pairing/save.go \
+	's/^\t\tused = append(used, p.Nonce)$/\t\t_ = used \/\/ mutant: the nonce is not recorded/' \
+	./pairing/ '^TestEnrollSaveAndReuse$'
+mutant pairing-ca-pin-skipped pairing/enroll.go \
+	's/if Fingerprint(c.Raw) == fp {/if true {/' \
+	./pairing/ '^TestEnrollRefusals$'
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"
