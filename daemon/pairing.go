@@ -211,10 +211,12 @@ func runUnpaired(ctx context.Context, opts Options) error {
 		_ = srv.Shutdown(sctx)
 		cancel()
 		<-serveErr
+		u.prints.Wait()
 		prn.Close()
 	}
 
-	u.print(ctx, "unpaired", u.unpairedSlip())
+	u.printAsync(ctx, "unpaired", u.unpairedSlip())
+	log.Info("posd running", "state", StateUnpaired, "api", ln.Addr().String())
 	log.Warn("this terminal is not paired: scan the pairing QR from your fleet manager", "trusted_keys", len(keys), "hardware", u.hardware, "api", ln.Addr().String())
 	if opts.Ready != nil {
 		opts.Ready(Info{APIURL: door.url(ln.Addr()), DataDir: cfg.DataDir, Printer: cfg.Printer.Target, Scanner: cfg.Scanner.Source,
@@ -246,6 +248,8 @@ type unpaired struct {
 	hardware   string
 	version    string
 	scanStatus *scanner.Status
+
+	prints stdsync.WaitGroup // slips being printed beside the loop
 
 	mu        stdsync.Mutex
 	lastError string    // guarded by mu: the last refused pairing attempt, for the page and status
@@ -369,7 +373,7 @@ func (u *unpaired) refuse(msg string, slip bool) {
 	u.mu.Unlock()
 	u.log.Warn(msg)
 	if slip {
-		u.print(context.Background(), "pairing-refused", u.slip("Pairing refused", append(wrap(msg, u.profile.Columns), "", "Nothing was changed: the terminal is still unpaired.", "Ask your fleet manager for a new pairing QR.")))
+		u.printAsync(context.Background(), "pairing-refused", u.slip("Pairing refused", append(wrap(msg, u.profile.Columns), "", "Nothing was changed: the terminal is still unpaired.", "Ask your fleet manager for a new pairing QR.")))
 	}
 }
 
@@ -490,6 +494,16 @@ func (u *unpaired) slip(title string, lines []string) []byte {
 		return nil
 	}
 	return out
+}
+
+// printAsync prints a slip beside the caller: a slow or missing printer delays
+// neither the start nor the loop.
+func (u *unpaired) printAsync(ctx context.Context, name string, data []byte) {
+	u.prints.Add(1)
+	go func() {
+		defer u.prints.Done()
+		u.print(ctx, name, data)
+	}()
 }
 
 // print prints a slip; a printer failure is logged and does not stop pairing.

@@ -263,9 +263,10 @@ func TestUnpairedTerminalPairsByScanningTheQR(t *testing.T) {
 	u.feed("281234567890123456")
 	waitFor(t, "the payment code refused", func() bool { return strings.Contains(lastError(), "not paired yet") })
 	nothingWritten()
-	if s := u.slip("pairing-refused-"); !strings.Contains(s, "Pairing refused") || !strings.Contains(s, "expired") {
-		t.Fatalf("refusal slips: %q", s)
-	}
+	waitFor(t, "the refusal slips", func() bool {
+		s := u.slip("pairing-refused-")
+		return strings.Contains(s, "Pairing refused") && strings.Contains(s, "expired") && strings.Contains(s, "forged")
+	})
 
 	// The good QR pairs the terminal, which then sells under its new id.
 	u.feed(good)
