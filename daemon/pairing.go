@@ -229,6 +229,7 @@ func runUnpaired(ctx context.Context, opts Options) error {
 	paired, err := u.loop(ctx, opts, sc)
 	stopAll()
 	if err != nil || paired == nil {
+		_ = opts.Notify.Notify(sdnotify.Stopping) // best effort at exit
 		if err == nil || errors.Is(err, context.Canceled) {
 			return nil
 		}
