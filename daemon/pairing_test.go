@@ -260,6 +260,22 @@ func TestUnpairedTerminalPairsByScanningTheQR(t *testing.T) {
 	expired, _ := f.qr(t, f.priv, "shop-3", time.Now().Add(-2*time.Hour), time.Hour)
 	u.feed(expired)
 	waitFor(t, "the expired QR refused", func() bool { return strings.Contains(lastError(), "expired") })
+	// A wrong CA pin (a man in the middle, or another fleet's CA): refused at
+	// enrollment, before the secret is sent.
+	otherCA, _, err := pairing.NewCA("other CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp, err := pairing.NewPayload(pairing.Payload{DeviceID: "shop-5", Broker: "ssl://127.0.0.1:1", CAFingerprint: pairing.Fingerprint(otherCA.Raw), EnrollURL: f.url}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mitm, err := pairing.Sign(f.priv, mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.feed(mitm)
+	waitFor(t, "the wrong CA pin refused", func() bool { return strings.Contains(lastError(), "enrollment server not trusted") })
 	// A payment code while unpaired.
 	u.feed("281234567890123456")
 	waitFor(t, "the payment code refused", func() bool { return strings.Contains(lastError(), "not paired yet") })
