@@ -140,11 +140,11 @@ func pairedConfig(cfg config.Config, st pairing.State) config.Config {
 // process with the scanner it already reads.
 func runUnpaired(ctx context.Context, opts Options) error {
 	cfg := opts.Config
-	log := opts.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	base := opts.Log
+	if base == nil {
+		base = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("component", "pairing")
+	log := base.With("component", "pairing")
 	if err := secretfile.PrivateDir(cfg.DataDir); err != nil {
 		return fmt.Errorf("daemon: data dir: %w", err)
 	}
@@ -173,7 +173,7 @@ func runUnpaired(ctx context.Context, opts Options) error {
 		return fmt.Errorf("daemon: local API: %w", err)
 	}
 	defer ln.Close()
-	door, err := openDoor(cfg, log)
+	door, err := openDoor(cfg, base)
 	if err != nil {
 		return err
 	}
@@ -192,11 +192,11 @@ func runUnpaired(ctx context.Context, opts Options) error {
 			Source: cfg.Scanner.Source, Baud: cfg.Scanner.Baud, MaxLine: cfg.Scanner.MaxLine,
 			Dedup: time.Duration(cfg.Scanner.Dedup), Framing: framing, Gap: time.Duration(cfg.Scanner.Gap),
 			AIM: scanner.AIMMode(cfg.Scanner.AIM), Keymap: keymap, EAN13: cfg.Scanner.EAN13, Status: sc.status,
-		}, stdin, log.With("component", "scanner"), sc.scans)
+		}, stdin, base.With("component", "scanner"), sc.scans)
 	}()
 
 	u := &unpaired{cfg: cfg, keys: keys, log: log, profile: profile, hardware: hardwareID(), version: opts.Version, scanStatus: sc.status}
-	prn, err := printer.OpenWith(cfg.Printer.Target, printer.Options{Log: log.With("component", "printer"), Profile: profile})
+	prn, err := printer.OpenWith(cfg.Printer.Target, printer.Options{Log: base.With("component", "printer"), Profile: profile})
 	if err != nil {
 		return err
 	}
@@ -211,10 +211,12 @@ func runUnpaired(ctx context.Context, opts Options) error {
 		_ = srv.Shutdown(sctx)
 		cancel()
 		<-serveErr
+		u.prints.Wait()
 		prn.Close()
 	}
 
-	u.print(ctx, "unpaired", u.unpairedSlip())
+	u.printAsync(ctx, "unpaired", u.unpairedSlip())
+	log.Info("posd running", "state", StateUnpaired, "api", ln.Addr().String())
 	log.Warn("this terminal is not paired: scan the pairing QR from your fleet manager", "trusted_keys", len(keys), "hardware", u.hardware, "api", ln.Addr().String())
 	if opts.Ready != nil {
 		opts.Ready(Info{APIURL: door.url(ln.Addr()), DataDir: cfg.DataDir, Printer: cfg.Printer.Target, Scanner: cfg.Scanner.Source,
@@ -227,6 +229,7 @@ func runUnpaired(ctx context.Context, opts Options) error {
 	paired, err := u.loop(ctx, opts, sc)
 	stopAll()
 	if err != nil || paired == nil {
+		_ = opts.Notify.Notify(sdnotify.Stopping) // best effort at exit
 		if err == nil || errors.Is(err, context.Canceled) {
 			return nil
 		}
@@ -246,6 +249,8 @@ type unpaired struct {
 	hardware   string
 	version    string
 	scanStatus *scanner.Status
+
+	prints stdsync.WaitGroup // slips being printed beside the loop
 
 	mu        stdsync.Mutex
 	lastError string    // guarded by mu: the last refused pairing attempt, for the page and status
@@ -369,7 +374,7 @@ func (u *unpaired) refuse(msg string, slip bool) {
 	u.mu.Unlock()
 	u.log.Warn(msg)
 	if slip {
-		u.print(context.Background(), "pairing-refused", u.slip("Pairing refused", append(wrap(msg, u.profile.Columns), "", "Nothing was changed: the terminal is still unpaired.", "Ask your fleet manager for a new pairing QR.")))
+		u.printAsync(context.Background(), "pairing-refused", u.slip("Pairing refused", append(wrap(msg, u.profile.Columns), "", "Nothing was changed: the terminal is still unpaired.", "Ask your fleet manager for a new pairing QR.")))
 	}
 }
 
@@ -490,6 +495,16 @@ func (u *unpaired) slip(title string, lines []string) []byte {
 		return nil
 	}
 	return out
+}
+
+// printAsync prints a slip beside the caller: a slow or missing printer delays
+// neither the start nor the loop.
+func (u *unpaired) printAsync(ctx context.Context, name string, data []byte) {
+	u.prints.Add(1)
+	go func() {
+		defer u.prints.Done()
+		u.print(ctx, name, data)
+	}()
 }
 
 // print prints a slip; a printer failure is logged and does not stop pairing.

@@ -103,6 +103,9 @@ func cmdProvision(e env) error {
 	fmt.Fprintf(e.stdout, "pairing QR for %s written to %s (%d characters, %dx%d modules; signed by key %s)\n", p.DeviceID, *out, len(text), modules, modules, keyID(key.ID()))
 	fmt.Fprintf(e.stdout, "  broker %s, enrollment %s, groups %s\n", p.Broker, p.EnrollURL, strings.Join(p.Groups, ","))
 	fmt.Fprintf(e.stdout, "  expires %s; nonce %s recorded in %s\n", p.ExpiresAt().Format(time.RFC3339), p.Nonce, *secrets)
+	if len(text) > 512 {
+		fmt.Fprintf(e.stdout, "  note: longer than 512 characters: the terminal's scanner.max_line must be at least %d (the packaged posd.json has 2048; posd's default is 512)\n", len(text))
+	}
 	fmt.Fprintln(e.stdout, "  the QR holds a one-time secret: hand it to the technician only, and destroy it after use")
 	return nil
 }
