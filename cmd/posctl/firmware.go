@@ -308,7 +308,7 @@ func cmdFirmwareInit(ctx context.Context, e env) error {
 		fmt.Fprintf(e.stdout, "the packaged posd %s is below the terminal's floor %s: slot %s keeps its posd\n", pkg, st.Floor, run)
 		return nil
 	case st.Version != "" && firmware.CompareVersions(pkg, st.Version) < 0:
-		fmt.Fprintf(e.stdout, "the terminal runs %s (from a firmware update), newer than the packaged posd %s: slot %s keeps its posd\n", st.Version, pkg, run)
+		fmt.Fprintf(e.stdout, "the terminal runs %s, newer than the packaged posd %s: slot %s keeps its posd (a package never downgrades a terminal; flash an older signed file to go back)\n", st.Version, pkg, run)
 		return nil
 	}
 	same, err := sameFile(*posd, filepath.Join(cfg.Firmware.SlotsDir, run, "posd"))
