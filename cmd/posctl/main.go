@@ -46,6 +46,7 @@ var commands = map[string]command{
 	"store":          {"offline database maintenance with posd stopped: posctl store check|backup|compact|salvage", cmdStore},
 	"flash":          {"install signed firmware: posctl flash [-yes] FILE.wlf (shows what changes, asks, follows the health check)", cmdFlash},
 	"firmware":       {"firmware slots: posctl firmware status | rollback | boot -config FILE | init -config FILE -posd BIN", cmdFirmware},
+	"pairing":        {"zero-touch pairing in posd's data directory: posctl pairing status | reset [-yes] (posd stopped)", cmdPairing},
 	"support-bundle": {"write a tar.gz for support (status, config with secrets masked, logs, store check, versions): posctl support-bundle -o FILE.tar.gz", cmdSupportBundle},
 }
 
