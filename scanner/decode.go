@@ -7,6 +7,7 @@ import (
 	"github.com/makiuchi-d/gozxing"
 	"github.com/makiuchi-d/gozxing/oned"
 	"github.com/makiuchi-d/gozxing/qrcode"
+	qrdecoder "github.com/makiuchi-d/gozxing/qrcode/decoder"
 )
 
 // ErrNoCode means a frame held no code the decoder could read.
@@ -48,6 +49,10 @@ type Decoder struct {
 	pre    prescanner
 	roi    []byte  // resampled QR region, reused
 	line   []int32 // one averaged line of a 1D code, reused
+	qrdec  *qrdecoder.Decoder
+	grid   []byte             // module samples of the grid read, reused
+	gsum   []int32            // their integral image, reused
+	bits   *gozxing.BitMatrix // the grid read's modules, reused while the size stays
 }
 
 // NewDecoder returns a Decoder.
@@ -56,6 +61,7 @@ func NewDecoder(opts DecodeOptions) *Decoder {
 		opts:   opts,
 		qr:     qrcode.NewQRCodeReader(),
 		c128:   oned.NewCode128Reader(),
+		qrdec:  qrdecoder.NewDecoder(),
 		cheap:  map[gozxing.DecodeHintType]interface{}{},
 		harder: map[gozxing.DecodeHintType]interface{}{gozxing.DecodeHintType_TRY_HARDER: true},
 	}

@@ -54,6 +54,9 @@ func (d *Decoder) decodeQRRegion(g Gray) (Decoded, bool) {
 	if m <= 0 {
 		return Decoded{}, false
 	}
+	if r, ok := d.decodeQRGrid(g, c, p1, p2, m); ok {
+		return r, true
+	}
 	k := min(3, max(1, 4/m)) // output pixels per frame pixel: modules of ~4 pixels
 	margin := 8 * m          // finder half-width, quiet zone and slack
 	lu, lv := dist(c, p1), dist(c, p2)
