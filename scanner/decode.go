@@ -96,17 +96,22 @@ func (d *Decoder) decode(g Gray, harder bool) (Decoded, error) {
 		// Up to four candidates: three finders that were not a QR code are not
 		// tried again, and after a line that was not a 1D code only QR codes are
 		// looked for.
-		for try := 0; try < 4 && d.pre.codeLike(g, d.opts.EAN13); try++ {
+		found := d.pre.codeLike(g, d.opts.EAN13)
+		for try := 0; found; try++ {
 			if r, ok := d.decodeROI(g); ok {
 				d.pre.forget()
 				r.Pass = 1
 				return r, nil
+			}
+			if try == 3 {
+				break
 			}
 			if d.pre.found == "finder" {
 				d.pre.skipTriple()
 			} else {
 				d.pre.no1D = true
 			}
+			found = d.pre.codeLikeAgain()
 		}
 		// No full-frame pass after the regions: on the generated frame classes it
 		// read nothing the regions missed, and on a frame whose noise looks like
