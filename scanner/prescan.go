@@ -152,6 +152,9 @@ func (p *prescanner) blockThresholds(by int) {
 // dark reports whether the pixel at x, y is darker than its local threshold, and
 // whether it is in a blank neighbourhood.
 func (p *prescanner) dark(x, y int) (dark, blank bool) {
+	if y>>psShift >= p.thrRows { // never a threshold of the last frame
+		p.ensure(y >> psShift)
+	}
 	t := p.thr[(y>>psShift)*p.bw+(x>>psShift)]
 	return p.g.Pix[y*p.stride+x] < t, t == 0
 }

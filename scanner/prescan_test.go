@@ -127,3 +127,45 @@ func BenchmarkPrescan(b *testing.B) {
 		}
 	}
 }
+
+// TestPrescanForgetsTheLastFrame: the pre-check computes its thresholds lazily, as
+// far down the frame as it looks; what it finds on a frame must not depend on the
+// frame before (a threshold left from it). Each frame is checked after a frame of
+// another kind and with a fresh pre-check.
+func TestPrescanForgetsTheLastFrame(t *testing.T) {
+	frames := codeFrames(t, 640, 480)
+	frames = append(frames, emptyFrames(640, 480, 6, 77)...)
+	type seen struct {
+		ok      bool
+		found   string
+		tri     [3]psFinder
+		line    int
+		lineM16 int32
+		lineRow bool
+	}
+	look := func(p *prescanner, g Gray) seen {
+		s := seen{ok: p.codeLike(g, true), found: p.found}
+		switch p.found { // what the decoder uses of each kind
+		case "finder":
+			s.tri = p.tri
+		case "":
+		default:
+			s.line, s.lineM16, s.lineRow = p.line, p.lineM16, p.lineRow
+		}
+		return s
+	}
+	var shared prescanner
+	for i, f := range frames {
+		// before it, a frame with the darkest and the lightest blocks swapped
+		prev := frames[(i+len(frames)/2)%len(frames)].g
+		inv := Gray{Pix: make([]byte, len(prev.Pix)), Width: prev.Width, Height: prev.Height}
+		for k, v := range prev.Pix {
+			inv.Pix[k] = 255 - v
+		}
+		look(&shared, inv)
+		var fresh prescanner
+		if a, b := look(&shared, f.g), look(&fresh, f.g); a != b {
+			t.Errorf("%s: after another frame the pre-check found %+v, on its own %+v", f.name, a, b)
+		}
+	}
+}

@@ -156,6 +156,11 @@ mutant ecr-ref-ignored api/api.go \
 mutant page-session-never-expires auth/session.go \
 	's/if now.Sub(v.used) > s.ttl() {/if false \&\& now.Sub(v.used) > s.ttl() {/' \
 	./auth/ '^TestSessionsExpireWhenIdle$'
+# The camera pre-check computes thresholds lazily: without computing them where the
+# finder check looks below the scanned rows, it reads the last frame's.
+mutant prescan-stale-thresholds scanner/prescan.go \
+	's/if y>>psShift >= p.thrRows {/if false \&\& y>>psShift >= p.thrRows {/; s/^\tp.ensure((y + 4\*int(total) + 2) >> psShift)$/\t\/\/ mutant/' \
+	./scanner/ '^TestPrescanForgetsTheLastFrame$'
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"
