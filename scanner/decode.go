@@ -53,6 +53,7 @@ type Decoder struct {
 	grid   []byte             // module samples of the grid read, reused
 	gsum   []int32            // their integral image, reused
 	bits   *gozxing.BitMatrix // the grid read's modules, reused while the size stays
+	qrf    qrFast             // the grid's allocation-free decode
 }
 
 // NewDecoder returns a Decoder.

@@ -38,6 +38,9 @@ func (d *Decoder) decodeQRGrid(g Gray, c, p1, p2 psFinder, m float64) (Decoded, 
 		if !d.sampleGrid(g, c, p1, p2, dim) {
 			return Decoded{}, false
 		}
+		if text, ok := d.qrf.decode(d.bits); ok {
+			return Decoded{Text: text, Symbology: "qr"}, true
+		}
 		res, err := d.qrdec.Decode(d.bits, d.cheap)
 		if err != nil || res == nil || res.GetText() == "" {
 			continue
