@@ -1,3 +1,6 @@
+// Portions follow ZXing's qrcode/decoder (Copyright 2007 ZXing authors) and its Go
+// port gozxing (Copyright 2019 makiuchi-d), both under the Apache License 2.0.
+
 package scanner
 
 import (
@@ -13,8 +16,8 @@ import (
 // allocates for every step (the parser, data blocks, Reed-Solomon polynomials, the
 // result), about 16-40 times a frame. fastQR reads the format information, the
 // codewords (unmasked as they are read) and the data blocks into reused buffers,
-// checks every block's Reed-Solomon syndromes, and parses the segments. Anything
-// else (a codeword wrong that Reed-Solomon must correct, a mirrored code, ECI, Kanji,
+// corrects each block with Reed-Solomon (refusing a block that is not a codeword
+// after it), and parses the segments. Anything else (a mirrored code, ECI, Kanji,
 // FNC1, structured append, bytes that are not UTF-8 and whose character set must be
 // guessed)
 // returns false, and gozxing's decoder reads the same grid as before: fastQR never
@@ -271,15 +274,8 @@ func (q *qrFast) decode(bits *gozxing.BitMatrix) (string, bool) {
 			}
 			blk[k] = raw[off]
 		}
-		// every syndrome zero: no codeword wrong (else let gozxing correct)
-		for s := 0; s < ecPer; s++ {
-			var acc byte
-			for _, c := range blk {
-				acc = gfMul(acc, gfExp[s]) ^ c
-			}
-			if acc != 0 {
-				return "", false
-			}
+		if !rsCorrect(blk, ecPer) {
+			return "", false
 		}
 		data = append(data, blk[:nd]...)
 	}
@@ -293,6 +289,146 @@ func (q *qrFast) decode(bits *gozxing.BitMatrix) (string, bool) {
 		q.last = string(text)
 	}
 	return q.last, true
+}
+
+// syndromes computes the ecPer syndromes of a block (its polynomial, first codeword
+// the highest power, at alpha^0 .. alpha^(ecPer-1)) and reports whether all are 0.
+func syndromes(blk []byte, ecPer int, syn *[qrMaxEC]byte) bool {
+	zero := true
+	for s := 0; s < ecPer; s++ {
+		var acc byte
+		for _, c := range blk {
+			acc = gfMul(acc, gfExp[s]) ^ c
+		}
+		syn[s] = acc
+		zero = zero && acc == 0
+	}
+	return zero
+}
+
+// qrMaxEC bounds the error correction codewords of one QR block (30 in the standard).
+const qrMaxEC = 64
+
+// rsCorrect corrects up to ecPer/2 wrong codewords of a block in place
+// (Berlekamp-Massey, Chien search, Forney; QR's generator starts at alpha^0) and
+// reports whether the block is a codeword now: the syndromes are computed again
+// after a correction, so a block with too many errors is refused, never "corrected"
+// into another. Nothing is changed when it returns false.
+func rsCorrect(blk []byte, ecPer int) bool {
+	var syn [qrMaxEC]byte
+	if ecPer <= 0 || ecPer > qrMaxEC || len(blk) > 255 {
+		return false
+	}
+	if syndromes(blk, ecPer, &syn) {
+		return true
+	}
+	// Berlekamp-Massey: the error locator c (c[0] = 1) of degree l
+	var c, b, t [qrMaxEC + 1]byte
+	c[0], b[0] = 1, 1
+	l, m, bd := 0, 1, byte(1)
+	for n := 0; n < ecPer; n++ {
+		d := syn[n]
+		for i := 1; i <= l; i++ {
+			d ^= gfMul(c[i], syn[n-i])
+		}
+		if d == 0 {
+			m++
+			continue
+		}
+		coef := gfDiv(d, bd)
+		if 2*l <= n {
+			t = c
+			for i := 0; i+m <= qrMaxEC; i++ {
+				c[i+m] ^= gfMul(coef, b[i])
+			}
+			l, b, bd, m = n+1-l, t, d, 1
+		} else {
+			for i := 0; i+m <= qrMaxEC; i++ {
+				c[i+m] ^= gfMul(coef, b[i])
+			}
+			m++
+		}
+	}
+	if l == 0 || 2*l > ecPer {
+		return false
+	}
+	// the error evaluator omega = syn * c mod x^ecPer
+	var omega [qrMaxEC]byte
+	for i := 0; i < ecPer; i++ {
+		var v byte
+		for j := 0; j <= min(i, l); j++ {
+			v ^= gfMul(c[j], syn[i-j])
+		}
+		omega[i] = v
+	}
+	// Chien search over the block's positions, then Forney's error values; the
+	// corrections are kept aside until all are known
+	n := len(blk)
+	var pos [qrMaxEC]int
+	var val [qrMaxEC]byte
+	found := 0
+	for k := 0; k < n; k++ {
+		e := n - 1 - k                 // the power of x of codeword k
+		xinv := gfExp[(255-e%255)%255] // X^-1 = alpha^-e
+		if gfPoly(c[:l+1], xinv) != 0 {
+			continue
+		}
+		if found == l {
+			return false
+		}
+		// c'(x): the odd terms, a power lower
+		var den byte
+		for i := 1; i <= l; i += 2 {
+			den ^= gfMul(c[i], gfPow(xinv, i-1))
+		}
+		if den == 0 {
+			return false
+		}
+		num := gfPoly(omega[:ecPer], xinv)
+		pos[found], val[found] = k, gfMul(gfExp[e%255], gfDiv(num, den))
+		found++
+	}
+	if found != l {
+		return false
+	}
+	for i := 0; i < found; i++ {
+		blk[pos[i]] ^= val[i]
+	}
+	if !syndromes(blk, ecPer, &syn) {
+		for i := 0; i < found; i++ { // as it was
+			blk[pos[i]] ^= val[i]
+		}
+		return false
+	}
+	return true
+}
+
+// gfPoly evaluates the polynomial p (p[0] the constant term) at x.
+func gfPoly(p []byte, x byte) byte {
+	var v byte
+	for i := len(p) - 1; i >= 0; i-- {
+		v = gfMul(v, x) ^ p[i]
+	}
+	return v
+}
+
+// gfPow is x to the power n in GF(256).
+func gfPow(x byte, n int) byte {
+	if n == 0 {
+		return 1
+	}
+	if x == 0 {
+		return 0
+	}
+	return gfExp[(int(gfLog[x])*n)%255]
+}
+
+// gfDiv divides in GF(256); b is not 0.
+func gfDiv(a, b byte) byte {
+	if a == 0 {
+		return 0
+	}
+	return gfExp[(int(gfLog[a])+255-int(gfLog[b]))%255]
 }
 
 // gfMul multiplies in GF(256).

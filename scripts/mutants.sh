@@ -161,10 +161,11 @@ mutant page-session-never-expires auth/session.go \
 mutant prescan-stale-thresholds scanner/prescan.go \
 	's/if y>>psShift >= p.thrRows {/if false \&\& y>>psShift >= p.thrRows {/; s/^\tp.ensure((y + 4\*int(total) + 2) >> psShift)$/\t\/\/ mutant/' \
 	./scanner/ '^TestPrescanForgetsTheLastFrame$'
-# The camera's allocation-free QR decode must leave any grid with a codeword wrong to
-# gozxing (which corrects it): without the Reed-Solomon syndromes it reads it as is.
-mutant qr-fast-skips-reed-solomon scanner/qrfast.go \
-	's/^\t\t\tif acc != 0 {$/\t\t\tif false \&\& acc != 0 {/' \
+# The camera's allocation-free QR decode corrects a block with Reed-Solomon: without
+# its checks (as many error positions as the locator's degree, a codeword after the
+# correction) a block beyond correction is "corrected" into a wrong text.
+mutant qr-fast-accepts-failed-correction scanner/qrfast.go \
+	's/^\tif found != l {$/\tif false \&\& found != l {/; s/^\tif !syndromes(blk, ecPer, \&syn) {$/\tif false \&\& !syndromes(blk, ecPer, \&syn) {/' \
 	./scanner/ '^TestQRFastReadsWhatGozxingReads$'
 echo
 printf '%s\n' "${results[@]}"

@@ -1,0 +1,35 @@
+package scanner
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// TestDecodeCodeFrameAllocs: a warmed decoder reading a QR code from a clean grid
+// (the fast path: grid.go, qrfast.go) allocates nothing per frame, as on an empty
+// frame. The other classes are logged: Code 128 goes through gozxing's row decoder,
+// and a QR grid with a module wrong through gozxing's QR decoder, which allocate.
+func TestDecodeCodeFrameAllocs(t *testing.T) {
+	zero := map[string]bool{"emv": true, "wallet": true, "wallet-rot30": true, "emv-lowcontr": true, "hard-qr-rot45": true, "hard-qr-glare": true}
+	sizes := frameSizes
+	if raceEnabled {
+		sizes = sizes[:1]
+	}
+	for _, sz := range sizes {
+		var log []string
+		for _, f := range codeFrames(t, sz[0], sz[1]) {
+			d := NewDecoder(DecodeOptions{})
+			if r, err := d.Decode(f.g); err != nil || r.Text != f.want {
+				t.Fatalf("%s: %v %v", f.name, r, err)
+			}
+			n := testing.AllocsPerRun(5, func() { d.Decode(f.g) })
+			class := strings.TrimSuffix(f.name, fmt.Sprintf("-%dx%d", sz[0], sz[1]))
+			if zero[class] && n != 0 {
+				t.Errorf("%s: %v allocations per frame, want 0", f.name, n)
+			}
+			log = append(log, fmt.Sprintf("%s %v", class, n))
+		}
+		t.Logf("%dx%d allocations per frame: %s", sz[0], sz[1], strings.Join(log, ", "))
+	}
+}
