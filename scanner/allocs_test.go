@@ -11,7 +11,11 @@ import (
 // frame. The other classes are logged: Code 128 goes through gozxing's row decoder,
 // and a QR grid with a module wrong through gozxing's QR decoder, which allocate.
 func TestDecodeCodeFrameAllocs(t *testing.T) {
-	zero := map[string]bool{"emv": true, "wallet": true, "wallet-rot30": true, "emv-lowcontr": true, "hard-qr-rot45": true, "hard-qr-glare": true}
+	// every QR class but two: modules of 2.5 pixels blurred, and the 640x480 combo
+	// (the finder centres are too rough for the grid; gozxing's detector reads them)
+	zero := func(class string) bool {
+		return !strings.Contains(class, "c128") && class != "hard-qr-small2-blur" && class != "wallet-combo"
+	}
 	sizes := frameSizes
 	if raceEnabled {
 		sizes = sizes[:1]
@@ -25,7 +29,7 @@ func TestDecodeCodeFrameAllocs(t *testing.T) {
 			}
 			n := testing.AllocsPerRun(5, func() { d.Decode(f.g) })
 			class := strings.TrimSuffix(f.name, fmt.Sprintf("-%dx%d", sz[0], sz[1]))
-			if zero[class] && n != 0 {
+			if zero(class) && n != 0 {
 				t.Errorf("%s: %v allocations per frame, want 0", f.name, n)
 			}
 			log = append(log, fmt.Sprintf("%s %v", class, n))

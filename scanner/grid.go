@@ -29,23 +29,29 @@ func (d *Decoder) decodeQRGrid(g Gray, c, p1, p2 psFinder, m float64) (Decoded, 
 	// finder centres are 3.5 modules in from the code's edges: dim-7 modules apart
 	est := ((lu+lv)/2/m + 7 - 17) / 4
 	v0 := int(math.Round(est))
-	for _, dv := range gridTries {
-		v := v0 + dv
-		if v < 1 || v > 40 {
-			continue
+	// first the allocation-free decode at each version, then gozxing's (whose
+	// failures allocate) at each
+	for _, fast := range [2]bool{true, false} {
+		for _, dv := range gridTries {
+			v := v0 + dv
+			if v < 1 || v > 40 {
+				continue
+			}
+			if !d.sampleGrid(g, c, p1, p2, 17+4*v) {
+				return Decoded{}, false
+			}
+			if fast {
+				if text, ok := d.qrf.decode(d.bits); ok {
+					return Decoded{Text: text, Symbology: "qr"}, true
+				}
+				continue
+			}
+			res, err := d.qrdec.Decode(d.bits, d.cheap)
+			if err != nil || res == nil || res.GetText() == "" {
+				continue
+			}
+			return Decoded{Text: res.GetText(), Symbology: "qr"}, true
 		}
-		dim := 17 + 4*v
-		if !d.sampleGrid(g, c, p1, p2, dim) {
-			return Decoded{}, false
-		}
-		if text, ok := d.qrf.decode(d.bits); ok {
-			return Decoded{Text: text, Symbology: "qr"}, true
-		}
-		res, err := d.qrdec.Decode(d.bits, d.cheap)
-		if err != nil || res == nil || res.GetText() == "" {
-			continue
-		}
-		return Decoded{Text: res.GetText(), Symbology: "qr"}, true
 	}
 	return Decoded{}, false
 }
@@ -95,11 +101,11 @@ func (d *Decoder) sampleGrid(g Gray, c, p1, p2 psFinder, dim int) bool {
 			sum[(j+1)*w+i+1] = sum[j*w+i+1] + row
 		}
 	}
-	if d.bits == nil || d.bits.GetWidth() != dim {
-		d.bits, _ = gozxing.NewSquareBitMatrix(dim)
-	} else {
-		d.bits.Clear()
+	if v := (dim - 17) / 4; d.bitsFor[v] == nil {
+		d.bitsFor[v], _ = gozxing.NewSquareBitMatrix(dim)
 	}
+	d.bits = d.bitsFor[(dim-17)/4]
+	d.bits.Clear()
 	const r = 4 // the local mean is over 9x9 modules (clipped at the code's edges)
 	for j := 0; j < dim; j++ {
 		j0, j1 := max(0, j-r), min(dim, j+r+1)
