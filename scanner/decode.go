@@ -38,23 +38,24 @@ type Decoded struct {
 // Decoder reads QR and Code 128 (and optionally EAN-13) codes from gray planes with
 // gozxing. A Decoder is not safe for concurrent use: give each goroutine its own.
 type Decoder struct {
-	opts    DecodeOptions
-	qr      gozxing.Reader
-	c128    gozxing.Reader
-	ean13   gozxing.Reader
-	cheap   map[gozxing.DecodeHintType]interface{}
-	harder  map[gozxing.DecodeHintType]interface{}
-	small   []byte // downscale buffer, reused
-	sharp   []byte // sharpen buffer, reused
-	pre     prescanner
-	roi     []byte  // resampled QR region, reused
-	line    []int32 // one averaged line of a 1D code, reused
-	qrdec   *qrdecoder.Decoder
-	grid    []byte                 // module samples of the grid read, reused
-	gsum    []int32                // their integral image, reused
-	bits    *gozxing.BitMatrix     // the grid read's modules
-	bitsFor [41]*gozxing.BitMatrix // module grids per QR version, reused
-	qrf     qrFast                 // the grid's allocation-free decode
+	opts     DecodeOptions
+	qr       gozxing.Reader
+	c128     gozxing.Reader
+	ean13    gozxing.Reader
+	cheap    map[gozxing.DecodeHintType]interface{}
+	harder   map[gozxing.DecodeHintType]interface{}
+	small    []byte // downscale buffer, reused
+	sharp    []byte // sharpen buffer, reused
+	pre      prescanner
+	roi      []byte            // resampled QR region, reused
+	line     []int32           // one averaged line of a 1D code, reused
+	lineBits *gozxing.BitArray // the line thresholded, reused while its length stays
+	qrdec    *qrdecoder.Decoder
+	grid     []byte                 // module samples of the grid read, reused
+	gsum     []int32                // their integral image, reused
+	bits     *gozxing.BitMatrix     // the grid read's modules
+	bitsFor  [41]*gozxing.BitMatrix // module grids per QR version, reused
+	qrf      qrFast                 // the grid's allocation-free decode
 }
 
 // NewDecoder returns a Decoder.

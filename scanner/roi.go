@@ -143,7 +143,11 @@ func (d *Decoder) decodeLines(g Gray, reader gozxing.Reader, sym string) (Decode
 			lo, hi = min(lo, v), max(hi, v)
 		}
 		full = hi - lo
-		bits := gozxing.NewBitArray(n)
+		if d.lineBits == nil || d.lineBits.GetSize() != n {
+			d.lineBits = gozxing.NewBitArray(n)
+		}
+		bits := d.lineBits
+		bits.Clear()
 		for j := range line {
 			a, b := max(0, j-win), min(n, j+win+1)
 			llo, lhi := line[a], line[a]
