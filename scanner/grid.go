@@ -24,34 +24,47 @@ var gridTries = [...]int{0, -1, 1}
 // decodeQRGrid reads the QR code spanned by the corner finder c and the finders p1
 // (along the top) and p2 (down the left), with m pixels per module (estimate).
 func (d *Decoder) decodeQRGrid(g Gray, c, p1, p2 psFinder, m float64) (Decoded, bool) {
+	// first the allocation-free decode, at the pre-check's centres and then at the
+	// refined ones, then gozxing's decoder (whose failures allocate) at the first
+	if r, ok := d.gridAt(g, c, p1, p2, m, true); ok {
+		return r, true
+	}
+	rc, r1, r2 := refineFinder(g, c, m), refineFinder(g, p1, m), refineFinder(g, p2, m)
+	if rc != c || r1 != p1 || r2 != p2 {
+		if r, ok := d.gridAt(g, rc, r1, r2, m, true); ok {
+			return r, true
+		}
+	}
+	return d.gridAt(g, c, p1, p2, m, false)
+}
+
+// gridAt samples the grid at each candidate version and decodes it, with the fast
+// decode or with gozxing's.
+func (d *Decoder) gridAt(g Gray, c, p1, p2 psFinder, m float64, fast bool) (Decoded, bool) {
 	lu := math.Hypot(float64(p1.x-c.x), float64(p1.y-c.y))
 	lv := math.Hypot(float64(p2.x-c.x), float64(p2.y-c.y))
 	// finder centres are 3.5 modules in from the code's edges: dim-7 modules apart
 	est := ((lu+lv)/2/m + 7 - 17) / 4
 	v0 := int(math.Round(est))
-	// first the allocation-free decode at each version, then gozxing's (whose
-	// failures allocate) at each
-	for _, fast := range [2]bool{true, false} {
-		for _, dv := range gridTries {
-			v := v0 + dv
-			if v < 1 || v > 40 {
-				continue
-			}
-			if !d.sampleGrid(g, c, p1, p2, 17+4*v) {
-				return Decoded{}, false
-			}
-			if fast {
-				if text, ok := d.qrf.decode(d.bits); ok {
-					return Decoded{Text: text, Symbology: "qr"}, true
-				}
-				continue
-			}
-			res, err := d.qrdec.Decode(d.bits, d.cheap)
-			if err != nil || res == nil || res.GetText() == "" {
-				continue
-			}
-			return Decoded{Text: res.GetText(), Symbology: "qr"}, true
+	for _, dv := range gridTries {
+		v := v0 + dv
+		if v < 1 || v > 40 {
+			continue
 		}
+		if !d.sampleGrid(g, c, p1, p2, 17+4*v) {
+			return Decoded{}, false
+		}
+		if fast {
+			if text, ok := d.qrf.decode(d.bits); ok {
+				return Decoded{Text: text, Symbology: "qr"}, true
+			}
+			continue
+		}
+		res, err := d.qrdec.Decode(d.bits, d.cheap)
+		if err != nil || res == nil || res.GetText() == "" {
+			continue
+		}
+		return Decoded{Text: res.GetText(), Symbology: "qr"}, true
 	}
 	return Decoded{}, false
 }
@@ -118,4 +131,64 @@ func (d *Decoder) sampleGrid(g Gray, c, p1, p2 psFinder, dim int) bool {
 		}
 	}
 	return true
+}
+
+// refineFinder moves a finder's centre to the centroid of its centre stone (3x3
+// modules): the pre-check's centre is a whole pixel, from runs against a block
+// threshold, and with modules of 2-3 pixels its error shifts the far modules of the
+// grid by half a module. The centroid is over a disc of 2.2 modules' radius, which
+// holds the stone and, at any rotation, only the light ring around it; each pixel
+// weighs by how much darker (lighter, for a light-on-dark code) it is than the
+// middle of the disc's range. Twice, from the new centre. Positions stay pixels
+// (psFinder's), rounded: the gain is the half pixel.
+func refineFinder(g Gray, f psFinder, m float64) psFinder {
+	r := 2.2 * m
+	ri := int(math.Ceil(r))
+	s := g.stride()
+	for iter := 0; iter < 2; iter++ {
+		x0, y0 := f.x, f.y
+		if x0-ri < 0 || y0-ri < 0 || x0+ri >= g.Width || y0+ri >= g.Height {
+			return f
+		}
+		lo, hi := 255, 0
+		for dy := -ri; dy <= ri; dy++ {
+			for dx := -ri; dx <= ri; dx++ {
+				if float64(dx*dx+dy*dy) <= r*r {
+					v := int(g.Pix[(y0+dy)*s+x0+dx])
+					lo, hi = min(lo, v), max(hi, v)
+				}
+			}
+		}
+		if hi-lo < 16 {
+			return f
+		}
+		mid := (lo + hi) / 2
+		dark := int(g.Pix[y0*s+x0]) < mid
+		var sw, sx, sy float64
+		for dy := -ri; dy <= ri; dy++ {
+			for dx := -ri; dx <= ri; dx++ {
+				if float64(dx*dx+dy*dy) > r*r {
+					continue
+				}
+				w := mid - int(g.Pix[(y0+dy)*s+x0+dx])
+				if !dark {
+					w = -w
+				}
+				if w > 0 {
+					sw += float64(w)
+					sx += float64(w * dx)
+					sy += float64(w * dy)
+				}
+			}
+		}
+		if sw == 0 {
+			return f
+		}
+		nx, ny := x0+int(math.Round(sx/sw)), y0+int(math.Round(sy/sw))
+		if math.Abs(float64(nx-x0)) > m || math.Abs(float64(ny-y0)) > m {
+			return f // not a stone where we looked
+		}
+		f.x, f.y = nx, ny
+	}
+	return f
 }
