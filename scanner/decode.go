@@ -47,15 +47,16 @@ type Decoder struct {
 	small    []byte // downscale buffer, reused
 	sharp    []byte // sharpen buffer, reused
 	pre      prescanner
-	roi      []byte            // resampled QR region, reused
-	line     []int32           // one averaged line of a 1D code, reused
-	lineBits *gozxing.BitArray // the line thresholded, reused while its length stays
+	roi      []byte               // resampled QR region, reused
+	line     []int32              // one averaged line of a 1D code, reused
+	lineBits [4]*gozxing.BitArray // a row and a column thresholded, forwards and backwards, reused
 	qrdec    *qrdecoder.Decoder
 	grid     []byte                 // module samples of the grid read, reused
 	gsum     []int32                // their integral image, reused
 	bits     *gozxing.BitMatrix     // the grid read's modules
 	bitsFor  [41]*gozxing.BitMatrix // module grids per QR version, reused
 	qrf      qrFast                 // the grid's allocation-free decode
+	c128f    c128Fast               // gozxing's Code 128 row decoder without allocation
 }
 
 // NewDecoder returns a Decoder.
