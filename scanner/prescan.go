@@ -18,7 +18,7 @@ import "math"
 const (
 	psBlock    = 16 // block side in pixels (a power of two: psShift)
 	psShift    = 4
-	psMinRange = 18 // grey levels: a neighbourhood flatter than this has no edges (as zxing)
+	psMinRange = 18 // grey levels: a neighbourhood flatter than this has no edges (zxing: 24, which loses the 17-level codes of hard-*-lowcontr17 that zbar reads)
 	psRowStep  = 3  // rows scanned for finder and start patterns
 	psColStep  = 8  // columns scanned for upright 1D codes
 	// psMinFinder is the smallest finder pattern looked for, in pixels: 7 modules of
