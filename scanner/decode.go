@@ -7,6 +7,7 @@ import (
 	"github.com/makiuchi-d/gozxing"
 	"github.com/makiuchi-d/gozxing/oned"
 	"github.com/makiuchi-d/gozxing/qrcode"
+	qrdecoder "github.com/makiuchi-d/gozxing/qrcode/decoder"
 )
 
 // ErrNoCode means a frame held no code the decoder could read.
@@ -37,17 +38,25 @@ type Decoded struct {
 // Decoder reads QR and Code 128 (and optionally EAN-13) codes from gray planes with
 // gozxing. A Decoder is not safe for concurrent use: give each goroutine its own.
 type Decoder struct {
-	opts   DecodeOptions
-	qr     gozxing.Reader
-	c128   gozxing.Reader
-	ean13  gozxing.Reader
-	cheap  map[gozxing.DecodeHintType]interface{}
-	harder map[gozxing.DecodeHintType]interface{}
-	small  []byte // downscale buffer, reused
-	sharp  []byte // sharpen buffer, reused
-	pre    prescanner
-	roi    []byte  // resampled QR region, reused
-	line   []int32 // one averaged line of a 1D code, reused
+	opts     DecodeOptions
+	qr       gozxing.Reader
+	c128     gozxing.Reader
+	ean13    gozxing.Reader
+	cheap    map[gozxing.DecodeHintType]interface{}
+	harder   map[gozxing.DecodeHintType]interface{}
+	small    []byte // downscale buffer, reused
+	sharp    []byte // sharpen buffer, reused
+	pre      prescanner
+	roi      []byte               // resampled QR region, reused
+	line     []int32              // one averaged line of a 1D code, reused
+	lineBits [4]*gozxing.BitArray // a row and a column thresholded, forwards and backwards, reused
+	qrdec    *qrdecoder.Decoder
+	grid     []byte                 // module samples of the grid read, reused
+	gsum     []int32                // their integral image, reused
+	bits     *gozxing.BitMatrix     // the grid read's modules
+	bitsFor  [41]*gozxing.BitMatrix // module grids per QR version, reused
+	qrf      qrFast                 // the grid's allocation-free decode
+	c128f    c128Fast               // gozxing's Code 128 row decoder without allocation
 }
 
 // NewDecoder returns a Decoder.
@@ -56,6 +65,7 @@ func NewDecoder(opts DecodeOptions) *Decoder {
 		opts:   opts,
 		qr:     qrcode.NewQRCodeReader(),
 		c128:   oned.NewCode128Reader(),
+		qrdec:  qrdecoder.NewDecoder(),
 		cheap:  map[gozxing.DecodeHintType]interface{}{},
 		harder: map[gozxing.DecodeHintType]interface{}{gozxing.DecodeHintType_TRY_HARDER: true},
 	}
@@ -90,17 +100,22 @@ func (d *Decoder) decode(g Gray, harder bool) (Decoded, error) {
 		// Up to four candidates: three finders that were not a QR code are not
 		// tried again, and after a line that was not a 1D code only QR codes are
 		// looked for.
-		for try := 0; try < 4 && d.pre.codeLike(g, d.opts.EAN13); try++ {
+		found := d.pre.codeLike(g, d.opts.EAN13)
+		for try := 0; found; try++ {
 			if r, ok := d.decodeROI(g); ok {
 				d.pre.forget()
 				r.Pass = 1
 				return r, nil
+			}
+			if try == 3 {
+				break
 			}
 			if d.pre.found == "finder" {
 				d.pre.skipTriple()
 			} else {
 				d.pre.no1D = true
 			}
+			found = d.pre.codeLikeAgain()
 		}
 		// No full-frame pass after the regions: on the generated frame classes it
 		// read nothing the regions missed, and on a frame whose noise looks like

@@ -29,7 +29,8 @@ var frameSizes = [][2]int{{640, 480}, {1280, 720}}
 
 // codeFrames renders the frame classes with a code at w x h: the classes
 // (clean, blur, noise, rotation, low contrast, 2-3 px modules, combo) for an EMVCo QR,
-// a wallet QR and a Code 128, and harder ones (very low contrast, 2 px modules,
+// a wallet QR and a Code 128, and harder ones (very low contrast down to 17 grey
+// levels, 2 px modules,
 // rotation to 45°, motion blur, phone-screen glare, and all of them together).
 func codeFrames(tb testing.TB, w, h int) []benchFrame {
 	tb.Helper()
@@ -76,6 +77,8 @@ func codeFrames(tb testing.TB, w, h int) []benchFrame {
 		{"hard-c128-motion", synth{code: c128, module: 3, barH: h / 3, motion: 3, noise: 6}, test128},
 		{"hard-c128-glare", synth{code: c128, module: 3, barH: h / 3, glare: 0.8, noise: 6}, test128},
 		{"hard-c128-combo", synth{code: c128, module: 3, barH: h / 3, angle: 5, motion: 2, blur: true, glare: 0.6, dark: 70, light: 190, noise: 12}, test128},
+		{"hard-qr-lowcontr17", synth{code: wallet, module: 4, dark: 133, light: 150, noise: 3}, testQR},
+		{"hard-c128-lowcontr17", synth{code: c128, module: 3, barH: h / 3, dark: 133, light: 150, noise: 3}, test128},
 	}
 	var out []benchFrame
 	for i, c := range cs {

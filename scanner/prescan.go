@@ -18,7 +18,7 @@ import "math"
 const (
 	psBlock    = 16 // block side in pixels (a power of two: psShift)
 	psShift    = 4
-	psMinRange = 18 // grey levels: a neighbourhood flatter than this has no edges (as zxing)
+	psMinRange = 18 // grey levels: a neighbourhood flatter than this has no edges (zxing: 24, which loses the 17-level codes of hard-*-lowcontr17 that zbar reads)
 	psRowStep  = 3  // rows scanned for finder and start patterns
 	psColStep  = 8  // columns scanned for upright 1D codes
 	// psMinFinder is the smallest finder pattern looked for, in pixels: 7 modules of
@@ -35,14 +35,17 @@ type prescanner struct {
 	lo, hi []uint8
 	thr    []uint8 // per block threshold; 0 = blank
 	rng    []uint8 // per block contrast: max - min over the 3x3 blocks
-	ean    bool
-	no1D   bool           // look for QR finder patterns only
-	noQR   bool           // look for 1D codes only
-	skip   [4][3]psFinder // finder triples already tried on this frame
-	nskip  int
-	finds  [32]psFinder // finder patterns confirmed in this frame
-	nfind  int
-	found  string // what the last codeLike found: "finder", "row-1d", "col-1d", "ean"
+	// block rows of this frame with statistics (sum, lo, hi) and with thresholds
+	// (thr, rng) computed: the scan computes them as it goes down the frame
+	sumRows, thrRows int
+	ean              bool
+	no1D             bool           // look for QR finder patterns only
+	noQR             bool           // look for 1D codes only
+	skip             [4][3]psFinder // finder triples already tried on this frame
+	nskip            int
+	finds            [32]psFinder // finder patterns confirmed in this frame
+	nfind            int
+	found            string // what the last codeLike found: "finder", "row-1d", "col-1d", "ean"
 	// where: the three finders, or the line (row or column) and module size x16
 	tri      [3]psFinder
 	line     int
@@ -51,15 +54,33 @@ type prescanner struct {
 	lineFrom int  // where the start pattern begins on the line
 }
 
-// codeLike reports whether g shows a QR finder pattern or a 1D start pattern.
+// codeLike reports whether g shows a QR finder pattern or a 1D start pattern. It
+// starts a new frame: the block thresholds are computed afresh, as far down the
+// frame as the scan goes.
 func (p *prescanner) codeLike(g Gray, ean bool) bool {
-	p.g, p.stride, p.ean, p.found, p.nfind = g, g.stride(), ean, "", 0
-	p.thresholds()
+	p.g, p.stride, p.ean = g, g.stride(), ean
+	p.bw, p.bh = (g.Width+psBlock-1)>>psShift, (g.Height+psBlock-1)>>psShift
+	n := p.bw * p.bh
+	if cap(p.sum) < n {
+		p.sum, p.lo, p.hi, p.thr, p.rng = make([]int32, n), make([]uint8, n), make([]uint8, n), make([]uint8, n), make([]uint8, n)
+	}
+	p.sum, p.lo, p.hi, p.thr, p.rng = p.sum[:n], p.lo[:n], p.hi[:n], p.thr[:n], p.rng[:n]
+	p.sumRows, p.thrRows = 0, 0
+	return p.codeLikeAgain()
+}
+
+// codeLikeAgain looks at the frame of the last codeLike again (after skipTriple or
+// no1D), with the thresholds computed so far.
+func (p *prescanner) codeLikeAgain() bool {
+	p.found, p.nfind = "", 0
+	g := p.g
 	for y := 1; y < g.Height; y += psRowStep {
+		p.ensure((y + 2) >> psShift) // tall looks two rows down
 		if p.scanRow(y) {
 			return true
 		}
 	}
+	p.ensure(p.bh - 1)
 	for x := psColStep / 2; x < g.Width && !p.no1D; x += psColStep {
 		if p.scanCol(x) {
 			return true
@@ -68,70 +89,84 @@ func (p *prescanner) codeLike(g Gray, ean bool) bool {
 	return false
 }
 
-// thresholds computes the per-block local thresholds from every other row.
-func (p *prescanner) thresholds() {
+// ensure computes the thresholds of the block rows down to by (and the block
+// statistics one row further, for the 3x3 means), unless done on this frame.
+func (p *prescanner) ensure(by int) {
+	by = min(by, p.bh-1)
+	for ; p.sumRows <= min(by+1, p.bh-1); p.sumRows++ {
+		p.blockStats(p.sumRows)
+	}
+	for ; p.thrRows <= by; p.thrRows++ {
+		p.blockThresholds(p.thrRows)
+	}
+}
+
+// blockStats computes the mean, minimum and maximum of each block of block row by,
+// from every other pixel row.
+func (p *prescanner) blockStats(by int) {
 	g := p.g
-	p.bw, p.bh = (g.Width+psBlock-1)>>psShift, (g.Height+psBlock-1)>>psShift
-	n := p.bw * p.bh
-	if cap(p.sum) < n {
-		p.sum, p.lo, p.hi, p.thr, p.rng = make([]int32, n), make([]uint8, n), make([]uint8, n), make([]uint8, n), make([]uint8, n)
-	}
-	p.sum, p.lo, p.hi, p.thr, p.rng = p.sum[:n], p.lo[:n], p.hi[:n], p.thr[:n], p.rng[:n]
-	for by := 0; by < p.bh; by++ {
-		y0, y1 := by<<psShift, min((by+1)<<psShift, g.Height)
-		for bx := 0; bx < p.bw; bx++ {
-			x0, x1 := bx<<psShift, min((bx+1)<<psShift, g.Width)
-			var s int32
-			lo, hi := uint8(255), uint8(0)
-			for y := y0; y < y1; y += 2 {
-				row := g.Pix[y*p.stride+x0 : y*p.stride+x1]
-				for _, v := range row {
-					s += int32(v)
-					lo = min(lo, v)
-					hi = max(hi, v)
-				}
+	y0, y1 := by<<psShift, min((by+1)<<psShift, g.Height)
+	for bx := 0; bx < p.bw; bx++ {
+		x0, x1 := bx<<psShift, min((bx+1)<<psShift, g.Width)
+		var s int32
+		lo, hi := uint8(255), uint8(0)
+		for y := y0; y < y1; y += 2 {
+			row := g.Pix[y*p.stride+x0 : y*p.stride+x1]
+			for _, v := range row {
+				s += int32(v)
+				lo = min(lo, v)
+				hi = max(hi, v)
 			}
-			k := int32(((y1 - y0 + 1) / 2) * (x1 - x0))
-			p.sum[by*p.bw+bx] = s / k
-			p.lo[by*p.bw+bx], p.hi[by*p.bw+bx] = lo, hi
 		}
+		k := int32(((y1 - y0 + 1) / 2) * (x1 - x0))
+		p.sum[by*p.bw+bx] = s / k
+		p.lo[by*p.bw+bx], p.hi[by*p.bw+bx] = lo, hi
 	}
-	for by := 0; by < p.bh; by++ {
-		for bx := 0; bx < p.bw; bx++ {
-			var s, k int32
-			lo, hi := uint8(255), uint8(0)
-			for yy := max(by-1, 0); yy <= min(by+1, p.bh-1); yy++ {
-				for xx := max(bx-1, 0); xx <= min(bx+1, p.bw-1); xx++ {
-					i := yy*p.bw + xx
-					s += p.sum[i]
-					k++
-					lo, hi = min(lo, p.lo[i]), max(hi, p.hi[i])
-				}
+}
+
+// blockThresholds computes the threshold and contrast of each block of block row
+// by over the 3x3 blocks around it; a block with too little contrast is blank (0).
+func (p *prescanner) blockThresholds(by int) {
+	for bx := 0; bx < p.bw; bx++ {
+		var s, k int32
+		lo, hi := uint8(255), uint8(0)
+		for yy := max(by-1, 0); yy <= min(by+1, p.bh-1); yy++ {
+			for xx := max(bx-1, 0); xx <= min(bx+1, p.bw-1); xx++ {
+				i := yy*p.bw + xx
+				s += p.sum[i]
+				k++
+				lo, hi = min(lo, p.lo[i]), max(hi, p.hi[i])
 			}
-			t := uint8(s / k)
-			if int(hi)-int(lo) < psMinRange {
-				t = 0
-			} else if t == 0 {
-				t = 1
-			}
-			p.thr[by*p.bw+bx] = t
-			p.rng[by*p.bw+bx] = hi - lo
 		}
+		t := uint8(s / k)
+		if int(hi)-int(lo) < psMinRange {
+			t = 0
+		} else if t == 0 {
+			t = 1
+		}
+		p.thr[by*p.bw+bx] = t
+		p.rng[by*p.bw+bx] = hi - lo
 	}
 }
 
 // dark reports whether the pixel at x, y is darker than its local threshold, and
 // whether it is in a blank neighbourhood.
 func (p *prescanner) dark(x, y int) (dark, blank bool) {
+	if y>>psShift >= p.thrRows { // never a threshold of the last frame
+		p.ensure(y >> psShift)
+	}
 	t := p.thr[(y>>psShift)*p.bw+(x>>psShift)]
 	return p.g.Pix[y*p.stride+x] < t, t == 0
 }
 
 // lineRuns is the tail of the runs of one row or column.
 type lineRuns struct {
-	runs [8]int32 // the last runs, runs[7] the newest complete one
-	dark [8]bool  // whether runs[k] is dark
-	ends [8]int   // index just after runs[k]
+	// the last eight runs: their lengths, whether each is dark and the index just
+	// after it, twice over (see push); in the window the newest is at 7
+	rb   [16]int32
+	db   [16]bool
+	eb   [16]int
+	h    int
 	have int
 	// a start pattern waiting for its first two symbols: runs still to see, the
 	// module size (x16) and the current symbol's width so far
@@ -142,12 +177,13 @@ type lineRuns struct {
 
 // push adds a run that ends just before j and checks the patterns; true means found.
 func (p *prescanner) push(l *lineRuns, n int32, d bool, j, i int, row bool) bool {
-	copy(l.runs[:], l.runs[1:])
-	copy(l.dark[:], l.dark[1:])
-	copy(l.ends[:], l.ends[1:])
-	l.runs[7], l.dark[7], l.ends[7] = n, d, j
+	// each run is stored twice, at h and h+8, so that the last eight are always
+	// one window in order (no shifting: a noisy row has a run every pixel or two)
+	l.h = (l.h + 1) & 7
+	l.rb[l.h], l.rb[l.h+8], l.db[l.h], l.db[l.h+8], l.eb[l.h], l.eb[l.h+8] = n, n, d, d, j, j
+	runs, dark, ends := l.rb[l.h+1:l.h+9], l.db[l.h+1:l.h+9], l.eb[l.h+1:l.h+9]
 	l.have++
-	if row && !p.noQR && l.have >= 5 && l.runs[3]+l.runs[4]+l.runs[5]+l.runs[6]+l.runs[7] >= psMinFinder && p.finder(l.runs[3:], j, i) {
+	if row && !p.noQR && l.have >= 5 && runs[3]+runs[4]+runs[5]+runs[6]+runs[7] >= psMinFinder && p.finder(runs[3:], j, i) {
 		p.found = "finder"
 		return true
 	}
@@ -175,21 +211,21 @@ func (p *prescanner) push(l *lineRuns, n int32, d bool, j, i int, row bool) bool
 	if p.no1D {
 		return false
 	}
-	if p.ean && l.pend == 0 && l.have >= 4 && eanGuard(l.runs[:], l.dark[:]) && p.tall(l.runs[:], l.dark[:], l.ends[:], i, row) {
+	if p.ean && l.pend == 0 && l.have >= 4 && eanGuard(runs, dark) && p.tall(runs, dark, ends, i, row) {
 		l.pend, l.sym, l.nsym, l.gsize, l.gmods, l.kind = 8, 0, 0, 4, 7, "ean"
-		l.m16 = (l.runs[5] + l.runs[6] + l.runs[7]) * 16 / 3
+		l.m16 = (runs[5] + runs[6] + runs[7]) * 16 / 3
 		return false
 	}
 	// (runs not seen yet are zero: a quiet zone from the frame's edge is one run)
-	if l.have >= 7 && l.pend == 0 && (l.runs[1] >= 5 || l.runs[0] >= 5) { // quiet zones of 5+ modules
-		if total := p.start(l.runs[:], l.dark[:]); total > 0 && p.tall(l.runs[:], l.dark[:], l.ends[:], i, row) {
+	if l.have >= 7 && l.pend == 0 && (runs[1] >= 5 || runs[0] >= 5) { // quiet zones of 5+ modules
+		if total := p.start(runs, dark); total > 0 && p.tall(runs, dark, ends, i, row) {
 			l.pend, l.sym, l.nsym, l.gsize, l.gmods = 12, 0, 0, 6, 11
 			l.kind = "col-1d"
 			if row {
 				l.kind = "row-1d"
 			}
 			l.m16 = total * 16 / 11
-			if l.dark[7] { // a reversed stop (13 modules) ends dark, a start light
+			if dark[7] { // a reversed stop (13 modules) ends dark, a start light
 				l.m16 = total * 16 / 13
 			}
 		}
@@ -254,6 +290,8 @@ func (p *prescanner) finder(r []int32, end, y int) bool {
 		return false
 	}
 	// the centre pixel's colour decides the polarity
+	// the crosses below walk at most 2*total from a point at most 2*total below y
+	p.ensure((y + 4*int(total) + 2) >> psShift)
 	cd, _ := p.dark(cx, y)
 	h := total
 	v, cy, ok := p.cross(cx, y, 0, 1, cd, total)

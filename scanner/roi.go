@@ -54,6 +54,9 @@ func (d *Decoder) decodeQRRegion(g Gray) (Decoded, bool) {
 	if m <= 0 {
 		return Decoded{}, false
 	}
+	if r, ok := d.decodeQRGrid(g, c, p1, p2, m); ok {
+		return r, true
+	}
 	k := min(3, max(1, 4/m)) // output pixels per frame pixel: modules of ~4 pixels
 	margin := 8 * m          // finder half-width, quiet zone and slack
 	lu, lv := dist(c, p1), dist(c, p2)
@@ -140,7 +143,19 @@ func (d *Decoder) decodeLines(g Gray, reader gozxing.Reader, sym string) (Decode
 			lo, hi = min(lo, v), max(hi, v)
 		}
 		full = hi - lo
-		bits := gozxing.NewBitArray(n)
+		// the line thresholded, forwards and backwards (gozxing's BitArray.Reverse
+		// allocates); buffers for rows and for columns, reused
+		k := 0
+		if !row {
+			k = 2
+		}
+		for _, b := range [2]int{k, k + 1} {
+			if d.lineBits[b] == nil || d.lineBits[b].GetSize() != n {
+				d.lineBits[b] = gozxing.NewBitArray(n)
+			}
+			d.lineBits[b].Clear()
+		}
+		fwd, back := d.lineBits[k], d.lineBits[k+1]
 		for j := range line {
 			a, b := max(0, j-win), min(n, j+win+1)
 			llo, lhi := line[a], line[a]
@@ -148,12 +163,20 @@ func (d *Decoder) decodeLines(g Gray, reader gozxing.Reader, sym string) (Decode
 				llo, lhi = min(llo, v), max(lhi, v)
 			}
 			if (lhi-llo)*5 >= full && 2*line[j] < llo+lhi {
-				bits.Set(j)
+				fwd.Set(j)
+				back.Set(n - 1 - j)
 			}
 		}
 		for rev := 0; rev < 2; rev++ {
+			bits := fwd
 			if rev == 1 {
-				bits.Reverse()
+				bits = back
+			}
+			if sym == "code128" { // gozxing's decoder, without its allocations
+				if text, ok := d.c128f.decodeRow(bits); ok && text != "" {
+					return Decoded{Text: text, Symbology: sym}, true
+				}
+				continue
 			}
 			res, err := rd.DecodeRow(i, bits, d.cheap)
 			reader.Reset()

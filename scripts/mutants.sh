@@ -183,6 +183,22 @@ mutant pairing-nonce-not-recorded pairing/save.go \
 mutant pairing-ca-pin-skipped pairing/enroll.go \
 	's/if Fingerprint(c.Raw) == fp {/if true {/' \
 	./pairing/ '^TestEnrollRefusals$'
+# The camera pre-check computes thresholds lazily: without computing them where the
+# finder check looks below the scanned rows, it reads the last frame's.
+mutant prescan-stale-thresholds scanner/prescan.go \
+	's/if y>>psShift >= p.thrRows {/if false \&\& y>>psShift >= p.thrRows {/; s/^\tp.ensure((y + 4\*int(total) + 2) >> psShift)$/\t\/\/ mutant/' \
+	./scanner/ '^TestPrescanForgetsTheLastFrame$'
+# The camera's allocation-free QR decode corrects a block with Reed-Solomon: without
+# its checks (as many error positions as the locator's degree, a codeword after the
+# correction) a block beyond correction is "corrected" into a wrong text.
+mutant qr-fast-accepts-failed-correction scanner/qrfast.go \
+	's/^\tif found != l {$/\tif false \&\& found != l {/; s/^\tif !syndromes(blk, ecPer, \&syn) {$/\tif false \&\& !syndromes(blk, ecPer, \&syn) {/' \
+	./scanner/ '^TestQRFastReadsWhatGozxingReads$'
+# The camera's allocation-free Code 128 decoder without the check symbol reads a code
+# with a symbol misread.
+mutant c128-fast-skips-checksum scanner/c128fast.go \
+	's/if checksum%103 != lastCode || len(result) == 0 {/if len(result) == 0 {/' \
+	./scanner/ '^TestC128FastMatchesGozxing$'
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"
