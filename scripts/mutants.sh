@@ -15,9 +15,11 @@
 # session that never expires, a printer worse after a firmware switch accepted, an
 # interrupted firmware commit never finished, a rollback below the floor, a package
 # upgrade over newer firmware, a pairing QR's signature unchecked, its one-time secret
-# or nonce not recorded as used, the enrollment server's CA pin skipped). Each is applied to
-# a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
-# tests fail). Exits non-zero if a mutant survives, if its change no longer applies
+# or nonce not recorded as used, the enrollment server's CA pin skipped, a pairing
+# reset while posd runs, the camera pre-check reading the last frame's thresholds, the
+# camera's QR and Code 128 decoders accepting a failed correction or checksum). Each is
+# applied to a copy of the tree (never the working tree), the tests that guard it run,
+# and the mutant must be KILLED (the tests fail). MUTANTS=name,name runs only those. Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +37,7 @@ results=()
 mutant() {
 	local name=$1 file=$2 expr=$3 pkgs=$4 run=$5 t0=$(date +%s)
 	local dir="$tmp/$name"
+	if [ -n "${MUTANTS:-}" ] && [[ ",$MUTANTS," != *",$name,"* ]]; then return; fi
 	cp -a "$tmp/src" "$dir"
 	sed -i -e "$expr" "$dir/$file"
 	if cmp -s "$tmp/src/$file" "$dir/$file"; then
@@ -199,6 +202,10 @@ mutant qr-fast-accepts-failed-correction scanner/qrfast.go \
 mutant c128-fast-skips-checksum scanner/c128fast.go \
 	's/if checksum%103 != lastCode || len(result) == 0 {/if len(result) == 0 {/' \
 	./scanner/ '^TestC128FastMatchesGozxing$'
+# posctl pairing reset while posd runs would pull the certificate from under it.
+mutant pairing-reset-while-posd-runs cmd/posctl/pairing.go \
+	's/if _, err := os.Stat(db); err == nil {/if _, err := os.Stat(db); false \&\& err == nil {/' \
+	./cmd/posctl/ '^TestPairingStatusAndReset$'
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"
