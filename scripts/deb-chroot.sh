@@ -50,6 +50,7 @@ if [ -n "${2:-}" ]; then
 	mkdir -p "$root"
 else
 	root=$(mktemp -d /tmp/walletless-chroot.XXXXXX)
+	chmod 0755 "$root" # the chroot's /: mktemp makes it 0700, which locks out every user but root
 	made=1
 fi
 root=$(cd "$root" && pwd)
