@@ -65,16 +65,25 @@ firmware: ## signed .wlf artifacts (posd + posctl) for linux/arm and arm64 from 
 	@mkdir -p bin && $(GO) build -o bin/posfleet ./cmd/posfleet
 	@key="$(FW_KEY)"; 	if [ -z "$$key" ]; then 	  key=$(DIST)/dev-key/posfleet.key; 	  [ -f $$key ] || bin/posfleet keygen -o $(DIST)/dev-key >/dev/null || exit 1; 	  echo "make firmware: WARNING no FW_KEY: signed with the THROWAWAY dev key $$key"; 	  echo "  devices accept it only if they trust: $$(tail -n 1 $(DIST)/dev-key/posfleet.pub)"; 	fi; 	for a in armv7:arm arm64:arm64; do 	  suffix=$${a%%:*}; goarch=$${a##*:}; 	  bin/posfleet firmware pack -key $$key -version $(FW_VERSION) $(if $(FW_MIN_VERSION),-min-version $(FW_MIN_VERSION)) 	    -arch $$goarch -board $(FW_BOARD) -o $(DIST)/posd-$(FW_VERSION)-linux-$$suffix.wlf 	    $(DIST)/posd-linux-$$suffix=posd $(DIST)/posctl-linux-$$suffix=posctl || exit 1; 	done
 
-deb: ## build walletless_VERSION_ARCH.deb for DEB_ARCHES (amd64 arm64 armhf) into dist/ with nfpm
+deb: ## build walletless_VERSION_ARCH.deb for DEB_ARCHES (amd64 arm64 armhf) into dist/ with nfpm; FLEET_PUB=fleet.pub bakes the fleet key in
 	@mkdir -p $(DIST)/deb
 	@printf 'walletless (%s) unstable; urgency=medium\n\n  * Built with nfpm from git; see the git history for changes.\n\n -- Walletless maintainers <maintainers@walletless.invalid>  %s\n' \
 	  '$(DEB_VERSION)' "$$(date -R -u -d @$$(git log -1 --format=%ct 2>/dev/null || date +%s))" | gzip -9n > $(DIST)/deb/changelog.gz
+	@# The packaged posd.json; FLEET_PUB=fleet.pub (posfleet keygen) bakes the fleet key in, so a new box checks its pairing QR (docs/fleet.md).
+	@cp deploy/posd.json $(DIST)/deb/posd.json
+	@if [ -n "$(FLEET_PUB)" ]; then k=$$(grep -v '^untrusted comment' "$(FLEET_PUB)" | head -n 1 | tr -d '[:space:]'); \
+	  case "$$k" in RW*) ;; *) echo "FLEET_PUB=$(FLEET_PUB) is not a minisign public key file"; exit 1;; esac; \
+	  sed -i "s|\"trusted_keys\": \[\]|\"trusted_keys\": [\"$$k\"]|" $(DIST)/deb/posd.json; \
+	  grep -q "$$k" $(DIST)/deb/posd.json || { echo "FLEET_PUB: deploy/posd.json has no empty trusted_keys list to fill"; exit 1; }; \
+	  echo "fleet key $$k baked into the packaged posd.json"; \
+	else echo "make deb: no FLEET_PUB: the packaged posd.json trusts no fleet key, so a new box cannot check a pairing QR until one is added"; fi
 	@for a in $(DEB_ARCHES); do \
 	  case $$a in amd64) ga=amd64; gm=;; arm64) ga=arm64; gm=;; armhf) ga=arm; gm=7;; *) echo "unknown arch $$a"; exit 1;; esac; \
 	  echo "building $$a binaries"; mkdir -p $(DIST)/deb/$$a; \
 	  for c in $(DEB_CMDS); do CGO_ENABLED=0 GOOS=linux GOARCH=$$ga GOARM=$$gm $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/deb/$$a/$$c ./cmd/$$c || exit 1; done; \
 	  sed -e "s|\$${ARCH}|$$a|g; s|\$${VERSION}|$(DEB_VERSION)|g; s|\$${BIN}|$(DIST)/deb/$$a|g; s|\$${CHANGELOG}|$(DIST)/deb/changelog.gz|g" \
 	    deploy/nfpm.yaml > $(DIST)/deb/nfpm-$$a.yaml; \
+	  sed -i "s|src: deploy/posd.json|src: $(DIST)/deb/posd.json|" $(DIST)/deb/nfpm-$$a.yaml; \
 	  $(NFPM) package --config $(DIST)/deb/nfpm-$$a.yaml --packager deb --target $(DIST)/ || exit 1; \
 	done
 	@ls -l $(DIST)/*.deb

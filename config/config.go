@@ -44,9 +44,12 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Config is posd's configuration.
 type Config struct {
-	Version  int      `json:"version"`   // must be SchemaVersion
-	DeviceID string   `json:"device_id"` // appears in every MQTT topic
-	DataDir  string   `json:"data_dir"`  // the bbolt file and state live here
+	Version int `json:"version"` // must be SchemaVersion
+	// DeviceID appears in every MQTT topic. Empty: the terminal is not paired yet;
+	// posd loads the pairing saved under data_dir (pairing.json), or runs unpaired
+	// until a pairing QR is scanned (docs/fleet.md, "Zero-touch pairing").
+	DeviceID string   `json:"device_id"`
+	DataDir  string   `json:"data_dir"` // the bbolt file and state live here
 	API      API      `json:"api"`
 	MQTT     MQTT     `json:"mqtt"`
 	Scanner  Scanner  `json:"scanner"`
@@ -274,8 +277,8 @@ func (c Config) Validate() error {
 	if c.Version != SchemaVersion {
 		bad("version", "is %d, this posd reads version %d", c.Version, SchemaVersion)
 	}
-	if !validID(c.DeviceID) {
-		bad("device_id", "%q must be 1-64 characters of A-Z a-z 0-9 . _ -", c.DeviceID)
+	if c.DeviceID != "" && !validID(c.DeviceID) {
+		bad("device_id", "%q must be empty (unpaired) or 1-64 characters of A-Z a-z 0-9 . _ -", c.DeviceID)
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "must not be empty")

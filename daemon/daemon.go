@@ -24,6 +24,7 @@ import (
 	"github.com/walletless/walletless/gateway"
 	"github.com/walletless/walletless/internal/sdnotify"
 	"github.com/walletless/walletless/internal/secretfile"
+	"github.com/walletless/walletless/pairing"
 	"github.com/walletless/walletless/payment"
 	"github.com/walletless/walletless/printer"
 	"github.com/walletless/walletless/scanner"
@@ -38,7 +39,8 @@ type Options struct {
 	Stdin   io.Reader // scanner source "stdin" reads this
 	Log     *slog.Logger
 	Version string
-	// Ready, if set, is called once everything listens.
+	// Ready, if set, is called once everything listens. A terminal that starts
+	// unpaired calls it twice: once unpaired (DeviceID empty), once paired.
 	Ready func(Info)
 	// Notify, if set, is told READY=1 once the API listens, STOPPING=1 at the end,
 	// and WATCHDOG=1 every Watchdog/2 while the sale engine answers through its own
@@ -77,7 +79,30 @@ const (
 // link and the API's handlers) is a generation built from the configuration in force;
 // an applied fleet configuration replaces the generation without a restart of posd
 // (see fleet.go).
-func Run(ctx context.Context, opts Options) (err error) {
+//
+// A configuration without a device id is a terminal that is not paired yet: Run loads
+// the saved pairing (DATA/pairing.json) over it, or runs unpaired until a pairing QR
+// is scanned (pairing.go).
+func Run(ctx context.Context, opts Options) error {
+	if opts.Config.DeviceID == "" && !opts.Demo {
+		if err := CheckConfig(opts.Config, false); err != nil {
+			return err
+		}
+		cfg, paired, err := withPairing(opts.Config)
+		if err != nil {
+			return err
+		}
+		if !paired {
+			return runUnpaired(ctx, opts)
+		}
+		opts.Config = cfg
+	}
+	return runPaired(ctx, opts, nil)
+}
+
+// runPaired runs a terminal with a device id; sc is the scanner the unpaired phase started
+// (nil: run starts its own).
+func runPaired(ctx context.Context, opts Options, sc *sharedScanner) (err error) {
 	cfg := opts.Config
 	// Everything posd checks before it starts: the config's own checks and the
 	// settings that need more (merchant.emv_qr, the rules, the printer profile).
@@ -103,8 +128,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}()
 
 	// The API port is taken first so a second posd fails fast and clearly.
-	ln, err := net.Listen("tcp", cfg.API.Addr)
-	if err != nil {
+	var ln net.Listener
+	if sc != nil {
+		ln = sc.ln.view() // the socket the unpaired phase listened on
+	} else if ln, err = net.Listen("tcp", cfg.API.Addr); err != nil {
 		return fmt.Errorf("daemon: local API: %w", err)
 	}
 	defer ln.Close()
@@ -157,9 +184,13 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
+	scanStatus := new(scanner.Status)
+	if sc != nil {
+		scanStatus = sc.status // the scanner the unpaired phase started
+	}
 	rt := &instance{
 		opts: opts, log: log, st: st, door: door, sh: sh, codes: codes, session: session,
-		scanStatus: new(scanner.Status), applies: make(chan applyRequest), ready: make(chan struct{}), counter: counter,
+		scanStatus: scanStatus, applies: make(chan applyRequest), ready: make(chan struct{}), counter: counter,
 	}
 	rt.metrics = newMetrics(rt)
 	// The configuration in force: the file with the fleet's applied layer on top.
@@ -188,26 +219,48 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if rt.fw != nil {
 		g.Go(func() error { return rt.fw.run(ctx) })
 	}
-	g.Go(func() error {
-		return scanner.Run(ctx, scanner.Config{
-			Source:  cfg.Scanner.Source,
-			Baud:    cfg.Scanner.Baud,
-			MaxLine: cfg.Scanner.MaxLine,
-			Dedup:   time.Duration(cfg.Scanner.Dedup),
-			Framing: framing,
-			Gap:     time.Duration(cfg.Scanner.Gap),
-			AIM:     scanner.AIMMode(cfg.Scanner.AIM),
-			Keymap:  keymap,
-			EAN13:   cfg.Scanner.EAN13,
-			Status:  rt.scanStatus,
-		}, stdin, log.With("component", "scanner"), scans)
-	})
+	if sc != nil {
+		// The scanner the unpaired phase started goes on (its settings are the
+		// file's, which pairing does not change).
+		scans = sc.scans
+		g.Go(func() error {
+			select {
+			case err := <-sc.done:
+				sc.done <- err
+				return err
+			case <-ctx.Done():
+				return nil
+			}
+		})
+	} else {
+		g.Go(func() error {
+			return scanner.Run(ctx, scanner.Config{
+				Source:  cfg.Scanner.Source,
+				Baud:    cfg.Scanner.Baud,
+				MaxLine: cfg.Scanner.MaxLine,
+				Dedup:   time.Duration(cfg.Scanner.Dedup),
+				Framing: framing,
+				Gap:     time.Duration(cfg.Scanner.Gap),
+				AIM:     scanner.AIMMode(cfg.Scanner.AIM),
+				Keymap:  keymap,
+				EAN13:   cfg.Scanner.EAN13,
+				Status:  rt.scanStatus,
+			}, stdin, log.With("component", "scanner"), scans)
+		})
+	}
 	g.Go(func() error {
 		for {
 			select {
 			case <-ctx.Done():
 				return nil
 			case s := <-scans:
+				if pairing.IsPairing(s.Text) {
+					// A paired terminal ignores pairing QRs: a technician resets the
+					// pairing first (docs/fleet.md). The QR carries a secret: never
+					// logged in full, never handed to the sale engine.
+					log.Warn("a pairing QR was scanned, but this terminal is already paired; ignored (reset the pairing first: docs/fleet.md)", "device", cfg.DeviceID, "qr", pairing.Redact(s.Text))
+					continue
+				}
 				engine := rt.engine(ctx) // waits while a new configuration starts
 				if engine == nil {
 					return nil
@@ -468,6 +521,7 @@ func (rt *instance) start(parent context.Context, cfg config.Config) (*generatio
 		depth, _, _ := st.OutboxStats()
 		sales, _ := engine.Stats(ctx)
 		s := map[string]any{
+			"state":          StateSelling,
 			"device_id":      cfg.DeviceID,
 			"version":        opts.Version,
 			"online":         link.Online(),

@@ -12,7 +12,8 @@
 # firmware crash loop never rolled back, a store snapshot not restored by a rollback,
 # firmware installed while a sale waits, a watchdog that pings without the sale
 # engine, a cookie POST without Origin, an Idempotency-Key or ecr_ref ignored, a page
-# session that never expires). Each is applied to
+# session that never expires, a pairing QR's signature unchecked, its one-time secret
+# or nonce not recorded as used, the enrollment server's CA pin skipped). Each is applied to
 # a copy of the tree (never the working tree), the tests that guard it run, and the mutant must be KILLED (the
 # tests fail). Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.
@@ -156,6 +157,18 @@ mutant ecr-ref-ignored api/api.go \
 mutant page-session-never-expires auth/session.go \
 	's/if now.Sub(v.used) > s.ttl() {/if false \&\& now.Sub(v.used) > s.ttl() {/' \
 	./auth/ '^TestSessionsExpireWhenIdle$'
+mutant pairing-signature-skipped pairing/qr.go \
+	's/if !ed25519.Verify(raw, q.signed, q.sig) {/if false \&\& !ed25519.Verify(raw, q.signed, q.sig) {/' \
+	./pairing/ '^TestSignParseVerify$'
+mutant pairing-secret-not-marked-used pairing/signer.go \
+	's/^\tr.UsedAt = now.UTC()$/\t_ = now \/\/ mutant: the secret stays unused/' \
+	./pairing/ '^TestEnrollSaveAndReuse$'
+mutant pairing-nonce-not-recorded pairing/save.go \
+	's/^\t\tused = append(used, p.Nonce)$/\t\t_ = used \/\/ mutant: the nonce is not recorded/' \
+	./pairing/ '^TestEnrollSaveAndReuse$'
+mutant pairing-ca-pin-skipped pairing/enroll.go \
+	's/if Fingerprint(c.Raw) == fp {/if true {/' \
+	./pairing/ '^TestEnrollRefusals$'
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"

@@ -8,6 +8,8 @@
 //	posfleet config push -broker URL [-key FILE] (-device ID|-group G|-all) [-version N] [-canary N -wait D] FILE
 //	posfleet config status -broker URL [-version N] [-group G|-device ID]
 //	posfleet status -broker URL [-group G]
+//	posfleet provision -device-id ID -broker URL -enroll-url URL -key FILE -ca CA.crt -secrets FILE -o QR.png
+//	posfleet enroll-server -listen ADDR -ca CA.crt -ca-key CA.key -cert SERVER.crt -key SERVER.key -secrets FILE
 //
 // It speaks the wire contract of docs/protocol.md (fleet section) and needs nothing
 // from the device side but that contract. The manager's guide is docs/fleet.md.
@@ -79,6 +81,12 @@ Usage:
                                                publish a firmware job and follow it
   posfleet firmware status -broker URL [-job ID]
                                                each device's last firmware job report
+  posfleet provision -device-id ID -broker URL -enroll-url URL [-group G…] [-merchant-emv-qr P] [-expires 24h]
+                    -key FILE -ca CA.crt -secrets FILE -o QR.png
+                                               make a signed pairing QR for a new terminal
+  posfleet provision -init-ca DIR -hosts H1,H2 make a test fleet's CA and server certificate
+  posfleet enroll-server -listen ADDR -ca CA.crt -ca-key CA.key -cert SERVER.crt -key SERVER.key -secrets FILE
+                                               the reference enrollment signer (HTTPS)
   posfleet version [-json]
 
 TARGET is -device ID, -group G or -all. Every command takes -json; run
@@ -114,6 +122,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "keygen":
 		err = cmdKeygen(e)
+	case "provision":
+		err = cmdProvision(e)
+	case "enroll-server":
+		err = cmdEnrollServer(ctx, e)
 	case "status":
 		err = cmdStatus(ctx, e)
 	case "firmware":

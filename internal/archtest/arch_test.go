@@ -79,6 +79,9 @@ var forbidden = map[string][]string{
 	"firmware": {"payment", "store", "sync", "printer", "scanner", "device", "daemon", "api", "gateway"},
 	// auth holds the local API's tokens: it knows nothing of sales, the store or MQTT.
 	"auth": {"payment", "store", "sync", "printer", "scanner", "device", "daemon", "api", "gateway"},
+	// pairing is the pairing QR, the enrollment client and the reference signer: it
+	// shares the fleet keys with fleet and knows nothing of sales, the store or MQTT.
+	"pairing": {"payment", "store", "sync", "printer", "scanner", "device", "daemon", "api", "gateway", "config", "firmware"},
 	// web is the clerk's page: static files; every fact on it comes through the API.
 	"web": {"*"},
 }

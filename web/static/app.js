@@ -355,8 +355,37 @@ async function closeBatch() {
   try { const b = await api('POST', '/v1/batches/close'); $('zreport').textContent = b.report; toast(t('closed')); } catch (e) { toast(e.message); }
 }
 
+// A terminal that is not paired yet (docs/fleet.md) shows only this, full screen,
+// instead of the keypad, and looks again every few seconds: once paired, posd serves
+// the counter and the page reloads into it.
+const UNPAIRED_TEXT = {
+  en: ['Not paired yet', 'Scan the pairing QR from your fleet manager with the counter scanner.', 'This terminal needs', 'Hardware'],
+  ko: ['아직 페어링되지 않음', '플릿 관리자가 준 페어링 QR을 카운터 스캐너로 스캔하세요.', '이 단말기에 필요한 것', '하드웨어'],
+  ja: ['まだペアリングされていません', 'フリート管理者のペアリングQRをカウンターのスキャナーで読み取ってください。', 'この端末に必要なもの', 'ハードウェア'],
+  zh: ['尚未配对', '请用柜台扫描器扫描车队管理员提供的配对二维码。', '本终端需要', '硬件'],
+};
+function showUnpaired(u) {
+  const lang = localStorage.getItem('wl_lang') || (state.conf && state.conf.language) || 'en';
+  const tx = UNPAIRED_TEXT[lang] || UNPAIRED_TEXT.en;
+  $('signin').hidden = true; $('counter').hidden = true;
+  $('unpaired').hidden = false;
+  $('unpaired-h').textContent = tx[0]; $('unpaired-p').textContent = tx[1]; $('unpaired-needs-h').textContent = tx[2];
+  $('unpaired-needs').replaceChildren(...(u.needs || []).map((n) => { const li = document.createElement('li'); li.textContent = n; return li; }));
+  $('unpaired-error').hidden = !u.last_error; $('unpaired-error').textContent = u.last_error || '';
+  $('unpaired-hw').textContent = u.hardware ? tx[3] + ': ' + u.hardware : '';
+}
+async function watchUnpaired() {
+  try {
+    const c = await (await fetch('/config.json', { cache: 'no-store' })).json();
+    if (!c.unpaired) { location.reload(); return; }
+    showUnpaired(c.unpaired);
+  } catch (e) { /* posd is switching to the sale path: look again */ }
+  setTimeout(watchUnpaired, 3000);
+}
+
 async function init() {
   state.conf = await (await fetch('/config.json')).json();
+  if (state.conf.unpaired) { showUnpaired(state.conf.unpaired); setTimeout(watchUnpaired, 3000); return; }
   state.lang = localStorage.getItem('wl_lang') || state.conf.language;
   state.currency = state.conf.currencies[0];
   $('merchant').textContent = state.conf.merchant || 'Walletless';
