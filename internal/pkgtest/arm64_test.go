@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"image"
+	_ "image/png" // posfleet provision's QR
 	"io"
 	"math/big"
 	"net"
@@ -25,28 +27,39 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/makiuchi-d/gozxing"
+	"github.com/makiuchi-d/gozxing/qrcode"
+
+	"github.com/walletless/walletless/pairing"
 )
 
 // TestArm64InstallAndSell is issue 17's "done when" on arm64, in a container instead
-// of a Pi: it builds the arm64 .deb (make deb DEB_ARCHES=arm64), makes a fresh Debian
+// of a Pi: "apt install ./walletless_*.deb, plug in, scan the pairing QR, and the
+// terminal sells". It makes a fleet signing key (posfleet keygen), builds the arm64
+// .deb with that key baked in (make deb DEB_ARCHES=arm64 FLEET_PUB=…), makes a fresh Debian
 // bookworm arm64 root with debootstrap --foreign and a second stage under
 // qemu-user-static, installs the package there with apt-get (apt resolves the
 // dependencies) and checks what scripts/deb-chroot.sh checks, all through
-// `scripts/deb-chroot.sh --arch arm64`. Then the terminal sells in that root: the
-// arm64 posd runs under qemu as the installed unit says (its ExecStartPre= and
-// ExecStart= lines, User=, Group=, SupplementaryGroups= and UMask=, read from the
-// installed posd.service: systemd does not run in a chroot), with the packaged
-// config and data directory, against a host mosquitto and posgw on 127.0.0.1. The
-// scanner is a real pseudo terminal bind-mounted on /dev/walletless/scanner (mode
-// 0660 root:dialout, as the udev rules make it); a sale is made through posd's HTTP
-// API with the manager token posd wrote, and paid by writing a payment code to the
-// scanner; posgw must approve it and have it in its ledger, and the receipt must be
-// printed (the printer emulator).
+// `scripts/deb-chroot.sh --arch arm64`.
 //
-// Stand-in for pairing: the device's identity and broker are written into the
-// installed /etc/walletless/posd.json (device_id, mqtt.broker, api.addr on a free
-// port, the printer emulator) instead of scanning a pairing QR; everything else is
-// the packaged file.
+// Then, in that root, the arm64 posd runs under qemu as the installed unit says (its
+// ExecStartPre= and ExecStart= lines, User=, Group=, SupplementaryGroups= and UMask=,
+// read from the installed posd.service: systemd does not run in a chroot), with the
+// packaged config (no device id) and /var/lib/walletless. The scanner is a real
+// pseudo terminal bind-mounted on /dev/walletless/scanner (mode 0660 root:dialout, as
+// the udev rules make it). On the host, the fleet's side: a test CA
+// (posfleet provision -init-ca), mosquitto on 127.0.0.1 with a mutual-TLS listener
+// for terminals (use_identity_as_username) and a plain one for posgw, posgw, and
+// posfleet enroll-server. The terminal must say it is unpaired; posfleet provision
+// makes its pairing QR (PNG), whose text, decoded from the PNG, is written to the
+// scanner; posd must verify it, enroll, connect over mutual TLS and say it is
+// selling as the QR's device id. Then a sale is made through posd's HTTP API with the
+// manager token posd wrote and paid by writing a payment code to the scanner: posgw
+// must approve it and have it in its ledger, and the receipt must be printed.
+//
+// Two settings of the installed /etc/walletless/posd.json are changed for this
+// shared test machine, nothing else: api.addr (a free port instead of 8080) and the
+// printer (the emulator, into /var/lib/walletless/receipts: no USB printer here).
 //
 // It needs root (debootstrap, chroot, mount), debootstrap, qemu-user-static,
 // mosquitto and the network to deb.debian.org; it takes several minutes and prints
@@ -84,21 +97,34 @@ func TestArm64InstallAndSell(t *testing.T) {
 	}
 	defer func() { t.Logf("times: %s", strings.Join(times, "; ")) }()
 
-	// 1. The arm64 package, and the host's posgw.
+	// 1. The fleet's key, the arm64 package that trusts it, the host's posgw and
+	// posfleet.
 	start := time.Now()
+	posgw, posfleet := filepath.Join(work, "posgw"), filepath.Join(work, "posfleet")
+	for bin, pkg := range map[string]string{posgw: "./cmd/posgw", posfleet: "./cmd/posfleet"} {
+		if out, err := run(ctx, root0(), "go", "build", "-o", bin, pkg); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	fleet := func(args ...string) string {
+		t.Helper()
+		out, err := run(ctx, "", posfleet, args...)
+		if err != nil {
+			t.Fatalf("posfleet %s: %v\n%s", args[0], err, out)
+		}
+		return out
+	}
+	keyDir := filepath.Join(work, "fleet-key")
+	fleet("keygen", "-o", keyDir)
 	dist := filepath.Join(work, "dist")
-	if out, err := run(ctx, root0(), "make", "deb", "DEB_ARCHES=arm64", "DIST="+dist); err != nil {
+	if out, err := run(ctx, root0(), "make", "deb", "DEB_ARCHES=arm64", "DIST="+dist, "FLEET_PUB="+filepath.Join(keyDir, "posfleet.pub")); err != nil {
 		t.Fatalf("make deb DEB_ARCHES=arm64: %v\n%s", err, out)
 	}
 	debs, _ := filepath.Glob(filepath.Join(dist, "walletless_*_arm64.deb"))
 	if len(debs) != 1 {
 		t.Fatalf("want one arm64 .deb in %s, got %v", dist, debs)
 	}
-	posgw := filepath.Join(work, "posgw")
-	if out, err := run(ctx, root0(), "go", "build", "-o", posgw, "./cmd/posgw"); err != nil {
-		t.Fatalf("go build posgw: %v\n%s", err, out)
-	}
-	step("make deb (arm64) and build posgw", start)
+	step("make deb (arm64, fleet key baked in), posgw and posfleet", start)
 
 	// 2. A fresh arm64 root, the package installed with apt, the checks.
 	out, err := run(ctx, root0(), "bash", "scripts/deb-chroot.sh", "--arch", "arm64", "--keep", debs[0], root)
@@ -113,13 +139,27 @@ func TestArm64InstallAndSell(t *testing.T) {
 		t.Fatalf("deb-chroot.sh: %d checks ok, want 14 and no FAIL", n)
 	}
 
-	// 3. The cloud on the host: mosquitto and posgw on loopback (the chroot shares
-	// the host's network).
+	// 3. The fleet on the host (the chroot shares the host's network): a test CA,
+	// mosquitto with a mutual-TLS listener for terminals and a plain loopback one for
+	// posgw, posgw, and the enrollment server.
 	start = time.Now()
-	port := freePort(t)
+	caDir := filepath.Join(work, "fleet-ca")
+	fleet("provision", "-init-ca", caDir, "-hosts", "127.0.0.1")
+	port, tlsPort := freePort(t), freePort(t)
 	broker := fmt.Sprintf("tcp://127.0.0.1:%d", port)
 	mconf := filepath.Join(work, "mosquitto.conf")
-	if err := os.WriteFile(mconf, []byte(fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n", port)), 0o644); err != nil {
+	conf := fmt.Sprintf(`persistence false
+allow_anonymous true
+listener %d 127.0.0.1
+listener %d 127.0.0.1
+cafile %s
+certfile %s
+keyfile %s
+require_certificate true
+use_identity_as_username true
+user root
+`, port, tlsPort, filepath.Join(caDir, "ca.crt"), filepath.Join(caDir, "server.crt"), filepath.Join(caDir, "server.key"))
+	if err := os.WriteFile(mconf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	mq := startProc(t, "mosquitto", mosquitto, "-c", mconf)
@@ -133,9 +173,21 @@ func TestArm64InstallAndSell(t *testing.T) {
 	gwData := filepath.Join(work, "posgw-data")
 	gw := startProc(t, "posgw", posgw, "-broker", broker, "-data", gwData, "-client-id", "posgw-arm64")
 	waitUntil(t, "posgw subscribed", 60*time.Second, gw, func() bool { return strings.Contains(gw.output(), "gateway subscribed") })
+	enrollAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	secrets := filepath.Join(work, "enroll-secrets.json")
+	enroll := startProc(t, "posfleet enroll-server", posfleet, "enroll-server", "-listen", enrollAddr,
+		"-ca", filepath.Join(caDir, "ca.crt"), "-ca-key", filepath.Join(caDir, "ca.key"),
+		"-cert", filepath.Join(caDir, "server.crt"), "-key", filepath.Join(caDir, "server.key"), "-secrets", secrets)
+	waitUntil(t, "the enrollment server listens", 30*time.Second, enroll, func() bool {
+		c, err := net.DialTimeout("tcp", enrollAddr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
 
-	// 4. The terminal's stand-in configuration (see the doc comment): the packaged
-	// file with this terminal's identity and this test's broker and ports.
+	// 4. The installed configuration, with a free API port and the printer emulator
+	// (see the doc comment); the rest, the empty device id included, as packaged.
 	const device = "pos-arm64-1"
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfgPath := filepath.Join(root, "etc/walletless/posd.json")
@@ -151,8 +203,9 @@ func TestArm64InstallAndSell(t *testing.T) {
 	if scanner["source"] != "/dev/walletless/scanner" || cfg["data_dir"] != "/var/lib/walletless" {
 		t.Fatalf("the packaged posd.json does not read /dev/walletless/scanner into /var/lib/walletless: %s", raw)
 	}
-	cfg["device_id"] = device
-	cfg["mqtt"] = map[string]any{"broker": broker}
+	if cfg["device_id"] != "" || !strings.Contains(string(raw), strings.TrimSpace(lastLine(t, filepath.Join(keyDir, "posfleet.pub")))) {
+		t.Fatalf("the packaged posd.json must have no device id and trust the fleet key: %s", raw)
+	}
 	cfg["api"] = map[string]any{"addr": apiAddr}
 	cfg["printer"] = map[string]any{"target": "emulator:/var/lib/walletless/receipts"}
 	raw, _ = json.MarshalIndent(cfg, "", "  ")
@@ -214,24 +267,73 @@ func TestArm64InstallAndSell(t *testing.T) {
 		api.token = strings.TrimSpace(string(b))
 		return err == nil && api.token != ""
 	})
-	var st struct {
+	type status struct {
+		State    string `json:"state"`
 		DeviceID string `json:"device_id"`
 		Online   bool   `json:"online"`
 		Scanner  struct {
-			Connected bool   `json:"connected"`
-			Port      string `json:"port"`
+			Connected bool `json:"connected"`
 		} `json:"scanner"`
+		Pairing struct {
+			TrustedKeys int    `json:"trusted_keys"`
+			LastError   string `json:"last_error"`
+		} `json:"pairing"`
 	}
-	waitUntil(t, "posd online with its scanner connected", 3*time.Minute, posd, func() bool {
+	var st status
+	waitUntil(t, "posd unpaired with its scanner connected", 3*time.Minute, posd, func() bool {
+		st = status{}
 		code, body, err := api.call("GET", "/v1/status", "")
-		return err == nil && code == 200 && json.Unmarshal(body, &st) == nil && st.Online && st.Scanner.Connected
+		return err == nil && code == 200 && json.Unmarshal(body, &st) == nil && st.State == "unpaired" && st.Scanner.Connected
 	})
-	if st.DeviceID != device {
-		t.Fatalf("posd reports device %q, want %q", st.DeviceID, device)
+	if st.Pairing.TrustedKeys != 1 {
+		t.Fatalf("the unpaired terminal trusts %d fleet keys, want the one baked into the package", st.Pairing.TrustedKeys)
 	}
-	step("host mosquitto and posgw, then posd under qemu until online with its scanner", start)
+	waitUntil(t, "the 'not paired' slip", time.Minute, posd, func() bool {
+		slips, _ := filepath.Glob(filepath.Join(root, "var/lib/walletless/receipts/unpaired-*"))
+		return len(slips) > 0
+	})
+	step("host fleet (CA, mosquitto, posgw, enroll-server), posd under qemu until unpaired with its scanner", start)
 
-	// 7. The sale: made through the API, paid by the scanner.
+	// 7. Pairing: the fleet manager's QR, scanned.
+	start = time.Now()
+	png := filepath.Join(work, "pairing-qr.png")
+	fleet("provision", "-device-id", device, "-broker", fmt.Sprintf("ssl://127.0.0.1:%d", tlsPort),
+		"-enroll-url", "https://"+enrollAddr, "-key", filepath.Join(keyDir, "posfleet.key"),
+		"-ca", filepath.Join(caDir, "ca.crt"), "-secrets", secrets, "-o", png)
+	qr := decodeQR(t, png)
+	if !strings.HasPrefix(qr, "WLPAIR1:") {
+		t.Fatalf("the pairing QR decodes to %.12q…", qr)
+	}
+	if _, err := master.Write([]byte(qr + "\r\n")); err != nil {
+		t.Fatalf("write to the scanner: %v", err)
+	}
+	waitUntil(t, "posd paired, online over mutual TLS, selling", 3*time.Minute, posd, func() bool {
+		st = status{}
+		code, body, err := api.call("GET", "/v1/status", "")
+		if err == nil && code == 200 && json.Unmarshal(body, &st) == nil && st.Pairing.LastError != "" {
+			t.Fatalf("pairing refused: %s", st.Pairing.LastError)
+		}
+		return st.State == "selling" && st.DeviceID == device && st.Online
+	})
+	if !strings.Contains(mq.output(), "u'"+device+"'") {
+		t.Errorf("mosquitto did not log a client with the username %s (its certificate's CN):\n%s", device, tail(mq.output(), 20))
+	}
+	waitUntil(t, "the pairing slip", time.Minute, posd, func() bool {
+		slips, _ := filepath.Glob(filepath.Join(root, "var/lib/walletless/receipts/paired-*"))
+		return len(slips) > 0
+	})
+	for _, f := range []string{"pairing.json", "device.crt", "device.key", "ca.crt"} {
+		fi, err := os.Stat(filepath.Join(root, "var/lib/walletless", f))
+		if err != nil {
+			t.Fatalf("after pairing: %v", err)
+		}
+		if fi.Sys().(*syscall.Stat_t).Uid != uint32(userID(t, root, "walletless")) {
+			t.Errorf("%s is not walletless's", f)
+		}
+	}
+	step("pairing: provision, scan, enroll, online over mutual TLS", start)
+
+	// 8. The sale: made through the API, paid by the scanner.
 	start = time.Now()
 	code, body, err := api.call("POST", "/v1/sales", `{"amount_minor": 4500, "currency": "KRW"}`)
 	if err != nil || code != 201 {
@@ -266,6 +368,9 @@ func TestArm64InstallAndSell(t *testing.T) {
 	if strings.Contains(posd.output(), paycode) || strings.Contains(gw.output(), paycode) {
 		t.Errorf("the full payment code is in posd's or posgw's log")
 	}
+	if secret := qrSecret(qr); secret == "" || strings.Contains(posd.output(), secret) || strings.Contains(posd.output(), qr) {
+		t.Errorf("the pairing QR's one-time secret is in posd's log (or the QR has none)")
+	}
 	waitUntil(t, "the receipt printed", time.Minute, posd, func() bool {
 		pngs, _ := filepath.Glob(filepath.Join(root, "var/lib/walletless/receipts/*.png"))
 		return len(pngs) > 0
@@ -273,7 +378,7 @@ func TestArm64InstallAndSell(t *testing.T) {
 	step("sale: POST /v1/sales, scan, approved, receipt", start)
 	t.Logf("posd's log (arm64, under qemu; it never holds a full code, checked above):\n%s", tail(posd.output(), 40))
 
-	// 8. posd stops on SIGTERM as systemd stops it; posgw's ledger has the sale.
+	// 9. posd stops on SIGTERM as systemd stops it; posgw's ledger has the sale.
 	if err := posd.stop(20 * time.Second); err != nil {
 		t.Errorf("posd on SIGTERM: %v\n%s", err, posd.output())
 	}
@@ -666,4 +771,67 @@ func demoCode(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("28%016d", n)
+}
+
+// lastLine is a file's last non-empty line (a minisign public key file's key).
+func lastLine(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
+
+// userID reads a user's id from the root's /etc/passwd.
+func userID(t *testing.T, root, name string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "etc/passwd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) >= 3 && f[0] == name {
+			if id, err := strconv.Atoi(f[2]); err == nil {
+				return id
+			}
+		}
+	}
+	t.Fatalf("no user %s in the root's /etc/passwd", name)
+	return 0
+}
+
+// decodeQR reads the text of posfleet provision's PNG, as the counter scanner would.
+func decodeQR(t *testing.T, file string) string {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, _, err := image.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A clean, upright symbol straight from the PNG (as internal/e2e decodes it).
+	res, err := qrcode.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true})
+	if err != nil {
+		t.Fatalf("decode %s: %v", file, err)
+	}
+	return res.GetText()
+}
+
+// qrSecret is a pairing QR's one-time secret ("" when it does not parse).
+func qrSecret(text string) string {
+	q, err := pairing.Parse(text)
+	if err != nil {
+		return ""
+	}
+	return q.Payload.Secret
 }
