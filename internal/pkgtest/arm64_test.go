@@ -251,16 +251,6 @@ user root
 	u := readUnit(t, filepath.Join(root, "usr/lib/systemd/system/posd.service"))
 	t.Logf("posd.service: User=%s Group=%s SupplementaryGroups=%v UMask=%s ExecStartPre=%q ExecStart=%q",
 		u.user, u.group, u.groups, u.umask, u.pre, u.start)
-	for _, pre := range u.pre {
-		argv, ignore, asRoot := execLine(pre)
-		pctx, pcancel := context.WithTimeout(ctx, 3*time.Minute)
-		out, err := run(pctx, "", "chroot", u.command(root, argv, asRoot)...)
-		pcancel()
-		t.Logf("ExecStartPre=%s: %v\n%s", pre, err, out)
-		if err != nil && !ignore {
-			t.Fatalf("ExecStartPre=%s failed: %v", pre, err)
-		}
-	}
 	// systemd refuses to start a unit whose SupplementaryGroups= names a missing
 	// group. A Pi image has them all (udev's sysusers make input; the package makes
 	// gpio); this minbase root has no udev, so a group it lacks is left out, and
@@ -274,6 +264,16 @@ user root
 		}
 	}
 	u.groups = groups
+	for _, pre := range u.pre {
+		argv, ignore, asRoot := execLine(pre)
+		pctx, pcancel := context.WithTimeout(ctx, 3*time.Minute)
+		out, err := run(pctx, "", "chroot", u.command(root, argv, asRoot)...)
+		pcancel()
+		t.Logf("ExecStartPre=%s: %v\n%s", pre, err, out)
+		if err != nil && !ignore {
+			t.Fatalf("ExecStartPre=%s failed: %v", pre, err)
+		}
+	}
 	argv, _, asRoot := execLine(u.start)
 	posd := startProc(t, "posd (arm64, qemu)", "chroot", u.command(root, argv, asRoot)...)
 	api := &apiClient{base: "http://" + apiAddr}
