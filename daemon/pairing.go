@@ -140,11 +140,11 @@ func pairedConfig(cfg config.Config, st pairing.State) config.Config {
 // process with the scanner it already reads.
 func runUnpaired(ctx context.Context, opts Options) error {
 	cfg := opts.Config
-	log := opts.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	base := opts.Log
+	if base == nil {
+		base = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("component", "pairing")
+	log := base.With("component", "pairing")
 	if err := secretfile.PrivateDir(cfg.DataDir); err != nil {
 		return fmt.Errorf("daemon: data dir: %w", err)
 	}
@@ -173,7 +173,7 @@ func runUnpaired(ctx context.Context, opts Options) error {
 		return fmt.Errorf("daemon: local API: %w", err)
 	}
 	defer ln.Close()
-	door, err := openDoor(cfg, log)
+	door, err := openDoor(cfg, base)
 	if err != nil {
 		return err
 	}
@@ -192,11 +192,11 @@ func runUnpaired(ctx context.Context, opts Options) error {
 			Source: cfg.Scanner.Source, Baud: cfg.Scanner.Baud, MaxLine: cfg.Scanner.MaxLine,
 			Dedup: time.Duration(cfg.Scanner.Dedup), Framing: framing, Gap: time.Duration(cfg.Scanner.Gap),
 			AIM: scanner.AIMMode(cfg.Scanner.AIM), Keymap: keymap, EAN13: cfg.Scanner.EAN13, Status: sc.status,
-		}, stdin, log.With("component", "scanner"), sc.scans)
+		}, stdin, base.With("component", "scanner"), sc.scans)
 	}()
 
 	u := &unpaired{cfg: cfg, keys: keys, log: log, profile: profile, hardware: hardwareID(), version: opts.Version, scanStatus: sc.status}
-	prn, err := printer.OpenWith(cfg.Printer.Target, printer.Options{Log: log.With("component", "printer"), Profile: profile})
+	prn, err := printer.OpenWith(cfg.Printer.Target, printer.Options{Log: base.With("component", "printer"), Profile: profile})
 	if err != nil {
 		return err
 	}
@@ -229,6 +229,7 @@ func runUnpaired(ctx context.Context, opts Options) error {
 	paired, err := u.loop(ctx, opts, sc)
 	stopAll()
 	if err != nil || paired == nil {
+		_ = opts.Notify.Notify(sdnotify.Stopping) // best effort at exit
 		if err == nil || errors.Is(err, context.Canceled) {
 			return nil
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/walletless/walletless/config"
 	"github.com/walletless/walletless/internal/apispec"
+	"github.com/walletless/walletless/internal/sdnotify"
 	"github.com/walletless/walletless/pairing"
 )
 
@@ -259,6 +260,22 @@ func TestUnpairedTerminalPairsByScanningTheQR(t *testing.T) {
 	expired, _ := f.qr(t, f.priv, "shop-3", time.Now().Add(-2*time.Hour), time.Hour)
 	u.feed(expired)
 	waitFor(t, "the expired QR refused", func() bool { return strings.Contains(lastError(), "expired") })
+	// A wrong CA pin (a man in the middle, or another fleet's CA): refused at
+	// enrollment, before the secret is sent.
+	otherCA, _, err := pairing.NewCA("other CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp, err := pairing.NewPayload(pairing.Payload{DeviceID: "shop-5", Broker: "ssl://127.0.0.1:1", CAFingerprint: pairing.Fingerprint(otherCA.Raw), EnrollURL: f.url}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mitm, err := pairing.Sign(f.priv, mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.feed(mitm)
+	waitFor(t, "the wrong CA pin refused", func() bool { return strings.Contains(lastError(), "enrollment server not trusted") })
 	// A payment code while unpaired.
 	u.feed("281234567890123456")
 	waitFor(t, "the payment code refused", func() bool { return strings.Contains(lastError(), "not paired yet") })
@@ -336,4 +353,47 @@ func TestUnpairedWithoutFleetKeySaysSo(t *testing.T) {
 		t.Fatalf("status without a fleet key: %v", st)
 	}
 	waitFor(t, "the slip", func() bool { return strings.Contains(u.slip("unpaired-"), "fleet key") })
+}
+
+// TestUnpairedSystemdNotify: an unpaired terminal tells systemd it is ready once its
+// API listens and pings the watchdog from the loop that waits for the pairing QR
+// (Type=notify and WatchdogSec= must not restart a box waiting to be paired).
+func TestUnpairedSystemdNotify(t *testing.T) {
+	n, c := notifySocket(t)
+	cfg := config.Default()
+	cfg.DeviceID = ""
+	cfg.DataDir = filepath.Join(t.TempDir(), "posd")
+	cfg.API.Addr = "127.0.0.1:0"
+	cfg.Printer.Target = "none"
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan Info, 1)
+	go func() {
+		done <- Run(ctx, Options{Config: cfg, Version: "test", Stdin: blockingReader{ctx}, Notify: n, Watchdog: 200 * time.Millisecond,
+			Ready: func(i Info) { ready <- i }})
+	}()
+	if got := readNotify(t, c); got != sdnotify.Ready {
+		t.Fatalf("first notification %q, want READY=1", got)
+	}
+	if i := <-ready; i.DeviceID != "" {
+		t.Fatalf("ready as %q", i.DeviceID)
+	}
+	for i := 0; i < 3; i++ {
+		if got := readNotify(t, c); got != sdnotify.Watchdog {
+			t.Fatalf("notification %q, want WATCHDOG=1", got)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got := readNotify(t, c)
+		if got == sdnotify.Stopping {
+			break
+		}
+		if got != sdnotify.Watchdog {
+			t.Fatalf("notification %q at the end, want STOPPING=1", got)
+		}
+	}
 }
