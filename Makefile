@@ -10,7 +10,7 @@ NFPM     := $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 DEB_VERSION ?= $(shell v=$$(git describe --tags 2>/dev/null | sed 's/^v//; s/-/+/g'); [ -n "$$v" ] && echo $$v || echo 0.0.0+g$$(git rev-parse --short HEAD 2>/dev/null || echo dev))
 DIST     := dist
 
-.PHONY: help demo build test test-short vet bench fuzz cross firmware mutants clean deb lintian
+.PHONY: help demo build test test-short vet bench fuzz cross firmware mutants clean deb lintian deb-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -91,6 +91,12 @@ deb: ## build walletless_VERSION_ARCH.deb for DEB_ARCHES (amd64 arm64 armhf) int
 lintian: ## build the amd64 .deb and run lintian on it (fails on errors; docs/install.md lists the warnings left)
 	$(MAKE) deb DEB_ARCHES=amd64
 	lintian --fail-on error $(DIST)/walletless_$(DEB_VERSION)_amd64.deb
+
+deb-test: ## as root: apt-install the .deb in fresh Debian bookworm chroots, amd64 and arm64 (qemu), and sell on arm64 (docs/install.md)
+	@test "$$(id -u)" = 0 || { echo "make deb-test: run as root (debootstrap, chroot, mount)"; exit 1; }
+	$(MAKE) deb DEB_ARCHES=amd64
+	scripts/deb-chroot.sh --arch amd64 $(DIST)/walletless_$(DEB_VERSION)_amd64.deb
+	CI=true $(GO) test -count=1 -timeout 20m -run '^TestArm64InstallAndSell$$' -v ./internal/pkgtest/
 
 mutants: ## break each safety invariant in a copy of the tree (scripts/mutants.sh) and check the tests catch it; needs mosquitto and fuse3
 	./scripts/mutants.sh
