@@ -252,18 +252,12 @@ user root
 	t.Logf("posd.service: User=%s Group=%s SupplementaryGroups=%v UMask=%s ExecStartPre=%q ExecStart=%q",
 		u.user, u.group, u.groups, u.umask, u.pre, u.start)
 	// systemd refuses to start a unit whose SupplementaryGroups= names a missing
-	// group. A Pi image has them all (udev's sysusers make input; the package makes
-	// gpio); this minbase root has no udev, so a group it lacks is left out, and
-	// said so.
-	var groups []string
+	// group (216/GROUP); the package's preinst makes those a system lacks.
 	for _, g := range u.groups {
-		if _, ok := lookupGroup(root, g); ok {
-			groups = append(groups, g)
-		} else {
-			t.Logf("SupplementaryGroups=: the root has no group %s (no udev in a minbase chroot); posd runs without it", g)
+		if _, ok := lookupGroup(root, g); !ok {
+			t.Fatalf("SupplementaryGroups=: the installed root has no group %s: systemd would not start posd", g)
 		}
 	}
-	u.groups = groups
 	for _, pre := range u.pre {
 		argv, ignore, asRoot := execLine(pre)
 		pctx, pcancel := context.WithTimeout(ctx, 3*time.Minute)
