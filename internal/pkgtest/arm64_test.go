@@ -258,18 +258,22 @@ user root
 			t.Fatalf("SupplementaryGroups=: the installed root has no group %s: systemd would not start posd", g)
 		}
 	}
-	for _, pre := range u.pre {
-		argv, ignore, asRoot := execLine(pre)
-		pctx, pcancel := context.WithTimeout(ctx, 3*time.Minute)
-		out, err := run(pctx, "", "chroot", u.command(root, argv, asRoot)...)
-		pcancel()
-		t.Logf("ExecStartPre=%s: %v\n%s", pre, err, out)
-		if err != nil && !ignore {
-			t.Fatalf("ExecStartPre=%s failed: %v", pre, err)
+	startUnit := func() *proc {
+		t.Helper()
+		for _, pre := range u.pre {
+			argv, ignore, asRoot := execLine(pre)
+			pctx, pcancel := context.WithTimeout(ctx, 3*time.Minute)
+			out, err := run(pctx, "", "chroot", u.command(root, argv, asRoot)...)
+			pcancel()
+			t.Logf("ExecStartPre=%s: %v\n%s", pre, err, out)
+			if err != nil && !ignore {
+				t.Fatalf("ExecStartPre=%s failed: %v", pre, err)
+			}
 		}
+		argv, _, asRoot := execLine(u.start)
+		return startProc(t, "posd (arm64, qemu)", "chroot", u.command(root, argv, asRoot)...)
 	}
-	argv, _, asRoot := execLine(u.start)
-	posd := startProc(t, "posd (arm64, qemu)", "chroot", u.command(root, argv, asRoot)...)
+	posd := startUnit()
 	api := &apiClient{base: "http://" + apiAddr}
 	tokenFile := filepath.Join(root, "var/lib/walletless/admin.token")
 	waitUntil(t, "posd's admin token", 3*time.Minute, posd, func() bool {
@@ -392,6 +396,56 @@ user root
 	if err := posd.stop(20 * time.Second); err != nil {
 		t.Errorf("posd on SIGTERM: %v\n%s", err, posd.output())
 	}
+
+	// 10. A package upgrade: apt installs a newer .deb over the running terminal; its
+	// postinst puts the new posd into the running firmware slot, and the unit's next
+	// start runs it, still paired and selling.
+	start = time.Now()
+	dist2 := filepath.Join(work, "dist-upgrade")
+	if out, err := run(ctx, root0(), "make", "deb", "DEB_ARCHES=arm64", "DIST="+dist2, "VERSION=99.0.0", "DEB_VERSION=99.0.0",
+		"FLEET_PUB="+filepath.Join(keyDir, "posfleet.pub")); err != nil {
+		t.Fatalf("make deb VERSION=99.0.0: %v\n%s", err, out)
+	}
+	newer, _ := filepath.Glob(filepath.Join(dist2, "walletless_99.0.0*_arm64.deb"))
+	if len(newer) != 1 {
+		t.Fatalf("want one walletless 99.0.0 arm64 .deb in %s, got %v", dist2, newer)
+	}
+	b, err := os.ReadFile(newer[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "tmp/walletless-upgrade.deb"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run(ctx, "", "chroot", root, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "/tmp/walletless-upgrade.deb")
+	t.Logf("apt-get install walletless 99.0.0:\n%s", tail(out, 15))
+	if err != nil {
+		t.Fatalf("apt-get install (upgrade): %v", err)
+	}
+	if !strings.Contains(out, "now holds the packaged posd 99.0.0") {
+		t.Errorf("the upgrade's postinst did not put posd 99.0.0 into the running slot:\n%s", out)
+	}
+	out, err = run(ctx, "", "chroot", root, "/var/lib/walletless/slots/current/posd", "-version")
+	if err != nil || !strings.Contains(out, "99.0.0") {
+		t.Fatalf("slots/current/posd -version after the upgrade: %q %v", out, err)
+	}
+	posd = startUnit()
+	var after struct {
+		State    string `json:"state"`
+		DeviceID string `json:"device_id"`
+		Version  string `json:"version"`
+		Online   bool   `json:"online"`
+	}
+	waitUntil(t, "the upgraded posd selling, paired and online", 3*time.Minute, posd, func() bool {
+		code, body, err := api.call("GET", "/v1/status", "")
+		return err == nil && code == 200 && json.Unmarshal(body, &after) == nil &&
+			after.State == "selling" && after.DeviceID == device && after.Online && after.Version == "99.0.0"
+	})
+	if err := posd.stop(20 * time.Second); err != nil {
+		t.Errorf("upgraded posd on SIGTERM: %v\n%s", err, posd.output())
+	}
+	step("package upgrade to 99.0.0 (make deb, apt install, the unit's restart, paired and online)", start)
+
 	if err := gw.stop(20 * time.Second); err != nil {
 		t.Errorf("posgw on SIGTERM: %v", err)
 	}
