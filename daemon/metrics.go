@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 
 	"github.com/walletless/walletless/paycode"
 	"github.com/walletless/walletless/payment"
-	"github.com/walletless/walletless/store"
 )
 
 // metrics are posd's Prometheus metrics, served at GET /metrics behind the API's
@@ -57,7 +55,7 @@ func newMetrics(rt *instance) *metrics {
 			return float64(d)
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "walletless_oldest_unsynced_age_seconds", Help: "Age of the oldest sale or refund the cloud has not answered (0: none)."}, func() float64 {
-			at, ok := oldestUnanswered(st)
+			at, ok := oldestUnsynced(st)
 			if !ok {
 				return 0
 			}
@@ -127,38 +125,4 @@ func (o *openSales) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(openSalesDesc, prometheus.GaugeValue, float64(s.Authorizing), "authorizing")
 	ch <- prometheus.MustNewConstMetric(openSalesDesc, prometheus.GaugeValue, float64(s.InDoubt), "in_doubt")
 	ch <- prometheus.MustNewConstMetric(openSalesDesc, prometheus.GaugeValue, float64(s.StoredOffline), "stored_offline")
-}
-
-// oldestUnanswered returns when the oldest sale or refund the cloud has not answered
-// was made (sales still waiting for a code aside); ids are UUIDv7, so the time is in
-// the id.
-func oldestUnanswered(st *store.Store) (time.Time, bool) {
-	var (
-		oldest time.Time
-		found  bool
-	)
-	_ = st.View(func(tx *store.Tx) error {
-		return tx.ForEachUnsettled(func(id, note string) error {
-			if note == string(payment.StatusWaitingForCode) {
-				return nil
-			}
-			if at, ok := uuidv7Time(id); ok && (!found || at.Before(oldest)) {
-				oldest, found = at, true
-			}
-			return nil
-		})
-	})
-	return oldest, found
-}
-
-// uuidv7Time reads the millisecond timestamp of a UUIDv7 id.
-func uuidv7Time(id string) (time.Time, bool) {
-	if !payment.ValidID(id) {
-		return time.Time{}, false
-	}
-	ms, err := strconv.ParseUint(id[0:8]+id[9:13], 16, 64)
-	if err != nil {
-		return time.Time{}, false
-	}
-	return time.UnixMilli(int64(ms)), true
 }
