@@ -35,6 +35,10 @@ var (
 	shredRotateMax  = 10 * time.Minute
 	shredEvery      = 10 * time.Second // sweep period without kicks
 	shredMinGap     = 2 * time.Second  // at most one scanning sweep per gap
+
+	// shredRotated runs in a sweep right after a rotation; tests seal there, in
+	// the window where a seal under the new epoch races the sweep.
+	shredRotated = func() {}
 )
 
 // shredder keeps full payment codes out of posd.db in readable form: every payment
@@ -52,8 +56,10 @@ type shredder struct {
 	ring *shred.Keyring
 	log  *slog.Logger
 	kick chan struct{}
-	// sealed counts seals since the last rotation: an unused epoch is not rotated.
-	sealed atomic.Int64
+	// sealedIn is the newest epoch anything was sealed under (epochs grow): an
+	// unused current epoch is not rotated. A maximum, not a count reset at
+	// rotation, so a seal racing a rotation is never forgotten.
+	sealedIn atomic.Uint64
 	// gate keeps a sweep's scan and destruction apart from a reader's Peek and
 	// Unseal, so a key never disappears between the two.
 	gate stdsync.RWMutex
@@ -98,7 +104,10 @@ func (s *shredder) encode(enc func(payment.Message) ([]byte, error)) func(paymen
 		if err != nil {
 			return nil, fmt.Errorf("daemon: seal payment request: %w", err)
 		}
-		s.sealed.Add(1)
+		if e, ok := shred.EpochOf(sealed); ok {
+			for old := s.sealedIn.Load(); e > old && !s.sealedIn.CompareAndSwap(old, e); old = s.sealedIn.Load() {
+			}
+		}
 		return sealed, nil
 	}
 }
@@ -184,7 +193,7 @@ func (s *shredder) sweep() error {
 	age := time.Since(born)
 	rotate := false
 	switch {
-	case s.sealed.Load() == 0:
+	case s.sealedIn.Load() < cur: // nothing sealed under cur yet
 	case age >= shredRotateMax:
 		rotate = true
 	case age >= shredRotateIdle:
@@ -199,7 +208,7 @@ func (s *shredder) sweep() error {
 		if err != nil {
 			return err
 		}
-		s.sealed.Store(0)
+		shredRotated()
 		s.log.Debug("epoch key rotated", "epoch", e)
 	}
 	if len(s.ring.Epochs()) < 2 {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/walletless/walletless/internal/secretfile"
+	"github.com/walletless/walletless/internal/shred"
 	"github.com/walletless/walletless/payment"
 	"github.com/walletless/walletless/store"
 )
@@ -151,5 +152,51 @@ func TestCodeKey(t *testing.T) {
 	os.Chmod(path, 0o644)
 	if _, err := codeKey(dir); !errors.Is(err, secretfile.ErrTooOpen) || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("0644 codes.key: %v", err)
+	}
+}
+
+// TestSealRacingRotation: a payment request sealed under the new epoch while the
+// sweep that made it is still running keeps that epoch marked as used, so once the
+// outbox is empty the next due sweep rotates it away and destroys its key.
+func TestSealRacingRotation(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, DBFile), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sh, err := newShredder(st, dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(i time.Duration, f func()) { shredRotateIdle, shredRotated = i, f }(shredRotateIdle, shredRotated)
+	shredRotateIdle = 0
+	enc := sh.encode(encodeOutbox("shop-7"))
+	req := payment.AuthRequest{Key: "0190b7a4-0000-7000-8000-000000000001", AmountMinor: 1200, Currency: "KRW", Kind: "wallet", Scheme: "alipay",
+		Code: testCode, MaskedCode: "2812…3456", CreatedAt: time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)}
+
+	ack := func() uint64 { // seal one request, read its epoch, let it leave the outbox
+		seq := enqueue(t, st, enc, req)
+		stored, _ := st.Peek(1, nil)
+		e, _ := shred.EpochOf(stored[0].Data)
+		if err := st.Ack(seq); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	ack() // the first epoch is used, so the sweep below rotates
+	var racing uint64
+	shredRotated = func() { racing = ack(); shredRotated = func() {} }
+	if err := sh.sweep(); err != nil {
+		t.Fatal(err)
+	}
+	if cur, _ := sh.ring.Current(); racing != cur {
+		t.Fatalf("the racing seal used epoch %d, not the new current %d", racing, cur)
+	}
+	if err := sh.sweep(); err != nil {
+		t.Fatal(err)
+	}
+	if es := sh.ring.Epochs(); len(es) != 1 || es[0] <= racing {
+		t.Fatalf("after the outbox emptied and a sweep: epochs %v, a request was sealed under %d", es, racing)
 	}
 }

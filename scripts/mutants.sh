@@ -2,7 +2,7 @@
 # Mutation check of the safety tests: each mutant is a small source change that breaks
 # an invariant (posgw deciding a duplicate again, bbolt without fsync, a result applied
 # twice, a one-time code accepted twice, any API token accepted, TLS files with a
-# plaintext URL, shredded keys kept, a bbolt panic not recovered, posgw without the
+# plaintext URL, shredded keys kept, a seal racing a key rotation forgotten, a bbolt panic not recovered, posgw without the
 # staleness rule, with a persistent session or without reversed tombstones, a device
 # message without a required field accepted, a PostgreSQL ledger deciding a key
 # twice, posgw acknowledging a request before storing it, a fleet document replayed,
@@ -93,6 +93,9 @@ mutant tls-files-with-plaintext-url sync/plaintext.go \
 mutant shred-keys-never-destroyed internal/shred/shred.go \
 	's/if epoch == k.cur {/if true || epoch == k.cur {/' \
 	'./internal/shred/ ./daemon/' '^(TestDestroyShreds|TestNoPaymentCodeLeftAtRest|TestSealedOutbox)$'
+mutant shred-seal-racing-rotation-forgotten daemon/shred.go \
+	's/^\t\tshredRotated()$/\t\tshredRotated()\n\t\ts.sealedIn.Store(0)/' \
+	./daemon/ '^TestSealRacingRotation$'
 mutant store-panic-not-recovered store/guard.go \
 	's/^\t\tr := recover()$/\t\tvar r any \/\/ mutant/' \
 	./store/ '^(TestDamageWhileOpen|TestTruncatedWhileOpen)$'
