@@ -39,7 +39,11 @@ func posgwCloud(t *testing.T, brokerURL string) (stop, start func(context.Contex
 	var cancel context.CancelFunc
 	var done chan struct{}
 	start = func(context.Context) error {
-		g, err := gateway.New(gateway.Config{BrokerURL: brokerURL, ClientID: "posgw-conformance", Ledger: l})
+		// A new client id at each start, as posgw makes by default: a restart under
+		// the same id races the broker's cleanup of the old connection, which can
+		// drop the new connection's subscriptions (mochi v2.7.9 checks IsTakenOver
+		// before it unsubscribes the old client by id).
+		g, err := gateway.New(gateway.Config{BrokerURL: brokerURL, Ledger: l})
 		if err != nil {
 			return err
 		}

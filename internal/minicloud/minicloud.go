@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	stdsync "sync"
@@ -58,7 +59,7 @@ type batch struct {
 // Config configures a Cloud.
 type Config struct {
 	BrokerURL, Username, Password string
-	ClientID                      string // default "minicloud"
+	ClientID                      string // default "minicloud-" and random digits at each Start; "minicloud" with Flaws.Persistent
 	State                         *State // default a new one
 	Flaws                         Flaws
 	MaxAge                        time.Duration // default 60s
@@ -68,12 +69,31 @@ type Config struct {
 type Cloud struct {
 	cfg    Config
 	client mqtt.Client
+
+	// Results are published by a goroutine of their own, in the order they were
+	// decided: paho's handler runs on its router (SetOrderMatters(true)) and must
+	// not call Publish, which can block on the same goroutine for paho's 30 s write
+	// timeout (the cloud-restart scenario once timed out that way under load).
+	mu      stdsync.Mutex
+	results [][]byte // guarded by mu: topic and payload, alternating
+	wake    chan struct{}
+	done    chan struct{}
+	sent    chan struct{}
+	stop    stdsync.Once
 }
 
 // Start connects, subscribes (shared group "minicloud") and serves until Stop.
 func Start(cfg Config) (*Cloud, error) {
-	if cfg.ClientID == "" {
+	switch {
+	case cfg.ClientID != "":
+	case cfg.Flaws.Persistent: // the flaw needs the session back under the same id
 		cfg.ClientID = "minicloud"
+	default:
+		// A clean session needs no stable id, and a restart under the same id races
+		// the broker's cleanup of the old connection, which can drop the new one's
+		// subscriptions (mochi v2.7.9 checks IsTakenOver before it unsubscribes the
+		// old client by id).
+		cfg.ClientID = fmt.Sprintf("minicloud-%d", rand.Uint64())
 	}
 	if cfg.State == nil {
 		cfg.State = NewState()
@@ -81,7 +101,7 @@ func Start(cfg Config) (*Cloud, error) {
 	if cfg.MaxAge == 0 {
 		cfg.MaxAge = 60 * time.Second
 	}
-	c := &Cloud{cfg: cfg}
+	c := &Cloud{cfg: cfg, wake: make(chan struct{}, 1), done: make(chan struct{}), sent: make(chan struct{})}
 	opts := mqtt.NewClientOptions().AddBroker(cfg.BrokerURL).SetClientID(cfg.ClientID).
 		SetCleanSession(!cfg.Flaws.Persistent).SetAutoReconnect(false).SetOrderMatters(true).
 		SetDefaultPublishHandler(c.onMessage)
@@ -92,19 +112,50 @@ func Start(cfg Config) (*Cloud, error) {
 	if tok := c.client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		return nil, fmt.Errorf("minicloud: connect: %v", tok.Error())
 	}
+	go c.publishResults()
 	filters := map[string]byte{}
 	for _, f := range wsync.CloudFilters() {
 		filters["$share/minicloud/"+f] = 1
 	}
 	if tok := c.client.SubscribeMultiple(filters, c.onMessage); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		c.client.Disconnect(0)
+		c.Stop()
 		return nil, fmt.Errorf("minicloud: subscribe: %v", tok.Error())
 	}
 	return c, nil
 }
 
-// Stop disconnects.
-func (c *Cloud) Stop() { c.client.Disconnect(100) }
+// Stop disconnects; results not yet published are dropped, as a crash would.
+func (c *Cloud) Stop() {
+	c.stop.Do(func() {
+		close(c.done)
+		<-c.sent
+		c.client.Disconnect(100)
+	})
+}
+
+// publishResults publishes the queued results in order until Stop.
+func (c *Cloud) publishResults() {
+	defer close(c.sent)
+	for {
+		c.mu.Lock()
+		q := c.results
+		c.results = nil
+		c.mu.Unlock()
+		for i := 0; i+1 < len(q); i += 2 {
+			tok := c.client.Publish(string(q[i]), 1, false, q[i+1])
+			select {
+			case <-tok.Done():
+			case <-c.done:
+				return
+			}
+		}
+		select {
+		case <-c.wake:
+		case <-c.done:
+			return
+		}
+	}
+}
 
 func (c *Cloud) onMessage(_ mqtt.Client, m mqtt.Message) {
 	device, err := wsync.DeviceFromTopic(m.Topic())
@@ -133,9 +184,13 @@ func (c *Cloud) onMessage(_ mqtt.Client, m mqtt.Message) {
 		res := c.apply(device, u)
 		res.V, res.Key, res.Kind = wsync.Version, u.Key, u.Kind
 		raw, _ := json.Marshal(res)
-		// Not waiting for the PUBACK here: messages are handled one at a time, in
-		// order, on paho's goroutine, which must stay free to read it.
-		c.client.Publish(wsync.ResultTopic(device), 1, false, raw)
+		c.mu.Lock()
+		c.results = append(c.results, []byte(wsync.ResultTopic(device)), raw)
+		c.mu.Unlock()
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
