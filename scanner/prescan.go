@@ -13,12 +13,14 @@ import "math"
 //     upside down) after a quiet zone, on rows and, for codes held upright, columns;
 //   - with EAN-13 on, an EAN guard (1:1:1 after a quiet zone) followed by bars.
 // Thresholds are local: the mean of 3x3 blocks of 16x16 pixels around a pixel, and
-// blocks with almost no contrast count as blank (no edges in them).
+// blocks with almost no contrast count as blank (no edges in them): less than 18 grey
+// levels, or more on a noisy frame (noiseLimit).
 
 const (
 	psBlock    = 16 // block side in pixels (a power of two: psShift)
 	psShift    = 4
 	psMinRange = 18 // grey levels: a neighbourhood flatter than this has no edges (zxing: 24, which loses the 17-level codes of hard-*-lowcontr17 that zbar reads)
+	psMaxRange = 48 // the most a noisy frame raises that limit to (noiseLimit)
 	psRowStep  = 3  // rows scanned for finder and start patterns
 	psColStep  = 8  // columns scanned for upright 1D codes
 	// psMinFinder is the smallest finder pattern looked for, in pixels: 7 modules of
@@ -38,6 +40,7 @@ type prescanner struct {
 	// block rows of this frame with statistics (sum, lo, hi) and with thresholds
 	// (thr, rng) computed: the scan computes them as it goes down the frame
 	sumRows, thrRows int
+	minRange         int // this frame's flat-block limit: psMinRange, or more on a noisy frame (noiseLimit)
 	ean              bool
 	no1D             bool           // look for QR finder patterns only
 	noQR             bool           // look for 1D codes only
@@ -66,7 +69,47 @@ func (p *prescanner) codeLike(g Gray, ean bool) bool {
 	}
 	p.sum, p.lo, p.hi, p.thr, p.rng = p.sum[:n], p.lo[:n], p.hi[:n], p.thr[:n], p.rng[:n]
 	p.sumRows, p.thrRows = 0, 0
+	p.minRange = p.noiseLimit()
 	return p.codeLikeAgain()
+}
+
+// noiseLimit measures the frame's noise floor and returns the flat-block limit for
+// it. A camera's noise of ±8 grey levels spans 16 levels in every block of a plain
+// background, and with the light's gradient its 3x3 neighbourhoods just pass a fixed
+// limit of psMinRange: runs of one or two pixels everywhere, each checked for
+// patterns. The floor is the contrast of the quietest quarter of a sample of blocks
+// (every fourth block each way, every fourth row of each): on a frame with any
+// background, those are plain ones. A contrast within half the floor above it is
+// noise, whatever a code under it looks like; the limit stays at psMinRange on a
+// clean frame (the 17-level codes) and never passes psMaxRange (a frame filled by a
+// code has no plain blocks, and its own modules must not count as noise).
+func (p *prescanner) noiseLimit() int {
+	var hist [256]uint16
+	n := 0
+	g := p.g
+	for by := 1; by < p.bh; by += 4 {
+		y0, y1 := by<<psShift, min((by+1)<<psShift, g.Height)
+		for bx := 1; bx < p.bw; bx += 4 {
+			x0, x1 := bx<<psShift, min((bx+1)<<psShift, g.Width)
+			lo, hi := uint8(255), uint8(0)
+			for y := y0; y < y1; y += 4 {
+				for _, v := range g.Pix[y*p.stride+x0 : y*p.stride+x1] {
+					lo, hi = min(lo, v), max(hi, v)
+				}
+			}
+			hist[hi-lo]++
+			n++
+		}
+	}
+	floor, seen := 0, 0
+	for r, c := range hist {
+		seen += int(c)
+		if seen*4 >= n {
+			floor = r
+			break
+		}
+	}
+	return min(max(psMinRange, floor*3/2+2), psMaxRange)
 }
 
 // codeLikeAgain looks at the frame of the last codeLike again (after skipTriple or
@@ -139,7 +182,7 @@ func (p *prescanner) blockThresholds(by int) {
 			}
 		}
 		t := uint8(s / k)
-		if int(hi)-int(lo) < psMinRange {
+		if int(hi)-int(lo) < p.minRange {
 			t = 0
 		} else if t == 0 {
 			t = 1
