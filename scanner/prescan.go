@@ -1,6 +1,9 @@
 package scanner
 
-import "math"
+import (
+	"encoding/binary"
+	"math"
+)
 
 // The pre-check: a camera at a counter sees an empty frame 15-30 times a second, and
 // gozxing spends tens of milliseconds on each before it gives up. prescan looks for
@@ -145,12 +148,17 @@ func (p *prescanner) ensure(by int) {
 }
 
 // blockStats computes the mean, minimum and maximum of each block of block row by,
-// from every other pixel row.
+// from every other pixel row. Whole blocks take eight bytes at a time (blockStats16).
 func (p *prescanner) blockStats(by int) {
 	g := p.g
 	y0, y1 := by<<psShift, min((by+1)<<psShift, g.Height)
 	for bx := 0; bx < p.bw; bx++ {
 		x0, x1 := bx<<psShift, min((bx+1)<<psShift, g.Width)
+		i := by*p.bw + bx
+		if y1-y0 == psBlock && x1-x0 == psBlock {
+			p.sum[i], p.lo[i], p.hi[i] = blockStats16(g.Pix[y0*p.stride+x0:], p.stride)
+			continue
+		}
 		var s int32
 		lo, hi := uint8(255), uint8(0)
 		for y := y0; y < y1; y += 2 {
@@ -162,9 +170,43 @@ func (p *prescanner) blockStats(by int) {
 			}
 		}
 		k := int32(((y1 - y0 + 1) / 2) * (x1 - x0))
-		p.sum[by*p.bw+bx] = s / k
-		p.lo[by*p.bw+bx], p.hi[by*p.bw+bx] = lo, hi
+		p.sum[i] = s / k
+		p.lo[i], p.hi[i] = lo, hi
 	}
+}
+
+// blockStats16 is blockStats of the 16x16 block at pix[0] (rows stride apart): the
+// mean, minimum and maximum of its even rows, eight pixels to a 64-bit word.
+func blockStats16(pix []byte, stride int) (mean int32, lo, hi uint8) {
+	const m = 0x00ff00ff00ff00ff
+	var acc uint64 // four 16-bit sums: 8 rows x 4 bytes x 255 fits
+	his, los := uint64(0), ^uint64(0)
+	_ = pix[14*stride+15]
+	for y := 0; y < psBlock; y += 2 {
+		r := pix[y*stride : y*stride+16]
+		a, b := binary.LittleEndian.Uint64(r), binary.LittleEndian.Uint64(r[8:])
+		acc += a&m + (a>>8)&m + b&m + (b>>8)&m
+		mx, mn := maxMinBytes(a, b)
+		his, _ = maxMinBytes(his, mx)
+		_, los = maxMinBytes(los, mn)
+	}
+	sum := (acc * 0x0001000100010001) >> 48 // the four sums: at most 128 x 255
+	lo, hi = 255, 0
+	for k := 0; k < 64; k += 8 {
+		lo, hi = min(lo, uint8(los>>k)), max(hi, uint8(his>>k))
+	}
+	return int32(sum / 128), lo, hi
+}
+
+// maxMinBytes returns the bytewise maximum and minimum of a and b (unsigned bytes,
+// eight to a word, no carry between them).
+func maxMinBytes(a, b uint64) (mx, mn uint64) {
+	const h, l = 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
+	t := (a | h) - (b & l) // per byte: top bit set where a's low 7 bits >= b's
+	ge := (a&^b | ^(a^b)&t) & h
+	mask := (ge >> 7) * 0xff // 0xff where a >= b
+	d := (a ^ b) & mask
+	return b ^ d, a ^ d
 }
 
 // blockThresholds computes the threshold and contrast of each block of block row
@@ -196,7 +238,7 @@ func (p *prescanner) blockThresholds(by int) {
 // whether it is in a blank neighbourhood.
 func (p *prescanner) dark(x, y int) (dark, blank bool) {
 	if y>>psShift >= p.thrRows { // never a threshold of the last frame
-		p.ensure(y >> psShift)
+		p.ensure(y >> psShift) // (rare: kept out of line so that dark inlines)
 	}
 	t := p.thr[(y>>psShift)*p.bw+(x>>psShift)]
 	return p.g.Pix[y*p.stride+x] < t, t == 0
@@ -285,6 +327,10 @@ func (p *prescanner) scanRow(y int) bool {
 	for bx, t := range thr {
 		x0 := bx << psShift
 		seg := row[x0:min(x0+psBlock, len(row))]
+		if t == 0 && !curDark { // blank: the light run goes on
+			cur += int32(len(seg))
+			continue
+		}
 		for k, v := range seg {
 			d := v < t // t == 0 (blank): never dark
 			if d == curDark {
@@ -305,8 +351,14 @@ func (p *prescanner) scanCol(x int) bool {
 	var l lineRuns
 	cur, curDark := int32(0), false
 	for y := 0; y < p.g.Height; y++ {
-		d, blank := p.dark(x, y)
-		d = d && !blank
+		var d bool
+		if y>>psShift < p.thrRows { // (dark, inlined)
+			t := p.thr[(y>>psShift)*p.bw+(x>>psShift)]
+			d = p.g.Pix[y*p.stride+x] < t // t == 0 (blank): never dark
+		} else {
+			dk, blank := p.dark(x, y)
+			d = dk && !blank
+		}
 		if d == curDark {
 			cur++
 			continue
@@ -329,6 +381,14 @@ func (p *prescanner) finder(r []int32, end, y int) bool {
 	// r[4] is the newest; the centre run is r[2]
 	cx := end - int(r[4]) - int(r[3]) - int(r[2]+1)/2
 	c0 := end - int(total)
+	// a row through a finder confirmed already (every third row crosses one about
+	// ten times) is that finder: not measured again
+	for _, o := range p.finds[:p.nfind] {
+		dx, dy := float64(cx-o.x), float64(y-o.y)
+		if dx*dx+dy*dy < o.size*o.size/4 {
+			return false
+		}
+	}
 	if !p.contrasty(y, c0+int(r[0]), r[1], r[2], r[3]) {
 		return false
 	}
@@ -504,9 +564,13 @@ func (p *prescanner) cross(x, y, dx, dy int, cd bool, ref int32) (int32, int, bo
 			if x < 0 || y < 0 || x >= w || y >= h {
 				return state == 2 && counts[2] > 0
 			}
-			d, blank := p.dark(x, y)
-			if blank {
-				d = false
+			var d bool
+			if y>>psShift < p.thrRows { // (dark, inlined: finder computed the thresholds)
+				t := p.thr[(y>>psShift)*p.bw+(x>>psShift)]
+				d = p.g.Pix[y*p.stride+x] < t // t == 0 (blank): never dark
+			} else {
+				dk, blank := p.dark(x, y)
+				d = dk && !blank
 			}
 			if d != want {
 				if state == 2 {

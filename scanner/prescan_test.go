@@ -1,6 +1,7 @@
 package scanner
 
 import (
+	"math/rand/v2"
 	"testing"
 
 	"github.com/makiuchi-d/gozxing"
@@ -166,6 +167,41 @@ func TestPrescanForgetsTheLastFrame(t *testing.T) {
 		var fresh prescanner
 		if a, b := look(&shared, f.g), look(&fresh, f.g); a != b {
 			t.Errorf("%s: after another frame the pre-check found %+v, on its own %+v", f.name, a, b)
+		}
+	}
+}
+
+// TestBlockStats16 checks the eight-bytes-at-a-time block statistics against a
+// pixel-by-pixel count on random blocks, flat ones and ones at the extremes.
+func TestBlockStats16(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const stride = 40
+	pix := make([]byte, 16*stride)
+	for n := 0; n < 20000; n++ {
+		base, spread := rng.IntN(256), 1+rng.IntN(256)
+		for i := range pix {
+			switch n % 4 {
+			case 0:
+				pix[i] = byte(rng.IntN(256))
+			case 1:
+				pix[i] = byte(base)
+			case 2:
+				pix[i] = []byte{0, 255, 127, 128}[rng.IntN(4)]
+			default:
+				pix[i] = byte(min(255, base+rng.IntN(spread)))
+			}
+		}
+		var s int32
+		lo, hi := uint8(255), uint8(0)
+		for y := 0; y < 16; y += 2 {
+			for _, v := range pix[y*stride : y*stride+16] {
+				s += int32(v)
+				lo, hi = min(lo, v), max(hi, v)
+			}
+		}
+		m, l, h := blockStats16(pix, stride)
+		if m != s/128 || l != lo || h != hi {
+			t.Fatalf("block %d: got mean %d, min %d, max %d; want %d, %d, %d", n, m, l, h, s/128, lo, hi)
 		}
 	}
 }
