@@ -43,6 +43,8 @@ type prescanner struct {
 	// block rows of this frame with statistics (sum, lo, hi) and with thresholds
 	// (thr, rng) computed: the scan computes them as it goes down the frame
 	sumRows, thrRows int
+	colSum           []int32 // blockThresholds' columns of three blocks: sum, min, max
+	colLo, colHi     []uint8
 	minRange         int // this frame's flat-block limit: psMinRange, or more on a noisy frame (noiseLimit)
 	ean              bool
 	no1D             bool           // look for QR finder patterns only
@@ -71,6 +73,9 @@ func (p *prescanner) codeLike(g Gray, ean bool) bool {
 		p.sum, p.lo, p.hi, p.thr, p.rng = make([]int32, n), make([]uint8, n), make([]uint8, n), make([]uint8, n), make([]uint8, n)
 	}
 	p.sum, p.lo, p.hi, p.thr, p.rng = p.sum[:n], p.lo[:n], p.hi[:n], p.thr[:n], p.rng[:n]
+	if cap(p.colSum) < p.bw {
+		p.colSum, p.colLo, p.colHi = make([]int32, p.bw), make([]uint8, p.bw), make([]uint8, p.bw)
+	}
 	p.sumRows, p.thrRows = 0, 0
 	p.minRange = p.noiseLimit()
 	return p.codeLikeAgain()
@@ -112,7 +117,7 @@ func (p *prescanner) noiseLimit() int {
 			break
 		}
 	}
-	return min(max(psMinRange, floor*3/2+2), psMaxRange)
+	return min(max(psMinRange, 2*floor), psMaxRange)
 }
 
 // codeLikeAgain looks at the frame of the last codeLike again (after skipTriple or
@@ -181,20 +186,23 @@ func blockStats16(pix []byte, stride int) (mean int32, lo, hi uint8) {
 	const m = 0x00ff00ff00ff00ff
 	var acc uint64 // four 16-bit sums: 8 rows x 4 bytes x 255 fits
 	his, los := uint64(0), ^uint64(0)
-	_ = pix[14*stride+15]
-	for y := 0; y < psBlock; y += 2 {
-		r := pix[y*stride : y*stride+16]
-		a, b := binary.LittleEndian.Uint64(r), binary.LittleEndian.Uint64(r[8:])
+	for off := 0; off < psBlock*stride; off += 2 * stride {
+		r := (*[16]byte)(pix[off : off+16])
+		a, b := binary.LittleEndian.Uint64(r[:8]), binary.LittleEndian.Uint64(r[8:])
 		acc += a&m + (a>>8)&m + b&m + (b>>8)&m
 		mx, mn := maxMinBytes(a, b)
 		his, _ = maxMinBytes(his, mx)
 		_, los = maxMinBytes(los, mn)
 	}
 	sum := (acc * 0x0001000100010001) >> 48 // the four sums: at most 128 x 255
-	lo, hi = 255, 0
-	for k := 0; k < 64; k += 8 {
-		lo, hi = min(lo, uint8(los>>k)), max(hi, uint8(his>>k))
-	}
+	// fold the eight bytes into the lowest (the others keep what they will)
+	his, _ = maxMinBytes(his, his>>32)
+	_, los = maxMinBytes(los, los>>32)
+	his, _ = maxMinBytes(his, his>>16)
+	_, los = maxMinBytes(los, los>>16)
+	his, _ = maxMinBytes(his, his>>8)
+	_, los = maxMinBytes(los, los>>8)
+	lo, hi = uint8(los), uint8(his)
 	return int32(sum / 128), lo, hi
 }
 
@@ -211,26 +219,36 @@ func maxMinBytes(a, b uint64) (mx, mn uint64) {
 
 // blockThresholds computes the threshold and contrast of each block of block row
 // by over the 3x3 blocks around it; a block with too little contrast is blank (0).
+// The columns of three blocks are summed first, then three columns.
 func (p *prescanner) blockThresholds(by int) {
-	for bx := 0; bx < p.bw; bx++ {
-		var s, k int32
+	y0, y1 := max(by-1, 0), min(by+1, p.bh-1)
+	cs, clo, chi := p.colSum[:p.bw], p.colLo[:p.bw], p.colHi[:p.bw]
+	for bx := range cs {
+		var s int32
 		lo, hi := uint8(255), uint8(0)
-		for yy := max(by-1, 0); yy <= min(by+1, p.bh-1); yy++ {
-			for xx := max(bx-1, 0); xx <= min(bx+1, p.bw-1); xx++ {
-				i := yy*p.bw + xx
-				s += p.sum[i]
-				k++
-				lo, hi = min(lo, p.lo[i]), max(hi, p.hi[i])
-			}
+		for i := y0*p.bw + bx; i <= y1*p.bw+bx; i += p.bw {
+			s += p.sum[i]
+			lo, hi = min(lo, p.lo[i]), max(hi, p.hi[i])
 		}
-		t := uint8(s / k)
+		cs[bx], clo[bx], chi[bx] = s, lo, hi
+	}
+	ny := int32(y1 - y0 + 1)
+	thr, rng := p.thr[by*p.bw:(by+1)*p.bw], p.rng[by*p.bw:(by+1)*p.bw]
+	for bx := range thr {
+		x0, x1 := max(bx-1, 0), min(bx+1, p.bw-1)
+		var s int32
+		lo, hi := uint8(255), uint8(0)
+		for xx := x0; xx <= x1; xx++ {
+			s += cs[xx]
+			lo, hi = min(lo, clo[xx]), max(hi, chi[xx])
+		}
+		t := uint8(s / (ny * int32(x1-x0+1)))
 		if int(hi)-int(lo) < p.minRange {
 			t = 0
 		} else if t == 0 {
 			t = 1
 		}
-		p.thr[by*p.bw+bx] = t
-		p.rng[by*p.bw+bx] = hi - lo
+		thr[bx], rng[bx] = t, hi-lo
 	}
 }
 
