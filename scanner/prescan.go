@@ -83,14 +83,15 @@ func (p *prescanner) codeLike(g Gray, ean bool) bool {
 
 // noiseLimit measures the frame's noise floor and returns the flat-block limit for
 // it. A camera's noise of ±8 grey levels spans 16 levels in every block of a plain
-// background, and with the light's gradient its 3x3 neighbourhoods just pass a fixed
-// limit of psMinRange: runs of one or two pixels everywhere, each checked for
-// patterns. The floor is the contrast of the quietest quarter of a sample of blocks
-// (every fourth block each way, every fourth row of each): on a frame with any
-// background, those are plain ones. A contrast within half the floor above it is
-// noise, whatever a code under it looks like; the limit stays at psMinRange on a
-// clean frame (the 17-level codes) and never passes psMaxRange (a frame filled by a
-// code has no plain blocks, and its own modules must not count as noise).
+// background, and with the light's gradient its 3x3 neighbourhoods pass a fixed limit
+// of psMinRange: runs of one or two pixels everywhere, each checked for patterns
+// (and each a branch the processor cannot predict). The floor is the contrast of the
+// quietest eighth of a sample of blocks (every fourth block each way, every fourth
+// row of each): on a frame with any background, or a code of modules wider than a
+// few pixels, those are plain. The limit is twice the floor: an edge whose contrast
+// is less than the noise's own span is not told from the noise. It stays at
+// psMinRange on a clean frame (the 17-level codes) and never passes psMaxRange (a
+// frame filled by small modules has no plain block, and its contrast is not noise).
 func (p *prescanner) noiseLimit() int {
 	var hist [256]uint16
 	n := 0
@@ -112,7 +113,7 @@ func (p *prescanner) noiseLimit() int {
 	floor, seen := 0, 0
 	for r, c := range hist {
 		seen += int(c)
-		if seen*4 >= n {
+		if seen*8 >= n {
 			floor = r
 			break
 		}

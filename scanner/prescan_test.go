@@ -1,6 +1,7 @@
 package scanner
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -202,6 +203,47 @@ func TestBlockStats16(t *testing.T) {
 		m, l, h := blockStats16(pix, stride)
 		if m != s/128 || l != lo || h != hi {
 			t.Fatalf("block %d: got mean %d, min %d, max %d; want %d, %d, %d", n, m, l, h, s/128, lo, hi)
+		}
+	}
+}
+
+// TestPrescanNoiseFloor: the flat-block limit follows the frame's noise (so that a
+// noisy background is not walked run by run) but never hides a code: on a clean
+// frame it stays at psMinRange, and codes that fill the frame (no plain background
+// to measure the noise on), low in contrast or noisy, are still found and read.
+func TestPrescanNoiseFloor(t *testing.T) {
+	wallet, emv := qrModules(t, testQR), qrModules(t, testEMV)
+	var p prescanner
+	for _, c := range []struct {
+		noise  int
+		lo, hi int // the limit wanted
+	}{{0, psMinRange, psMinRange}, {3, psMinRange, psMinRange}, {8, 28, 36}, {30, psMaxRange, psMaxRange}} {
+		g := synth{w: 640, h: 480, code: wallet, module: 4, noise: c.noise, seed: 3}.render()
+		p.codeLike(g, false)
+		if p.minRange < c.lo || p.minRange > c.hi {
+			t.Errorf("noise of ±%d: flat-block limit %d, want %d to %d", c.noise, p.minRange, c.lo, c.hi)
+		}
+	}
+	for _, code := range []struct {
+		name string
+		m    *gozxing.BitMatrix
+		text string
+	}{{"wallet", wallet, testQR}, {"emv", emv, testEMV}} {
+		for _, c := range []struct{ dark, light, noise int }{{30, 220, 8}, {30, 220, 20}, {105, 150, 4}, {125, 150, 3}, {90, 150, 12}} {
+			for _, sz := range frameSizes {
+				// the code (quiet zone included) fills the frame's height, in modules
+				// of up to 9 pixels (the pre-check's limit: bigger finders fill its
+				// 3x3-block neighbourhoods)
+				module := min(9, float64(sz[1])/float64(code.m.GetHeight()))
+				g := synth{w: sz[0], h: sz[1], code: code.m, module: module, dark: c.dark, light: c.light, noise: c.noise, seed: 4}.render()
+				name := fmt.Sprintf("%s in %dx%d (modules of %.1f px), %d-%d, noise ±%d", code.name, sz[0], sz[1], module, c.dark, c.light, c.noise)
+				if !p.codeLike(g, false) {
+					t.Errorf("%s (flat-block limit %d): the pre-check finds nothing", name, p.minRange)
+				}
+				if r, err := NewDecoder(DecodeOptions{}).Decode(g); err != nil || r.Text != code.text {
+					t.Errorf("%s (flat-block limit %d): read %v, %v", name, p.minRange, r, err)
+				}
+			}
 		}
 	}
 }
