@@ -5,9 +5,9 @@
 # Needs valgrind, g++, pkg-config, libzxing-dev, libzbar-dev. Prints one line per
 # frame: instructions of ours, zxing-cpp, zbar and the ratios. Ours is a warm Decode
 # (a camera's steady state): the frame decoded twice by a fresh decoder, less the
-# frame decoded once. (A first, cold, call alone under-counts: callgrind loses track
-# of the decode when the goroutine's stack grows in it, and counts only what ran
-# before.)
+# frame decoded once. (A first, cold, call alone under-counts: its count held none of
+# the region decode that read the code; that call grows the goroutine's stack, which
+# seems to be where callgrind loses track of it.)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 tmp=$(mktemp -d)
