@@ -24,8 +24,10 @@ const (
 	psShift    = 4
 	psMinRange = 18 // grey levels: a neighbourhood flatter than this has no edges (zxing: 24, which loses the 17-level codes of hard-*-lowcontr17 that zbar reads)
 	psMaxRange = 48 // the most a noisy frame raises that limit to (noiseLimit)
-	psRowStep  = 3  // rows scanned for finder and start patterns
-	psColStep  = 8  // columns scanned for upright 1D codes
+	// psNoiseMargin is how far above a noisy frame's plain neighbourhoods the limit is
+	psNoiseMargin = 8
+	psRowStep     = 3 // rows scanned for finder and start patterns
+	psColStep     = 8 // columns scanned for upright 1D codes
 	// psMinFinder is the smallest finder pattern looked for, in pixels: 7 modules of
 	// 1.5 pixels (smaller is below what a camera can resolve, and noise is finer).
 	psMinFinder = 11
@@ -82,30 +84,36 @@ func (p *prescanner) codeLike(g Gray, ean bool) bool {
 }
 
 // noiseLimit measures the frame's noise floor and returns the flat-block limit for
-// it. A camera's noise of ±8 grey levels spans 16 levels in every block of a plain
-// background, and with the light's gradient its 3x3 neighbourhoods pass a fixed limit
-// of psMinRange: runs of one or two pixels everywhere, each checked for patterns
-// (and each a branch the processor cannot predict). The floor is the contrast of the
-// quietest eighth of a sample of blocks (every fourth block each way, every fourth
-// row of each): on a frame with any background, or a code of modules wider than a
-// few pixels, those are plain. The limit is twice the floor: an edge whose contrast
-// is less than the noise's own span is not told from the noise. It stays at
-// psMinRange on a clean frame (the 17-level codes) and never passes psMaxRange (a
-// frame filled by small modules has no plain block, and its contrast is not noise).
+// it. A camera's noise of ±8 grey levels spans 16 levels and more in every
+// neighbourhood of a plain background, and with the light's gradient passes a fixed
+// limit of psMinRange: runs of one or two pixels everywhere, each checked for
+// patterns (and each a branch the processor cannot predict). The floor is the
+// contrast (on every fourth row) of the quietest eighth of a sample of 3x3-block
+// neighbourhoods (about 48, spread over the frame): on a frame with any
+// background, or a code of modules wider than a few pixels, those are plain. The
+// limit is psNoiseMargin above it: an edge stands out of the noise by that much. It
+// stays at psMinRange on a clean frame (the 17-level codes) and never passes
+// psMaxRange (a frame filled by small modules has no plain neighbourhood, and its
+// contrast is not noise).
 func (p *prescanner) noiseLimit() int {
 	var hist [256]uint16
 	n := 0
 	g := p.g
-	for by := 1; by < p.bh; by += 4 {
-		y0, y1 := by<<psShift, min((by+1)<<psShift, g.Height)
-		for bx := 1; bx < p.bw; bx += 4 {
-			x0, x1 := bx<<psShift, min((bx+1)<<psShift, g.Width)
-			lo, hi := uint8(255), uint8(0)
-			for y := y0; y < y1; y += 4 {
-				for _, v := range g.Pix[y*p.stride+x0 : y*p.stride+x1] {
-					lo, hi = min(lo, v), max(hi, v)
+	step := max(4, int(math.Sqrt(float64(p.bw*p.bh/48))))
+	for by := 1; (by+2)<<psShift <= g.Height; by += step {
+		for bx := 1; (bx+2)<<psShift <= g.Width; bx += step {
+			// the 48x48 pixels of blocks bx-1..bx+1, by-1..by+1, every fourth row
+			his, los := uint64(0), ^uint64(0)
+			off := ((by-1)<<psShift)*p.stride + (bx-1)<<psShift
+			for y := 0; y < 3*psBlock; y += 4 {
+				r := (*[3 * psBlock]byte)(g.Pix[off+y*p.stride : off+y*p.stride+3*psBlock])
+				for k := 0; k < len(r); k += 16 {
+					mx, mn := maxMinBytes(binary.LittleEndian.Uint64(r[k:k+8]), binary.LittleEndian.Uint64(r[k+8:k+16]))
+					his, _ = maxMinBytes(his, mx)
+					_, los = maxMinBytes(los, mn)
 				}
 			}
+			lo, hi := foldMinMax(los, his)
 			hist[hi-lo]++
 			n++
 		}
@@ -118,7 +126,7 @@ func (p *prescanner) noiseLimit() int {
 			break
 		}
 	}
-	return min(max(psMinRange, 2*floor), psMaxRange)
+	return min(max(psMinRange, floor+psNoiseMargin), psMaxRange)
 }
 
 // codeLikeAgain looks at the frame of the last codeLike again (after skipTriple or
@@ -197,14 +205,20 @@ func blockStats16(pix []byte, stride int) (mean int32, lo, hi uint8) {
 	}
 	sum := (acc * 0x0001000100010001) >> 48 // the four sums: at most 128 x 255
 	// fold the eight bytes into the lowest (the others keep what they will)
+	lo, hi = foldMinMax(los, his)
+	return int32(sum / 128), lo, hi
+}
+
+// foldMinMax returns the smallest byte of los and the largest of his.
+func foldMinMax(los, his uint64) (lo, hi uint8) {
+	// fold the eight bytes into the lowest (the others keep what they will)
 	his, _ = maxMinBytes(his, his>>32)
 	_, los = maxMinBytes(los, los>>32)
 	his, _ = maxMinBytes(his, his>>16)
 	_, los = maxMinBytes(los, los>>16)
 	his, _ = maxMinBytes(his, his>>8)
 	_, los = maxMinBytes(los, los>>8)
-	lo, hi = uint8(los), uint8(his)
-	return int32(sum / 128), lo, hi
+	return uint8(los), uint8(his)
 }
 
 // maxMinBytes returns the bytewise maximum and minimum of a and b (unsigned bytes,
