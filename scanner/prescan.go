@@ -204,7 +204,6 @@ func blockStats16(pix []byte, stride int) (mean int32, lo, hi uint8) {
 		_, los = maxMinBytes(los, mn)
 	}
 	sum := (acc * 0x0001000100010001) >> 48 // the four sums: at most 128 x 255
-	// fold the eight bytes into the lowest (the others keep what they will)
 	lo, hi = foldMinMax(los, his)
 	return int32(sum / 128), lo, hi
 }
@@ -271,7 +270,7 @@ func (p *prescanner) blockThresholds(by int) {
 // whether it is in a blank neighbourhood.
 func (p *prescanner) dark(x, y int) (dark, blank bool) {
 	if y>>psShift >= p.thrRows { // never a threshold of the last frame
-		p.ensure(y >> psShift) // (rare: kept out of line so that dark inlines)
+		p.ensure(y >> psShift)
 	}
 	t := p.thr[(y>>psShift)*p.bw+(x>>psShift)]
 	return p.g.Pix[y*p.stride+x] < t, t == 0
