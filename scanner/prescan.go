@@ -1,6 +1,9 @@
 package scanner
 
-import "math"
+import (
+	"encoding/binary"
+	"math"
+)
 
 // The pre-check: a camera at a counter sees an empty frame 15-30 times a second, and
 // gozxing spends tens of milliseconds on each before it gives up. prescan looks for
@@ -13,14 +16,18 @@ import "math"
 //     upside down) after a quiet zone, on rows and, for codes held upright, columns;
 //   - with EAN-13 on, an EAN guard (1:1:1 after a quiet zone) followed by bars.
 // Thresholds are local: the mean of 3x3 blocks of 16x16 pixels around a pixel, and
-// blocks with almost no contrast count as blank (no edges in them).
+// blocks with almost no contrast count as blank (no edges in them): less than 18 grey
+// levels, or more on a noisy frame (noiseLimit).
 
 const (
 	psBlock    = 16 // block side in pixels (a power of two: psShift)
 	psShift    = 4
 	psMinRange = 18 // grey levels: a neighbourhood flatter than this has no edges (zxing: 24, which loses the 17-level codes of hard-*-lowcontr17 that zbar reads)
-	psRowStep  = 3  // rows scanned for finder and start patterns
-	psColStep  = 8  // columns scanned for upright 1D codes
+	psMaxRange = 48 // the most a noisy frame raises that limit to (noiseLimit)
+	// psNoiseMargin is how far above a noisy frame's plain neighbourhoods the limit is
+	psNoiseMargin = 8
+	psRowStep     = 3 // rows scanned for finder and start patterns
+	psColStep     = 8 // columns scanned for upright 1D codes
 	// psMinFinder is the smallest finder pattern looked for, in pixels: 7 modules of
 	// 1.5 pixels (smaller is below what a camera can resolve, and noise is finer).
 	psMinFinder = 11
@@ -38,6 +45,9 @@ type prescanner struct {
 	// block rows of this frame with statistics (sum, lo, hi) and with thresholds
 	// (thr, rng) computed: the scan computes them as it goes down the frame
 	sumRows, thrRows int
+	colSum           []int32 // blockThresholds' columns of three blocks: sum, min, max
+	colLo, colHi     []uint8
+	minRange         int // this frame's flat-block limit: psMinRange, or more on a noisy frame (noiseLimit)
 	ean              bool
 	no1D             bool           // look for QR finder patterns only
 	noQR             bool           // look for 1D codes only
@@ -65,8 +75,58 @@ func (p *prescanner) codeLike(g Gray, ean bool) bool {
 		p.sum, p.lo, p.hi, p.thr, p.rng = make([]int32, n), make([]uint8, n), make([]uint8, n), make([]uint8, n), make([]uint8, n)
 	}
 	p.sum, p.lo, p.hi, p.thr, p.rng = p.sum[:n], p.lo[:n], p.hi[:n], p.thr[:n], p.rng[:n]
+	if cap(p.colSum) < p.bw {
+		p.colSum, p.colLo, p.colHi = make([]int32, p.bw), make([]uint8, p.bw), make([]uint8, p.bw)
+	}
 	p.sumRows, p.thrRows = 0, 0
+	p.minRange = p.noiseLimit()
 	return p.codeLikeAgain()
+}
+
+// noiseLimit measures the frame's noise floor and returns the flat-block limit for
+// it. A camera's noise of ±8 grey levels spans 16 levels and more in every
+// neighbourhood of a plain background, and with the light's gradient passes a fixed
+// limit of psMinRange: runs of one or two pixels everywhere, each checked for
+// patterns (and each a branch the processor cannot predict). The floor is the
+// contrast (on every fourth row) of the quietest eighth of a sample of 3x3-block
+// neighbourhoods (about 48, spread over the frame): on a frame with any
+// background, or a code of modules wider than a few pixels, those are plain. The
+// limit is psNoiseMargin above it: an edge stands out of the noise by that much. It
+// stays at psMinRange on a clean frame (the 17-level codes) and never passes
+// psMaxRange (a frame filled by small modules has no plain neighbourhood, and its
+// contrast is not noise).
+func (p *prescanner) noiseLimit() int {
+	var hist [256]uint16
+	n := 0
+	g := p.g
+	step := max(4, int(math.Sqrt(float64(p.bw*p.bh/48))))
+	for by := 1; (by+2)<<psShift <= g.Height; by += step {
+		for bx := 1; (bx+2)<<psShift <= g.Width; bx += step {
+			// the 48x48 pixels of blocks bx-1..bx+1, by-1..by+1, every fourth row
+			his, los := uint64(0), ^uint64(0)
+			off := ((by-1)<<psShift)*p.stride + (bx-1)<<psShift
+			for y := 0; y < 3*psBlock; y += 4 {
+				r := (*[3 * psBlock]byte)(g.Pix[off+y*p.stride : off+y*p.stride+3*psBlock])
+				for k := 0; k < len(r); k += 16 {
+					mx, mn := maxMinBytes(binary.LittleEndian.Uint64(r[k:k+8]), binary.LittleEndian.Uint64(r[k+8:k+16]))
+					his, _ = maxMinBytes(his, mx)
+					_, los = maxMinBytes(los, mn)
+				}
+			}
+			lo, hi := foldMinMax(los, his)
+			hist[hi-lo]++
+			n++
+		}
+	}
+	floor, seen := 0, 0
+	for r, c := range hist {
+		seen += int(c)
+		if seen*8 >= n {
+			floor = r
+			break
+		}
+	}
+	return min(max(psMinRange, floor+psNoiseMargin), psMaxRange)
 }
 
 // codeLikeAgain looks at the frame of the last codeLike again (after skipTriple or
@@ -102,12 +162,17 @@ func (p *prescanner) ensure(by int) {
 }
 
 // blockStats computes the mean, minimum and maximum of each block of block row by,
-// from every other pixel row.
+// from every other pixel row. Whole blocks take eight bytes at a time (blockStats16).
 func (p *prescanner) blockStats(by int) {
 	g := p.g
 	y0, y1 := by<<psShift, min((by+1)<<psShift, g.Height)
 	for bx := 0; bx < p.bw; bx++ {
 		x0, x1 := bx<<psShift, min((bx+1)<<psShift, g.Width)
+		i := by*p.bw + bx
+		if y1-y0 == psBlock && x1-x0 == psBlock {
+			p.sum[i], p.lo[i], p.hi[i] = blockStats16(g.Pix[y0*p.stride+x0:], p.stride)
+			continue
+		}
 		var s int32
 		lo, hi := uint8(255), uint8(0)
 		for y := y0; y < y1; y += 2 {
@@ -119,33 +184,85 @@ func (p *prescanner) blockStats(by int) {
 			}
 		}
 		k := int32(((y1 - y0 + 1) / 2) * (x1 - x0))
-		p.sum[by*p.bw+bx] = s / k
-		p.lo[by*p.bw+bx], p.hi[by*p.bw+bx] = lo, hi
+		p.sum[i] = s / k
+		p.lo[i], p.hi[i] = lo, hi
 	}
+}
+
+// blockStats16 is blockStats of the 16x16 block at pix[0] (rows stride apart): the
+// mean, minimum and maximum of its even rows, eight pixels to a 64-bit word.
+func blockStats16(pix []byte, stride int) (mean int32, lo, hi uint8) {
+	const m = 0x00ff00ff00ff00ff
+	var acc uint64 // four 16-bit sums: 8 rows x 4 bytes x 255 fits
+	his, los := uint64(0), ^uint64(0)
+	for off := 0; off < psBlock*stride; off += 2 * stride {
+		r := (*[16]byte)(pix[off : off+16])
+		a, b := binary.LittleEndian.Uint64(r[:8]), binary.LittleEndian.Uint64(r[8:])
+		acc += a&m + (a>>8)&m + b&m + (b>>8)&m
+		mx, mn := maxMinBytes(a, b)
+		his, _ = maxMinBytes(his, mx)
+		_, los = maxMinBytes(los, mn)
+	}
+	sum := (acc * 0x0001000100010001) >> 48 // the four sums: at most 128 x 255
+	lo, hi = foldMinMax(los, his)
+	return int32(sum / 128), lo, hi
+}
+
+// foldMinMax returns the smallest byte of los and the largest of his.
+func foldMinMax(los, his uint64) (lo, hi uint8) {
+	// fold the eight bytes into the lowest (the others keep what they will)
+	his, _ = maxMinBytes(his, his>>32)
+	_, los = maxMinBytes(los, los>>32)
+	his, _ = maxMinBytes(his, his>>16)
+	_, los = maxMinBytes(los, los>>16)
+	his, _ = maxMinBytes(his, his>>8)
+	_, los = maxMinBytes(los, los>>8)
+	return uint8(los), uint8(his)
+}
+
+// maxMinBytes returns the bytewise maximum and minimum of a and b (unsigned bytes,
+// eight to a word, no carry between them).
+func maxMinBytes(a, b uint64) (mx, mn uint64) {
+	const h, l = 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
+	t := (a | h) - (b & l) // per byte: top bit set where a's low 7 bits >= b's
+	ge := (a&^b | ^(a^b)&t) & h
+	mask := (ge >> 7) * 0xff // 0xff where a >= b
+	d := (a ^ b) & mask
+	return b ^ d, a ^ d
 }
 
 // blockThresholds computes the threshold and contrast of each block of block row
 // by over the 3x3 blocks around it; a block with too little contrast is blank (0).
+// The columns of three blocks are summed first, then three columns.
 func (p *prescanner) blockThresholds(by int) {
-	for bx := 0; bx < p.bw; bx++ {
-		var s, k int32
+	y0, y1 := max(by-1, 0), min(by+1, p.bh-1)
+	cs, clo, chi := p.colSum[:p.bw], p.colLo[:p.bw], p.colHi[:p.bw]
+	for bx := range cs {
+		var s int32
 		lo, hi := uint8(255), uint8(0)
-		for yy := max(by-1, 0); yy <= min(by+1, p.bh-1); yy++ {
-			for xx := max(bx-1, 0); xx <= min(bx+1, p.bw-1); xx++ {
-				i := yy*p.bw + xx
-				s += p.sum[i]
-				k++
-				lo, hi = min(lo, p.lo[i]), max(hi, p.hi[i])
-			}
+		for i := y0*p.bw + bx; i <= y1*p.bw+bx; i += p.bw {
+			s += p.sum[i]
+			lo, hi = min(lo, p.lo[i]), max(hi, p.hi[i])
 		}
-		t := uint8(s / k)
-		if int(hi)-int(lo) < psMinRange {
+		cs[bx], clo[bx], chi[bx] = s, lo, hi
+	}
+	ny := int32(y1 - y0 + 1)
+	thr, rng := p.thr[by*p.bw:(by+1)*p.bw], p.rng[by*p.bw:(by+1)*p.bw]
+	for bx := range thr {
+		x0, x1 := max(bx-1, 0), min(bx+1, p.bw-1)
+		var s int32
+		lo, hi := uint8(255), uint8(0)
+		for xx := x0; xx <= x1; xx++ {
+			s += cs[xx]
+			lo, hi = min(lo, clo[xx]), max(hi, chi[xx])
+		}
+		t := uint8(s / (ny * int32(x1-x0+1)))
+		if int(hi)-int(lo) < p.minRange {
 			t = 0
 		} else if t == 0 {
 			t = 1
 		}
-		p.thr[by*p.bw+bx] = t
-		p.rng[by*p.bw+bx] = hi - lo
+		thr[bx], rng[bx] = t, hi-lo
 	}
 }
 
@@ -242,6 +359,10 @@ func (p *prescanner) scanRow(y int) bool {
 	for bx, t := range thr {
 		x0 := bx << psShift
 		seg := row[x0:min(x0+psBlock, len(row))]
+		if t == 0 && !curDark { // blank: the light run goes on
+			cur += int32(len(seg))
+			continue
+		}
 		for k, v := range seg {
 			d := v < t // t == 0 (blank): never dark
 			if d == curDark {
@@ -262,8 +383,14 @@ func (p *prescanner) scanCol(x int) bool {
 	var l lineRuns
 	cur, curDark := int32(0), false
 	for y := 0; y < p.g.Height; y++ {
-		d, blank := p.dark(x, y)
-		d = d && !blank
+		var d bool
+		if y>>psShift < p.thrRows { // (dark, inlined)
+			t := p.thr[(y>>psShift)*p.bw+(x>>psShift)]
+			d = p.g.Pix[y*p.stride+x] < t // t == 0 (blank): never dark
+		} else {
+			dk, blank := p.dark(x, y)
+			d = dk && !blank
+		}
 		if d == curDark {
 			cur++
 			continue
@@ -286,6 +413,14 @@ func (p *prescanner) finder(r []int32, end, y int) bool {
 	// r[4] is the newest; the centre run is r[2]
 	cx := end - int(r[4]) - int(r[3]) - int(r[2]+1)/2
 	c0 := end - int(total)
+	// a row through a finder confirmed already (every third row crosses one about
+	// ten times) is that finder: not measured again
+	for _, o := range p.finds[:p.nfind] {
+		dx, dy := float64(cx-o.x), float64(y-o.y)
+		if dx*dx+dy*dy < o.size*o.size/4 {
+			return false
+		}
+	}
 	if !p.contrasty(y, c0+int(r[0]), r[1], r[2], r[3]) {
 		return false
 	}
@@ -461,9 +596,13 @@ func (p *prescanner) cross(x, y, dx, dy int, cd bool, ref int32) (int32, int, bo
 			if x < 0 || y < 0 || x >= w || y >= h {
 				return state == 2 && counts[2] > 0
 			}
-			d, blank := p.dark(x, y)
-			if blank {
-				d = false
+			var d bool
+			if y>>psShift < p.thrRows { // (dark, inlined: finder computed the thresholds)
+				t := p.thr[(y>>psShift)*p.bw+(x>>psShift)]
+				d = p.g.Pix[y*p.stride+x] < t // t == 0 (blank): never dark
+			} else {
+				dk, blank := p.dark(x, y)
+				d = dk && !blank
 			}
 			if d != want {
 				if state == 2 {
