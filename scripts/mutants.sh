@@ -209,6 +209,15 @@ mutant c128-fast-skips-checksum scanner/c128fast.go \
 mutant pairing-reset-while-posd-runs cmd/posctl/pairing.go \
 	's/if _, err := os.Stat(db); err == nil {/if _, err := os.Stat(db); false \&\& err == nil {/' \
 	./cmd/posctl/ '^TestPairingStatusAndReset$'
+# An EST certs-only answer is a SET: the client must pick the certificate for its own
+# key, not the first one (openssl's bag with the CA first).
+mutant est-client-picks-first-cert pairing/enroll.go \
+	's/if pub, ok := c.PublicKey.(\*ecdsa.PublicKey); ok \&\& pub.Equal(\&key.PublicKey) {/if true {/' \
+	./pairing/ '^TestEnrollReadsOpenSSLBags$'
+# The reference EST server answers certs-only PKCS#7 unless the client prefers PEM.
+mutant est-server-answers-pem pairing/signer.go \
+	's/^\treturn qPEM > 0 \&\& qPEM > qP7$/\treturn true/' \
+	./pairing/ '^TestEnrollSaveAndReuse$'
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"
