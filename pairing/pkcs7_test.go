@@ -439,13 +439,15 @@ func TestCertsOnlyRoundTripAndRefusals(t *testing.T) {
 		der  []byte
 		want string
 	}{
-		"trailing byte":   {append(append([]byte(nil), der...), 0), "bytes after the structure"},
-		"truncated":       {der[:len(der)-10], "not a PKCS#7"},
-		"BER indefinite":  {ber, "indefinite length"},
-		"not SignedData":  {bytes.Replace(der, []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02}, []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03}, 1), "not signedData"},
-		"version 3":       {mangle(t, func(s *signedData) { s.Version = 3 }, f.ca), "version 3"},
-		"signers":         {mangle(t, func(s *signedData) { s.SignerInfos.Bytes = []byte{0x30, 0} }, f.ca), "has signers"},
-		"CRLs":            {mangle(t, func(s *signedData) { s.CRLs = asn1.RawValue{Class: 2, Tag: 1, IsCompound: true, Bytes: []byte{0x30, 0}} }, f.ca), "carries CRLs"},
+		"trailing byte":  {append(append([]byte(nil), der...), 0), "bytes after the structure"},
+		"truncated":      {der[:len(der)-10], "not a PKCS#7"},
+		"BER indefinite": {ber, "indefinite length"},
+		"not SignedData": {bytes.Replace(der, []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02}, []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03}, 1), "not signedData"},
+		"version 3":      {mangle(t, func(s *signedData) { s.Version = 3 }, f.ca), "version 3"},
+		"signers":        {mangle(t, func(s *signedData) { s.SignerInfos.Bytes = []byte{0x30, 0} }, f.ca), "has signers"},
+		"CRLs": {mangle(t, func(s *signedData) {
+			s.CRLs = asn1.RawValue{Class: 2, Tag: 1, IsCompound: true, Bytes: []byte{0x30, 0}}
+		}, f.ca), "carries CRLs"},
 		"content":         {mangle(t, func(s *signedData) { s.EncapContentInfo.EContent = octet }, f.ca), "carries content"},
 		"other content":   {mangle(t, func(s *signedData) { s.EncapContentInfo.EContentType = oidSignedData }, f.ca), "not data"},
 		"no certificates": {mangle(t, nil), "no certificates"},
