@@ -58,8 +58,8 @@ type encapContentInfo struct {
 // white space are allowed anywhere, as with Content-Transfer-Encoding: base64) of a
 // DER PKCS#7/CMS degenerate SignedData. It returns the certificates of the bag in the
 // order they are encoded; the bag is a SET, so that order means nothing. Anything
-// else (raw DER, PEM, BER's indefinite lengths, signers, CRLs, content, trailing
-// bytes, an empty bag, more than 16 certificates) is an error wrapping ErrCertsOnly.
+// else (binary DER, PEM, signers, CRLs, content, trailing bytes, an empty bag, more
+// than 16 certificates) is an error wrapping ErrCertsOnly.
 func ParseCertsOnly(b64 []byte) ([]*x509.Certificate, error) {
 	if len(b64) > maxAnswer {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrCertsOnly, maxAnswer)
@@ -88,10 +88,18 @@ func ParseCertsOnly(b64 []byte) ([]*x509.Certificate, error) {
 	return ParseCertsOnlyDER(der)
 }
 
-// ParseCertsOnlyDER is ParseCertsOnly on the DER itself (no base64).
+// ParseCertsOnlyDER is ParseCertsOnly on the binary structure itself (no base64). The
+// structure may use BER's indefinite or non-minimal lengths, as CMS allows; the
+// certificates themselves must be DER.
 func ParseCertsOnlyDER(der []byte) ([]*x509.Certificate, error) {
 	if len(der) > maxBagDER {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrCertsOnly, maxBagDER)
+	}
+	// CMS allows BER (RFC 5652, section 1.1): BouncyCastle-based servers send
+	// indefinite lengths. What normalizeBER cannot read is parsed as it is, and
+	// refused by encoding/asn1 with its reason.
+	if norm, err := normalizeBER(der); err == nil {
+		der = norm
 	}
 	var ci contentInfo
 	rest, err := asn1.Unmarshal(der, &ci)
@@ -213,4 +221,99 @@ func EncodeCertsOnly(certs ...*x509.Certificate) ([]byte, error) {
 	b.WriteString(s)
 	b.WriteString("\r\n")
 	return []byte(b.String()), nil
+}
+
+// maxBERDepth bounds the nesting normalizeBER follows (a certificate nests about 8 deep).
+const maxBERDepth = 32
+
+// normalizeBER re-encodes BER's constructed encodings with lengths as DER's: the
+// indefinite lengths (0x80 … 00 00) and non-minimal definite lengths of a CMS
+// structure as BouncyCastle-based EST servers send it. Primitive elements are copied
+// as they are; it checks nothing else (encoding/asn1 and crypto/x509 do).
+func normalizeBER(b []byte) ([]byte, error) {
+	out, rest, err := berElement(b, 0)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%d bytes after the structure", len(rest))
+	}
+	return out, nil
+}
+
+// berElement reads one BER element of b and returns its DER-length encoding and the
+// bytes after it.
+func berElement(b []byte, depth int) (der, rest []byte, err error) {
+	if depth > maxBERDepth {
+		return nil, nil, errors.New("nested too deep")
+	}
+	if len(b) < 2 {
+		return nil, nil, errors.New("truncated")
+	}
+	id := b[0]
+	if id&0x1f == 0x1f {
+		return nil, nil, errors.New("a high tag number")
+	}
+	constructed := id&0x20 != 0
+	l, n := int(b[1]), 2
+	indefinite := false
+	switch {
+	case l == 0x80:
+		if !constructed {
+			return nil, nil, errors.New("an indefinite length on a primitive element")
+		}
+		indefinite = true
+	case l > 0x80:
+		k := l & 0x7f
+		if k > 3 || len(b) < 2+k {
+			return nil, nil, errors.New("a length too long")
+		}
+		l = 0
+		for _, c := range b[2 : 2+k] {
+			l = l<<8 | int(c)
+		}
+		n = 2 + k
+	}
+	body := b[n:]
+	if !indefinite && l > len(body) {
+		return nil, nil, errors.New("truncated")
+	}
+	if !constructed {
+		return append(derHeader(id, l), body[:l]...), body[l:], nil
+	}
+	var content []byte
+	if !indefinite {
+		rest = body[l:]
+		body = body[:l]
+	}
+	for {
+		if indefinite {
+			if len(body) >= 2 && body[0] == 0 && body[1] == 0 {
+				rest = body[2:]
+				break
+			}
+		} else if len(body) == 0 {
+			break
+		}
+		var child []byte
+		child, body, err = berElement(body, depth+1)
+		if err != nil {
+			return nil, nil, err
+		}
+		content = append(content, child...)
+	}
+	return append(derHeader(id, len(content)), content...), rest, nil
+}
+
+// derHeader is an identifier octet and DER's length of l.
+func derHeader(id byte, l int) []byte {
+	switch {
+	case l < 0x80:
+		return []byte{id, byte(l)}
+	case l < 0x100:
+		return []byte{id, 0x81, byte(l)}
+	case l < 0x10000:
+		return []byte{id, 0x82, byte(l >> 8), byte(l)}
+	}
+	return []byte{id, 0x83, byte(l >> 16), byte(l >> 8), byte(l)}
 }

@@ -430,6 +430,34 @@ func TestCertsOnlyRoundTripAndRefusals(t *testing.T) {
 	}
 	hdr := outer(der)
 	ber := append(append([]byte{0x30, 0x80}, der[len(hdr):]...), 0, 0)
+	// BER as BouncyCastle writes CMS: every constructed element above the
+	// certificates with an indefinite length (and one length not minimal).
+	indef := func(tag byte, parts ...[]byte) []byte {
+		return append(append([]byte{tag, 0x80}, bytes.Join(parts, nil)...), 0, 0)
+	}
+	mustDER := func(v any) []byte {
+		b, err := asn1.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	certsDER := append(append([]byte(nil), other.Raw...), f.ca.Raw...)
+	bc := indef(0x30, mustDER(oidSignedData), indef(0xa0, indef(0x30,
+		[]byte{0x02, 0x81, 0x01, 0x01}, // version 1, a non-minimal length
+		[]byte{0x31, 0x80, 0, 0},
+		indef(0x30, mustDER(oidData)),
+		indef(0xa0, certsDER),
+		[]byte{0x31, 0x00})))
+	for name, in := range map[string][]byte{"outer indefinite": ber, "BouncyCastle-like": bc} {
+		certs, err := ParseCertsOnlyDER(in)
+		if err != nil || len(certs) != 2 || !certs[0].Equal(other) && !certs[1].Equal(other) {
+			t.Fatalf("%s: %d certificates, %v", name, len(certs), err)
+		}
+	}
+	if _, err := ParseCertsOnlyDER(bc[:len(bc)-4]); err == nil {
+		t.Fatal("an unterminated BER structure parsed")
+	}
 	octet := asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: []byte{4, 1, 0}}
 	many := make([]*x509.Certificate, maxBagCerts+1)
 	for i := range many {
@@ -439,12 +467,12 @@ func TestCertsOnlyRoundTripAndRefusals(t *testing.T) {
 		der  []byte
 		want string
 	}{
-		"trailing byte":  {append(append([]byte(nil), der...), 0), "bytes after the structure"},
-		"truncated":      {der[:len(der)-10], "not a PKCS#7"},
-		"BER indefinite": {ber, "indefinite length"},
-		"not SignedData": {bytes.Replace(der, []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02}, []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03}, 1), "not signedData"},
-		"version 3":      {mangle(t, func(s *signedData) { s.Version = 3 }, f.ca), "version 3"},
-		"signers":        {mangle(t, func(s *signedData) { s.SignerInfos.Bytes = []byte{0x30, 0} }, f.ca), "has signers"},
+		"trailing byte":    {append(append([]byte(nil), der...), 0), "bytes after the structure"},
+		"truncated":        {der[:len(der)-10], "not a PKCS#7"},
+		"BER unterminated": {ber[:len(ber)-2], "not a PKCS#7"},
+		"not SignedData":   {bytes.Replace(der, []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02}, []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03}, 1), "not signedData"},
+		"version 3":        {mangle(t, func(s *signedData) { s.Version = 3 }, f.ca), "version 3"},
+		"signers":          {mangle(t, func(s *signedData) { s.SignerInfos.Bytes = []byte{0x30, 0} }, f.ca), "has signers"},
 		"CRLs": {mangle(t, func(s *signedData) {
 			s.CRLs = asn1.RawValue{Class: 2, Tag: 1, IsCompound: true, Bytes: []byte{0x30, 0}}
 		}, f.ca), "carries CRLs"},
