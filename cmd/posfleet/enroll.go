@@ -14,8 +14,8 @@ import (
 	"github.com/walletless/walletless/pairing"
 )
 
-// cmdEnrollServer runs the reference enrollment signer: an HTTPS server answering the
-// EST-like simpleenroll step of docs/fleet.md.
+// cmdEnrollServer runs the reference enrollment signer: an HTTPS server answering EST's
+// simpleenroll and cacerts (RFC 7030) with certs-only PKCS#7, as docs/fleet.md says.
 func cmdEnrollServer(ctx context.Context, e env) error {
 	fs := newFlags("enroll-server", e)
 	var (
@@ -63,7 +63,8 @@ func cmdEnrollServer(ctx context.Context, e env) error {
 		MaxHeaderBytes: 16 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("enrollment server listening", "addr", "https://"+ln.Addr().String()+pairing.EnrollPath, "ca_sha256", pairing.FingerprintHex(ca.Raw), "secrets", *secrets)
+	log.Info("enrollment server listening", "addr", "https://"+ln.Addr().String()+pairing.EnrollPath,
+		"cacerts", "https://"+ln.Addr().String()+pairing.CACertsPath, "ca_sha256", pairing.FingerprintHex(ca.Raw), "secrets", *secrets)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	select {
