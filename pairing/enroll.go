@@ -221,11 +221,7 @@ func answerCerts(contentType string, data []byte) ([]*x509.Certificate, error) {
 		if st, ok := params["smime-type"]; ok && !strings.EqualFold(st, "certs-only") {
 			return nil, fmt.Errorf("pairing: the enrollment answer is %s with smime-type %.40q, not certs-only", CertsOnlyType, st)
 		}
-		certs, err := ParseCertsOnly(data)
-		if err != nil {
-			return nil, fmt.Errorf("pairing: enrollment answer: %w", err)
-		}
-		return certs, nil
+		return ParseCertsOnly(data) // its errors say "pairing: not a PKCS#7 certs-only answer …"
 	case ChainType:
 		return pemCerts(data)
 	}

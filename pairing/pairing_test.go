@@ -160,6 +160,12 @@ type fleetPKI struct {
 
 func newFleetPKI(t *testing.T) *fleetPKI {
 	t.Helper()
+	return newFleetPKIWith(t, nil)
+}
+
+// newFleetPKIWith is newFleetPKI with edit applied to the signer before it serves.
+func newFleetPKIWith(t *testing.T, edit func(*Signer)) *fleetPKI {
+	t.Helper()
 	ca, caKey, err := NewCA("test fleet CA", 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +176,9 @@ func newFleetPKI(t *testing.T) *fleetPKI {
 	}
 	secrets := filepath.Join(t.TempDir(), "secrets.json")
 	s := &Signer{CA: ca, CAKey: caKey, Secrets: secrets}
+	if edit != nil {
+		edit(s)
+	}
 	f := &fleetPKI{ca: ca, caKey: caKey, signer: s, secrets: secrets}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.ServeHTTP(w, r)

@@ -27,7 +27,7 @@ const (
 )
 
 // ErrCertsOnly: the bytes are not a base64 PKCS#7 certs-only structure.
-var ErrCertsOnly = errors.New("pairing: not a PKCS#7 certs-only answer (RFC 7030: base64 of a DER CMS SignedData with certificates and no signers)")
+var ErrCertsOnly = errors.New("pairing: the enrollment answer is not a PKCS#7 certs-only answer (RFC 7030: base64 of a DER CMS SignedData with certificates and no signers)")
 
 // contentInfo is CMS's ContentInfo (RFC 5652, section 3); Content is the explicit
 // [0] itself (encoding/asn1 does not unwrap a RawValue's explicit tag).

@@ -153,10 +153,7 @@ func TestOpenSSLReadsTheServersAnswers(t *testing.T) {
 // prefers it; wildcards and EST clients get certs-only.
 func TestServerAnswersPEMOnlyWhenAsked(t *testing.T) {
 	f := newFleetPKI(t)
-	for _, tc := range []struct {
-		accept string
-		want   string
-	}{
+	serverAnswers(t, f, []answer{
 		{"", CertsOnlyContentType},
 		{"*/*", CertsOnlyContentType},
 		{"application/*", CertsOnlyContentType},
@@ -166,7 +163,26 @@ func TestServerAnswersPEMOnlyWhenAsked(t *testing.T) {
 		{ChainType, ChainType},
 		{"text/html, " + ChainType + ";q=0.9", ChainType},
 		{ChainType + ";q=0", CertsOnlyContentType},
-	} {
+	})
+	// -legacy-pem: the PEM chain to a request without Accept (older posd); EST
+	// clients still get certs-only.
+	legacy := newFleetPKIWith(t, func(s *Signer) { s.LegacyPEM = true })
+	serverAnswers(t, legacy, []answer{
+		{"", ChainType},
+		{CertsOnlyType, CertsOnlyContentType},
+		{"*/*", CertsOnlyContentType},
+		{acceptAnswer, CertsOnlyContentType},
+	})
+}
+
+// answer is a request's Accept header and the Content-Type it must be answered with.
+type answer struct{ accept, want string }
+
+// serverAnswers enrolls once per answer with its Accept header and checks the
+// answer's Content-Type, and that the answer holds the certificate for the key.
+func serverAnswers(t *testing.T, f *fleetPKI, answers []answer) {
+	t.Helper()
+	for _, tc := range answers {
 		p := f.provision(t, "shop-12", time.Hour)
 		key, csr := csrFor(t, "shop-12")
 		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+EnrollPath, strings.NewReader(base64.StdEncoding.EncodeToString(csr)))

@@ -107,6 +107,10 @@ type Signer struct {
 	Validity time.Duration // of issued certificates; 0: a year
 	Log      *slog.Logger
 	Now      func() time.Time // nil: time.Now
+	// LegacyPEM answers the PEM chain to a request without an Accept header: the
+	// older posd that reads only PEM sends none (an EST client gets certs-only by
+	// sending Accept: application/pkcs7-mime).
+	LegacyPEM bool
 
 	mu stdsync.Mutex // serializes the secrets file's read-check-write
 }
@@ -276,7 +280,7 @@ func (s *Signer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the signer failed; try again", http.StatusInternalServerError)
 		return
 	}
-	if wantsPEM(r.Header.Values("Accept")) {
+	if accept := r.Header.Values("Accept"); wantsPEM(accept) || s.LegacyPEM && len(accept) == 0 {
 		s.log().Info("enrollment answered", "device", device, "content_type", ChainType)
 		w.Header().Set("Content-Type", ChainType)
 		_ = pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: der})
