@@ -63,7 +63,9 @@ type Enrolled struct {
 // id with p's one-time secret to p's enrollment URL, and returns the certificate. The
 // server's certificate must chain to the CA whose SHA-256 is p.CAFingerprint (the CA
 // certificate is in the server's chain); anything else is ErrPin before a byte of the
-// request is sent.
+// request is sent. The answer is EST's certs-only PKCS#7 (RFC 7030, section 4.2.3) or
+// the PEM chain of an older posfleet server, told apart by its Content-Type; the
+// device certificate is the one of the answer for the new key, wherever it is.
 func Enroll(ctx context.Context, p Payload, timeout time.Duration) (*Enrolled, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -125,7 +127,7 @@ func Enroll(ctx context.Context, p Payload, timeout time.Duration) (*Enrolled, e
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if err != nil {
-		return nil, fmt.Errorf("pairing: enrollment answer: %w", err)
+		return nil, fmt.Errorf("pairing: the enrollment answer cannot be read: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		msg := strings.TrimSpace(string(data))
@@ -221,7 +223,7 @@ func answerCerts(contentType string, data []byte) ([]*x509.Certificate, error) {
 		if st, ok := params["smime-type"]; ok && !strings.EqualFold(st, "certs-only") {
 			return nil, fmt.Errorf("pairing: the enrollment answer is %s with smime-type %.40q, not certs-only", CertsOnlyType, st)
 		}
-		return ParseCertsOnly(data) // its errors say "pairing: not a PKCS#7 certs-only answer …"
+		return ParseCertsOnly(data) // its errors say what is wrong (ErrCertsOnly)
 	case ChainType:
 		return pemCerts(data)
 	}
@@ -240,7 +242,7 @@ func pemCerts(data []byte) ([]*x509.Certificate, error) {
 		}
 		c, err := x509.ParseCertificate(b.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("pairing: enrollment answer: %w", err)
+			return nil, fmt.Errorf("pairing: the enrollment answer holds a certificate that does not parse: %w", err)
 		}
 		certs = append(certs, c)
 		rest = bytes.TrimSpace(rest)
@@ -259,7 +261,7 @@ func ours(certs []*x509.Certificate, key *ecdsa.PrivateKey) (*x509.Certificate, 
 			return c, nil
 		}
 	}
-	return nil, fmt.Errorf("pairing: none of the %d certificates of the enrollment answer is for this terminal's key", len(certs))
+	return nil, fmt.Errorf("pairing: the enrollment answer holds no certificate for this terminal's key (%d certificates)", len(certs))
 }
 
 // checkIssued checks the issued certificate: signed by the pinned CA, for our key and

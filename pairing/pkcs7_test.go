@@ -340,7 +340,7 @@ func TestEnrollRefusesBadAnswers(t *testing.T) {
 		{"only the CA", CertsOnlyContentType, func([]byte) []byte {
 			b, _ := EncodeCertsOnly(f.ca)
 			return b
-		}, "none of the 1 certificates of the enrollment answer is for this terminal's key"},
+		}, "the enrollment answer holds no certificate for this terminal's key (1 certificates)"},
 		{"garbage PEM", ChainType, func([]byte) []byte { return []byte("-----BEGIN CERTIFICATE-----\nAAAA\n") }, "not a PEM certificate chain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
