@@ -1,10 +1,12 @@
 // Package pairing is zero-touch pairing of a new terminal by scanning a QR: the
 // pairing QR's format and its signature by the fleet key (Parse, Sign, Verify), the
 // device's own key pair and certificate request, the enrollment client that pins the
-// fleet's certificate authority by the fingerprint the QR carries (Enroll), the
-// pairing result saved under the data directory (Save, Load, Reset, the used-nonce
-// record), and the core of the reference signer (Signer: one-time secrets bound to a
-// device id, marked used durably before an answer).
+// fleet's certificate authority by the fingerprint the QR carries (Enroll: EST's
+// simpleenroll, RFC 7030), EST's certs-only PKCS#7 answer (ParseCertsOnly,
+// MarshalCertsOnly), the pairing result saved under the data directory (Save, Load,
+// Reset, the used-nonce record), and the core of the reference signer (Signer:
+// one-time secrets bound to a device id, marked used durably before an answer; an EST
+// server for simpleenroll and cacerts).
 //
 // The pairing QR is one line of text the counter scanner sends:
 //

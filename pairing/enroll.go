@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -24,13 +25,26 @@ import (
 // simpleenroll operation of EST (RFC 7030, section 4.2.1).
 const EnrollPath = "/.well-known/est/simpleenroll"
 
+// CACertsPath is where an EST server hands out its CA certificates (RFC 7030, section
+// 4.1), a certs-only answer.
+const CACertsPath = "/.well-known/est/cacerts"
+
 // Media types of the enrollment step.
 const (
 	// CSRType is the request body: the PKCS#10 request, DER in base64 (RFC 7030).
 	CSRType = "application/pkcs10"
-	// ChainType is the answer: the device certificate, then the CA certificate, PEM
-	// (where full EST answers a base64 PKCS#7 certs-only structure).
+	// CertsOnlyType is EST's answer (RFC 7030, section 4.2.3): base64 of a DER
+	// PKCS#7/CMS certs-only structure (ParseCertsOnly).
+	CertsOnlyType = "application/pkcs7-mime"
+	// CertsOnlyContentType is the full Content-Type of a certs-only answer.
+	CertsOnlyContentType = CertsOnlyType + "; smime-type=certs-only"
+	// ChainType is the answer of older posfleet enrollment servers, still read and
+	// still sent to a client that asks for it: the device certificate, then the CA
+	// certificate, PEM.
 	ChainType = "application/pem-certificate-chain"
+	// acceptAnswer is the enrollment request's Accept: EST's answer, the PEM chain
+	// acceptable.
+	acceptAnswer = CertsOnlyType + ", " + ChainType + ";q=0.5"
 )
 
 // maxAnswer bounds the enrollment answer.
@@ -49,7 +63,9 @@ type Enrolled struct {
 // id with p's one-time secret to p's enrollment URL, and returns the certificate. The
 // server's certificate must chain to the CA whose SHA-256 is p.CAFingerprint (the CA
 // certificate is in the server's chain); anything else is ErrPin before a byte of the
-// request is sent.
+// request is sent. The answer is EST's certs-only PKCS#7 (RFC 7030, section 4.2.3) or
+// the PEM chain of an older posfleet server, told apart by its Content-Type; the
+// device certificate is the one of the answer for the new key, wherever it is.
 func Enroll(ctx context.Context, p Payload, timeout time.Duration) (*Enrolled, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -95,6 +111,7 @@ func Enroll(ctx context.Context, p Payload, timeout time.Duration) (*Enrolled, e
 	}
 	req.Header.Set("Content-Type", CSRType)
 	req.Header.Set("Content-Transfer-Encoding", "base64")
+	req.Header.Set("Accept", acceptAnswer)
 	req.SetBasicAuth(p.DeviceID, p.Secret)
 	resp, err := client.Do(req)
 	if err != nil {
@@ -110,7 +127,7 @@ func Enroll(ctx context.Context, p Payload, timeout time.Duration) (*Enrolled, e
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if err != nil {
-		return nil, fmt.Errorf("pairing: enrollment answer: %w", err)
+		return nil, fmt.Errorf("pairing: the enrollment answer cannot be read: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		msg := strings.TrimSpace(string(data))
@@ -132,7 +149,14 @@ func Enroll(ctx context.Context, p Payload, timeout time.Duration) (*Enrolled, e
 	if pinned == nil {
 		return nil, ErrPin
 	}
-	cert, err := firstCert(data)
+	if len(data) > maxAnswer {
+		return nil, fmt.Errorf("pairing: the enrollment answer is larger than %d bytes", maxAnswer)
+	}
+	certs, err := answerCerts(resp.Header.Get("Content-Type"), data)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := ours(certs, key)
 	if err != nil {
 		return nil, err
 	}
@@ -183,17 +207,61 @@ func pinnedChain(cs tls.ConnectionState, host, fp string) (*x509.Certificate, er
 	return ca, nil
 }
 
-// firstCert reads the device certificate, the first PEM block of the answer.
-func firstCert(data []byte) (*x509.Certificate, error) {
-	b, _ := pem.Decode(bytes.TrimSpace(data))
-	if b == nil || b.Type != "CERTIFICATE" {
+// answerCerts reads the certificates of an enrollment answer by its Content-Type: EST's
+// base64 certs-only PKCS#7 (application/pkcs7-mime, with any parameters; an
+// smime-type, if given, must be certs-only) or an older posfleet server's PEM chain.
+func answerCerts(contentType string, data []byte) ([]*x509.Certificate, error) {
+	if contentType == "" {
+		return nil, fmt.Errorf("pairing: the enrollment answer has no Content-Type (want %s)", CertsOnlyContentType)
+	}
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return nil, fmt.Errorf("pairing: the enrollment answer's Content-Type %.80q does not parse: %w", contentType, err)
+	}
+	switch mt {
+	case CertsOnlyType:
+		if st, ok := params["smime-type"]; ok && !strings.EqualFold(st, "certs-only") {
+			return nil, fmt.Errorf("pairing: the enrollment answer is %s with smime-type %.40q, not certs-only", CertsOnlyType, st)
+		}
+		return ParseCertsOnly(data) // its errors say what is wrong (ErrCertsOnly)
+	case ChainType:
+		return pemCerts(data)
+	}
+	return nil, fmt.Errorf("pairing: the enrollment answer is %.80q, not %s (RFC 7030) or %s", mt, CertsOnlyType, ChainType)
+}
+
+// pemCerts reads a PEM certificate chain: CERTIFICATE blocks only, at least one.
+func pemCerts(data []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	rest := bytes.TrimSpace(data)
+	for len(rest) > 0 {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil || b.Type != "CERTIFICATE" || len(certs) == maxBagCerts {
+			return nil, errors.New("pairing: the enrollment answer is not a PEM certificate chain")
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("pairing: the enrollment answer holds a certificate that does not parse: %w", err)
+		}
+		certs = append(certs, c)
+		rest = bytes.TrimSpace(rest)
+	}
+	if len(certs) == 0 {
 		return nil, errors.New("pairing: the enrollment answer is not a PEM certificate chain")
 	}
-	c, err := x509.ParseCertificate(b.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("pairing: enrollment answer: %w", err)
+	return certs, nil
+}
+
+// ours picks the device certificate from the answer's certificates: the one for our
+// key. A certs-only bag is a SET, so its order says nothing (the CA may come first).
+func ours(certs []*x509.Certificate, key *ecdsa.PrivateKey) (*x509.Certificate, error) {
+	for _, c := range certs {
+		if pub, ok := c.PublicKey.(*ecdsa.PublicKey); ok && pub.Equal(&key.PublicKey) {
+			return c, nil
+		}
 	}
-	return c, nil
+	return nil, fmt.Errorf("pairing: the enrollment answer holds no certificate for this terminal's key (%d certificates)", len(certs))
 }
 
 // checkIssued checks the issued certificate: signed by the pinned CA, for our key and

@@ -2,6 +2,7 @@ package pairing
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,12 +149,22 @@ func FuzzParsePairing(f *testing.F) {
 // fleetPKI is a CA, an enrollment server certificate for 127.0.0.1 and a signer.
 type fleetPKI struct {
 	ca      *x509.Certificate
+	caKey   *ecdsa.PrivateKey
 	srv     *httptest.Server
 	signer  *Signer
 	secrets string
+
+	mu       sync.Mutex
+	answered []string // the Content-Type of each simpleenroll answer, in order
 }
 
 func newFleetPKI(t *testing.T) *fleetPKI {
+	t.Helper()
+	return newFleetPKIWith(t, nil)
+}
+
+// newFleetPKIWith is newFleetPKI with edit applied to the signer before it serves.
+func newFleetPKIWith(t *testing.T, edit func(*Signer)) *fleetPKI {
 	t.Helper()
 	ca, caKey, err := NewCA("test fleet CA", 24*time.Hour)
 	if err != nil {
@@ -164,11 +176,23 @@ func newFleetPKI(t *testing.T) *fleetPKI {
 	}
 	secrets := filepath.Join(t.TempDir(), "secrets.json")
 	s := &Signer{CA: ca, CAKey: caKey, Secrets: secrets}
-	srv := httptest.NewUnstartedServer(s)
+	if edit != nil {
+		edit(s)
+	}
+	f := &fleetPKI{ca: ca, caKey: caKey, signer: s, secrets: secrets}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.ServeHTTP(w, r)
+		if r.URL.Path == EnrollPath {
+			f.mu.Lock()
+			f.answered = append(f.answered, w.Header().Get("Content-Type"))
+			f.mu.Unlock()
+		}
+	}))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{sc.Raw, ca.Raw}, PrivateKey: sk}}}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	return &fleetPKI{ca: ca, srv: srv, signer: s, secrets: secrets}
+	f.srv = srv
+	return f
 }
 
 func (f *fleetPKI) provision(t *testing.T, device string, ttl time.Duration) Payload {
@@ -193,6 +217,13 @@ func TestEnrollSaveAndReuse(t *testing.T) {
 	}
 	if e.Cert.Subject.CommonName != "shop-7" || !e.CA.Equal(f.ca) {
 		t.Fatalf("certificate %v from %v", e.Cert.Subject, e.CA.Subject)
+	}
+	// posd's client and the reference server speak EST's answer, not the PEM chain.
+	f.mu.Lock()
+	answered := append([]string(nil), f.answered...)
+	f.mu.Unlock()
+	if len(answered) != 1 || answered[0] != CertsOnlyContentType {
+		t.Fatalf("the server answered %q, want one %q", answered, CertsOnlyContentType)
 	}
 	dir := t.TempDir()
 	st, err := Save(dir, p, e, time.Now())

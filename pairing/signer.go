@@ -19,8 +19,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/big"
+	"mime"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	stdsync "sync"
 	"time"
 
@@ -104,6 +107,10 @@ type Signer struct {
 	Validity time.Duration // of issued certificates; 0: a year
 	Log      *slog.Logger
 	Now      func() time.Time // nil: time.Now
+	// LegacyPEM answers the PEM chain to a request without an Accept header: the
+	// older posd that reads only PEM sends none (an EST client gets certs-only by
+	// sending Accept: application/pkcs7-mime).
+	LegacyPEM bool
 
 	mu stdsync.Mutex // serializes the secrets file's read-check-write
 }
@@ -202,15 +209,42 @@ func (s *Signer) log() *slog.Logger {
 	return s.Log
 }
 
-// ServeHTTP answers POST EnrollPath: Basic authentication with the device id and the
-// one-time secret, a base64 DER PKCS#10 body; the answer is the device certificate and
-// the CA certificate, PEM (ChainType).
+// ServeHTTP is the reference EST server (RFC 7030), two of its operations:
+//
+//   - GET CACertsPath, without authentication: the CA certificate, certs-only (section
+//     4.1);
+//   - POST EnrollPath (simpleenroll, section 4.2): HTTP Basic authentication with the
+//     device id and the one-time secret, a base64 DER PKCS#10 body; the answer is the
+//     issued certificate, certs-only (CertsOnlyContentType, base64, section 4.2.3), or
+//     the device and CA certificates PEM (ChainType) to a client whose Accept prefers
+//     that type explicitly.
+//
+// Other EST operations (simplereenroll, csrattrs, serverkeygen, fullcmc) and CA
+// labels answer 404.
 func (s *Signer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fail := func(status int, msg string) {
 		s.log().Warn("enrollment refused", "status", status, "reason", msg, "remote", r.RemoteAddr)
 		http.Error(w, msg, status)
 	}
-	if r.URL.Path != EnrollPath {
+	switch r.URL.Path {
+	case EnrollPath:
+	case CACertsPath:
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "GET the CA certificates", http.StatusMethodNotAllowed)
+			return
+		}
+		b, err := EncodeCertsOnly(s.CA)
+		if err != nil {
+			s.log().Error("cacerts failed", "err", err)
+			http.Error(w, "the signer failed; try again", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", CertsOnlyContentType)
+		w.Header().Set("Content-Transfer-Encoding", "base64")
+		_, _ = w.Write(b)
+		return
+	default:
 		http.NotFound(w, r)
 		return
 	}
@@ -246,7 +280,57 @@ func (s *Signer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the signer failed; try again", http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", ChainType)
-	_ = pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	_ = pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: s.CA.Raw})
+	if accept := r.Header.Values("Accept"); wantsPEM(accept) || s.LegacyPEM && len(accept) == 0 {
+		s.log().Info("enrollment answered", "device", device, "content_type", ChainType)
+		w.Header().Set("Content-Type", ChainType)
+		_ = pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+		_ = pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: s.CA.Raw})
+		return
+	}
+	cert, err := x509.ParseCertificate(der)
+	var b []byte
+	if err == nil {
+		b, err = EncodeCertsOnly(cert)
+	}
+	if err != nil {
+		// Not expected: the certificate was just made. The secret is used: the QR
+		// is lost, as with a crash after marking it.
+		s.log().Error("enrollment failed", "device", device, "err", err)
+		http.Error(w, "the signer failed", http.StatusInternalServerError)
+		return
+	}
+	s.log().Info("enrollment answered", "device", device, "content_type", CertsOnlyContentType)
+	w.Header().Set("Content-Type", CertsOnlyContentType)
+	w.Header().Set("Content-Transfer-Encoding", "base64")
+	_, _ = w.Write(b)
+}
+
+// wantsPEM reports whether an Accept header prefers the PEM chain explicitly: it
+// names ChainType with a quality above that of application/pkcs7-mime (absent: 0).
+// Wildcards ask for nothing explicitly: such a client gets EST's answer.
+func wantsPEM(accept []string) bool {
+	qPEM, qP7 := 0.0, 0.0
+	for _, h := range accept {
+		for _, part := range strings.Split(h, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			q := 1.0
+			if v, ok := params["q"]; ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil || f < 0 || f > 1 {
+					continue
+				}
+				q = f
+			}
+			switch mt {
+			case ChainType:
+				qPEM = max(qPEM, q)
+			case CertsOnlyType:
+				qP7 = max(qP7, q)
+			}
+		}
+	}
+	return qPEM > 0 && qPEM > qP7
 }

@@ -214,6 +214,15 @@ mutant pairing-reset-while-posd-runs cmd/posctl/pairing.go \
 mutant prescan-noise-floor-from-code scanner/prescan.go \
 	's/if seen\*8 >= n {/if seen*8 >= 7*n {/' \
 	./scanner/ '^TestPrescanKeepsEveryCode$'
+# An EST certs-only answer is a SET: the client must pick the certificate for its own
+# key, not the first one (openssl's bag with the CA first).
+mutant est-client-picks-first-cert pairing/enroll.go \
+	's/if pub, ok := c.PublicKey.(\*ecdsa.PublicKey); ok \&\& pub.Equal(\&key.PublicKey) {/if true {/' \
+	./pairing/ '^TestEnrollReadsOpenSSLBags$'
+# The reference EST server answers certs-only PKCS#7 unless the client prefers PEM.
+mutant est-server-answers-pem pairing/signer.go \
+	's/^\treturn qPEM > 0 \&\& qPEM > qP7$/\treturn true/' \
+	./pairing/ '^TestEnrollSaveAndReuse$'
 echo
 printf '%s\n' "${results[@]}"
 echo "make mutants: $(($(date +%s) - started))s"

@@ -14,8 +14,8 @@ import (
 	"github.com/walletless/walletless/pairing"
 )
 
-// cmdEnrollServer runs the reference enrollment signer: an HTTPS server answering the
-// EST-like simpleenroll step of docs/fleet.md.
+// cmdEnrollServer runs the reference enrollment signer: an HTTPS server answering EST's
+// simpleenroll and cacerts (RFC 7030) with certs-only PKCS#7, as docs/fleet.md says.
 func cmdEnrollServer(ctx context.Context, e env) error {
 	fs := newFlags("enroll-server", e)
 	var (
@@ -26,6 +26,7 @@ func cmdEnrollServer(ctx context.Context, e env) error {
 		keyFile  = fs.String("key", "", "this server's private key (PEM, mode 0600)")
 		secrets  = fs.String("secrets", "", "the secrets file posfleet provision records one-time secrets in")
 		validity = fs.Duration("validity", 365*24*time.Hour, "how long issued terminal certificates are valid")
+		legacy   = fs.Bool("legacy-pem", false, "answer the PEM chain, not EST's certs-only PKCS#7, to a request with no Accept header (older posd)")
 	)
 	if _, err := parse(fs, e.args); err != nil {
 		return err
@@ -51,7 +52,7 @@ func cmdEnrollServer(ctx context.Context, e env) error {
 	// The chain ends with the CA: terminals pin it by fingerprint and hold no CA yet.
 	cert.Certificate = append(cert.Certificate, ca.Raw)
 	log := slog.New(slog.NewTextHandler(e.stderr, nil)).With("component", "enroll-server")
-	signer := &pairing.Signer{CA: ca, CAKey: key, Secrets: *secrets, Validity: *validity, Log: log}
+	signer := &pairing.Signer{CA: ca, CAKey: key, Secrets: *secrets, Validity: *validity, Log: log, LegacyPEM: *legacy}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
@@ -63,7 +64,8 @@ func cmdEnrollServer(ctx context.Context, e env) error {
 		MaxHeaderBytes: 16 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("enrollment server listening", "addr", "https://"+ln.Addr().String()+pairing.EnrollPath, "ca_sha256", pairing.FingerprintHex(ca.Raw), "secrets", *secrets)
+	log.Info("enrollment server listening", "addr", "https://"+ln.Addr().String()+pairing.EnrollPath,
+		"cacerts", "https://"+ln.Addr().String()+pairing.CACertsPath, "ca_sha256", pairing.FingerprintHex(ca.Raw), "secrets", *secrets)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	select {

@@ -177,7 +177,7 @@ func TestZeroTouchPairing(t *testing.T) {
 	enrollCert, enrollKey := m.pki.issue(t, "enroll", true)
 	secrets := filepath.Join(dir, "secrets.json")
 	enrollAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	start(t, nil, bins["posfleet"], "enroll-server", "-listen", enrollAddr, "-ca", m.pki.ca, "-ca-key", caKey,
+	enrollSrv := start(t, nil, bins["posfleet"], "enroll-server", "-listen", enrollAddr, "-ca", m.pki.ca, "-ca-key", caKey,
 		"-cert", enrollCert, "-key", enrollKey, "-secrets", secrets)
 	waitTCP(t, enrollAddr)
 	gwData := filepath.Join(dir, "gw")
@@ -212,6 +212,10 @@ func TestZeroTouchPairing(t *testing.T) {
 		return st["state"] == "selling" && st["device_id"] == "shop-42" && st["online"] == true
 	})
 	waitFor(t, "the pairing slip", 30*time.Second, func() bool { return strings.Contains(box.slips("paired-"), "Device: shop-42") })
+	// The enrollment went through EST's answer, certs-only PKCS#7 (not the PEM chain).
+	if log := enrollSrv.cmd.Stdout.(*lockedWriter).String(); !strings.Contains(log, `device=shop-42 content_type="`+pairing.CertsOnlyContentType+`"`) {
+		t.Fatalf("the enrollment server did not answer certs-only PKCS#7:\n%s", log)
+	}
 	if s := box.slips("paired-"); !strings.Contains(s, "Certificate SHA-256") || strings.Contains(s, text) {
 		t.Fatalf("pairing slip: %q", s)
 	}
