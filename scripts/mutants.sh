@@ -17,7 +17,9 @@
 # upgrade over newer firmware, a pairing QR's signature unchecked, its one-time secret
 # or nonce not recorded as used, the enrollment server's CA pin skipped, a pairing
 # reset while posd runs, the camera pre-check reading the last frame's thresholds, the
-# camera's QR and Code 128 decoders accepting a failed correction or checksum). Each is
+# camera's QR and Code 128 decoders accepting a failed correction or checksum, the
+# pre-check's noise floor taken from a code's blocks, an EST client taking the first
+# certificate of the bag, the EST server answering PEM unasked). Each is
 # applied to a copy of the tree (never the working tree), the tests that guard it run,
 # and the mutant must be KILLED (the tests fail). MUTANTS=name,name runs only those. Exits non-zero if a mutant survives, if its change no longer applies
 # (the pattern did not match: fix this script), or if the mutant does not build.

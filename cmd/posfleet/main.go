@@ -9,7 +9,7 @@
 //	posfleet config status -broker URL [-version N] [-group G|-device ID]
 //	posfleet status -broker URL [-group G]
 //	posfleet provision -device-id ID -broker URL -enroll-url URL -key FILE -ca CA.crt -secrets FILE -o QR.png
-//	posfleet enroll-server -listen ADDR -ca CA.crt -ca-key CA.key -cert SERVER.crt -key SERVER.key -secrets FILE
+//	posfleet enroll-server -listen ADDR -ca CA.crt -ca-key CA.key -cert SERVER.crt -key SERVER.key -secrets FILE [-legacy-pem]
 //
 // It speaks the wire contract of docs/protocol.md (fleet section) and needs nothing
 // from the device side but that contract. The manager's guide is docs/fleet.md.
@@ -85,7 +85,7 @@ Usage:
                     -key FILE -ca CA.crt -secrets FILE -o QR.png
                                                make a signed pairing QR for a new terminal
   posfleet provision -init-ca DIR -hosts H1,H2 make a test fleet's CA and server certificate
-  posfleet enroll-server -listen ADDR -ca CA.crt -ca-key CA.key -cert SERVER.crt -key SERVER.key -secrets FILE
+  posfleet enroll-server -listen ADDR -ca CA.crt -ca-key CA.key -cert SERVER.crt -key SERVER.key -secrets FILE [-legacy-pem]
                                                the reference enrollment signer (HTTPS)
   posfleet version [-json]
 
